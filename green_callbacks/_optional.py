@@ -1,0 +1,25 @@
+"""Import optional dependencies on demand, with an error that names the extra."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from green_callbacks.errors import MissingExtraError
+
+
+def require(module: str, extra: str, *, purpose: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingExtraError` naming the extra.
+
+    Args:
+        module: importable module name, e.g. ``"pyRAPL"``.
+        extra: the green-callbacks extra that installs it, e.g. ``"pyrapl"``.
+        purpose: what the module is needed for, shown in the message.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingExtraError(
+            f"{purpose} needs the Python module {module!r}, which is not installed "
+            f"({err}). Install it with: pip install 'green-callbacks[{extra}]'"
+        ) from err

@@ -1,0 +1,402 @@
+"""EnergyTracker: attribute the energy of a run to windows of work.
+
+Framework-free; the Lightning, Keras and Hugging Face callbacks feed it.
+
+Example:
+    >>> from green_callbacks.core import EnergyTracker
+    >>> from green_callbacks.meters import ReplayMeter
+    >>> clock = iter([0.0, 0.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0]).__next__
+    >>> meter = ReplayMeter.from_power([0.0, 10.0], [100.0, 100.0], clock=clock)
+    >>> tracker = EnergyTracker([meter], sample_interval_s=None, clock=clock).start()
+    >>> epoch = tracker.open("epoch", "train")
+    >>> result = tracker.close(epoch)
+    >>> round(result.energy_j, 6), result.duration_s, result.kind
+    (200.0, 2.0, 'replayed')
+    >>> round(tracker.stop().energy_j, 6)
+    300.0
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from itertools import chain
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from green_callbacks.core.records import LEVELS, Layout, WindowResult, WindowStats
+from green_callbacks.core.sampler import Sampler, SourceState
+from green_callbacks.core.trace import TraceWriter
+from green_callbacks.core.units import Carbon
+from green_callbacks.errors import TrackerStateError
+from green_callbacks.meters.auto import Finding
+from green_callbacks.meters.base import DEFAULT_CLOCK, Clock, Domain
+from green_callbacks.meters.spec import MeterLike, open_meters
+
+STATE_FORMAT = "green_callbacks.tracker/1"
+DEFAULT_SAMPLE_INTERVAL_S = 0.1
+
+
+class Window:
+    """An open window; pass it back to :meth:`EnergyTracker.close`."""
+
+    __slots__ = ("closed", "level", "name", "start_s", "start_values")
+
+    def __init__(self, level: str, name: str, start_s: float, start_values: tuple[float, ...]):
+        self.level = level
+        self.name = name
+        self.start_s = start_s
+        self.start_values = start_values
+        self.closed = False
+
+
+class EnergyTracker:
+    """Meters a run and the windows inside it (phases, epochs, batches).
+
+    Args:
+        meters: ``"auto"``, a spec string, a meter object, or a list of them
+            (see :mod:`green_callbacks.meters.spec`).
+        sample_interval_s: how often the sampler thread reads every source, or
+            None for no thread (call :meth:`poll` yourself). Units: s.
+        idle_baseline_s: seconds of idle power to measure at start; windows then
+            also report energy above idle. 0 disables. Units: s.
+        carbon_intensity_g_per_kwh: grid intensity for gCO2e figures, or None.
+        pue: facility power usage effectiveness applied to carbon figures.
+        trace_path: JSONL file to append every closed window to, or None.
+            Without it memory stays bounded by running aggregates.
+        strict: raise when a source fails instead of dropping it with a warning.
+        clock: monotonic clock (tests inject a fake one).
+        sleep: how to wait during the idle baseline (tests inject a fake one).
+
+    Windows may nest or overlap freely (validation runs inside a training epoch
+    in Lightning); each reports the energy of all metered domains during its
+    own interval. Batch windows interpolate between sensor samples by default;
+    other levels take a fresh reading at both ends.
+    """
+
+    def __init__(
+        self,
+        meters: MeterLike | Sequence[MeterLike] = "auto",
+        *,
+        sample_interval_s: float | None = DEFAULT_SAMPLE_INTERVAL_S,
+        idle_baseline_s: float = 0.0,
+        carbon_intensity_g_per_kwh: float | None = None,
+        pue: float = 1.0,
+        trace_path: str | Path | None = None,
+        strict: bool = False,
+        clock: Clock = DEFAULT_CLOCK,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if sample_interval_s is not None and sample_interval_s <= 0:
+            raise ValueError(f"sample_interval_s must be > 0 s or None, got {sample_interval_s}")
+        if idle_baseline_s < 0:
+            raise ValueError(f"idle_baseline_s must be >= 0 s, got {idle_baseline_s}")
+        self._meter_specs = meters
+        self._sample_interval_s = sample_interval_s
+        self._idle_baseline_s = idle_baseline_s
+        self._carbon = None if carbon_intensity_g_per_kwh is None else Carbon(carbon_intensity_g_per_kwh, pue)
+        self._trace_path = trace_path
+        self._strict = strict
+        self._clock = clock
+        self._sleep = sleep
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sources: list[SourceState] = []
+        self._findings: list[Finding] = []
+        self._layout = Layout.of((), self._carbon)
+        self._sampler: Sampler | None = None
+        self._trace: TraceWriter | None = None
+        self._run: Window | None = None
+        self._idle_w: tuple[float, ...] | None = None
+        self._idle_total_w = 0.0
+        self._stats: dict[tuple[str, str], WindowStats] = {}
+        self._prior_j: dict[str, float] = {}
+        self._prior_domains: dict[str, Domain] = {}
+        self._prior_duration_s = 0.0
+        self._prior_idle_j: float | None = None
+        self._final: WindowResult | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> EnergyTracker:
+        """Open the meters, start the sampler, measure idle power if asked, open the run."""
+        if self._run is not None:
+            raise TrackerStateError("tracker already started; call stop() before starting again")
+        selection = open_meters(self._meter_specs, clock=self._clock)
+        self._findings = selection.findings
+        self._sources = [SourceState(m, strict=self._strict) for m in selection.meters]
+        self._layout = Layout.of(tuple(chain.from_iterable(m.domains() for m in selection.meters)), self._carbon)
+        interval = self._poll_interval(selection.meters)
+        if interval is not None:
+            self._sampler = Sampler(self.poll, interval)
+            self._sampler.start()
+        if self._trace_path is not None:
+            self._trace = TraceWriter(Path(self._trace_path), strict=self._strict)
+        t0, v0 = self._read(exact=True)
+        if self._idle_baseline_s > 0:
+            self._measure_idle(t0, v0)
+            t0, v0 = self._read(exact=True)
+        self._run = Window("run", "run", t0, v0)
+        return self
+
+    def _poll_interval(self, meters: Sequence[Any]) -> float | None:
+        if self._sample_interval_s is None:
+            return None
+        limits = [m.max_poll_interval_s for m in meters if m.max_poll_interval_s is not None]
+        return min([self._sample_interval_s, *limits])
+
+    def _measure_idle(self, t0: float, v0: tuple[float, ...]) -> None:
+        self._sleep(self._idle_baseline_s)
+        t1, v1 = self._read(exact=True)
+        elapsed = t1 - t0
+        if elapsed <= 0:
+            raise TrackerStateError(f"idle baseline took {elapsed} s on the tracker clock; it must advance")
+        self._idle_w = tuple((b - a) / elapsed for a, b in zip(v0, v1))
+        self._idle_total_w = sum(w for w, top in zip(self._idle_w, self._layout.top) if top)
+
+    def stop(self) -> WindowResult:
+        """Close the run: final exact reading, stop the sampler, close meters and trace.
+
+        Returns:
+            The run totals (continuing any state loaded with :meth:`load_state_dict`).
+        """
+        run = self._require_run()
+        try:
+            now, values = self._read(exact=True)
+            self._close(run, now, values, interpolated=False)
+            self._final = self._totals_at(now, values)
+        finally:
+            self._shutdown()
+        return self._final
+
+    def _shutdown(self) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        for source in self._sources:
+            source.meter.close()
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
+        self._run = None
+
+    def __enter__(self) -> EnergyTracker:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._run is not None:
+            self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._run is not None
+
+    # -- readings --------------------------------------------------------
+
+    def poll(self) -> None:
+        """Read every source now; what the sampler thread calls each interval."""
+        for source in self._sources:
+            source.sample()
+
+    def _read(self, *, exact: bool) -> tuple[float, tuple[float, ...]]:
+        if self._strict:
+            for source in self._sources:
+                source.raise_if_strict()
+        if exact:
+            parts = [s.sample() for s in self._sources]
+            now = self._clock()
+        else:
+            now = self._clock()
+            parts = [s.at(now) for s in self._sources]
+        if len(parts) == 1:
+            return now, parts[0]
+        return now, tuple(chain.from_iterable(parts))
+
+    # -- windows ---------------------------------------------------------
+
+    def open(self, level: str, name: str = "", *, exact: bool | None = None) -> Window:
+        """Open a window.
+
+        Args:
+            level: ``run``, ``phase``, ``epoch`` or ``batch``.
+            name: free label, e.g. ``"train"``; aggregates are kept per level and name.
+            exact: read the sensors now (True) or interpolate between samples
+                (False). Default: interpolate for batches only.
+        """
+        self._require_run()
+        if level not in LEVELS:
+            raise ValueError(f"window level must be one of {LEVELS}, got {level!r}")
+        now, values = self._read(exact=level != "batch" if exact is None else exact)
+        return Window(level, name, now, values)
+
+    def close(self, window: Window, *, exact: bool | None = None) -> WindowResult:
+        """Close a window and return its energy; updates the running aggregates."""
+        self._require_run()
+        if window.closed:
+            raise TrackerStateError(f"window {window.level}/{window.name} was already closed")
+        interpolated = window.level == "batch" if exact is None else not exact
+        now, values = self._read(exact=not interpolated)
+        return self._close(window, now, values, interpolated=interpolated)
+
+    def _close(self, window: Window, now: float, values: tuple[float, ...], *, interpolated: bool) -> WindowResult:
+        window.closed = True
+        duration = now - window.start_s
+        result = WindowResult(
+            level=window.level,
+            name=window.name,
+            start_s=window.start_s,
+            duration_s=duration,
+            values=tuple(b - a for a, b in zip(window.start_values, values)),
+            layout=self._layout,
+            idle_j=None if self._idle_w is None else self._idle_total_w * duration,
+            interpolated=interpolated,
+            notes=self.notes,
+        )
+        key = (window.level, window.name)
+        stats = self._stats.get(key)
+        if stats is None:
+            stats = self._stats[key] = WindowStats()
+        stats.add(result.energy_j, duration)
+        if self._trace is not None:
+            self._trace.write(result)
+        return result
+
+    @contextmanager
+    def window(self, level: str, name: str = "") -> Iterator[list[WindowResult]]:
+        """Context manager form of open/close; yields a list that receives the result."""
+        handle = self.open(level, name)
+        box: list[WindowResult] = []
+        try:
+            yield box
+        finally:
+            box.append(self.close(handle))
+
+    def _require_run(self) -> Window:
+        if self._run is None:
+            raise TrackerStateError("tracker is not running; call start() first (or use it as a context manager)")
+        return self._run
+
+    # -- reports ---------------------------------------------------------
+
+    def totals(self) -> WindowResult:
+        """The run so far, from a fresh reading, plus any loaded prior state."""
+        self._require_run()
+        return self._totals_at(*self._read(exact=True))
+
+    def _totals_at(self, now: float, values: tuple[float, ...]) -> WindowResult:
+        run = self._require_run()
+        duration = now - run.start_s
+        current = dict(zip(self._layout.names, (b - a for a, b in zip(run.start_values, values))))
+        extra = tuple(d for n, d in self._prior_domains.items() if n not in current)
+        layout = Layout.of(self._layout.domains + extra, self._carbon) if extra else self._layout
+        merged = tuple(current.get(n, 0.0) + self._prior_j.get(n, 0.0) for n in layout.names)
+        idle_j = None
+        if self._idle_w is not None or self._prior_idle_j is not None:
+            idle_j = self._idle_total_w * duration + (self._prior_idle_j or 0.0)
+        return WindowResult(
+            level="run",
+            name="total",
+            start_s=run.start_s,
+            duration_s=duration + self._prior_duration_s,
+            values=merged,
+            layout=layout,
+            idle_j=idle_j,
+            notes=self.notes,
+        )
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the figures lack: sources dropped during the run."""
+        return tuple(s.dropped_note for s in self._sources if s.dropped_note is not None)
+
+    @property
+    def domains(self) -> tuple[Domain, ...]:
+        """Provenance of every metered domain."""
+        return self._layout.domains
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """Why ``auto`` chose what it chose (empty for explicit meters)."""
+        return tuple(self._findings)
+
+    @property
+    def idle_power_w(self) -> dict[str, float] | None:
+        """Idle power per domain from the baseline, or None. Units: W."""
+        return None if self._idle_w is None else dict(zip(self._layout.names, self._idle_w))
+
+    def stats(self, level: str, name: str = "") -> WindowStats:
+        """Running aggregate of closed windows with this level and name."""
+        return self._stats.get((level, name), WindowStats())
+
+    @property
+    def window_stats(self) -> dict[str, WindowStats]:
+        """All running aggregates, keyed ``"level/name"``."""
+        return {f"{level}/{name}": s for (level, name), s in self._stats.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready report of the run: totals, aggregates, provenance, findings."""
+        totals = self.totals() if self._run is not None else self._final
+        return {
+            "totals": None if totals is None else totals.to_dict(),
+            "windows": {k: s.to_dict() for k, s in self.window_stats.items()},
+            "idle_power_w": self.idle_power_w,
+            "findings": [f.__dict__ for f in self._findings],
+            "notes": list(self.notes),
+            "resumed": bool(self._prior_j),
+        }
+
+    # -- resume ----------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain numbers and strings that let a resumed run continue its totals."""
+        totals = self.totals()
+        return {
+            "format": STATE_FORMAT,
+            "energy_j": totals.energy_by_domain,
+            "duration_s": totals.duration_s,
+            "idle_j": totals.idle_j,
+            "domains": [d.to_dict() for d in totals.layout.domains],
+            "windows": {f"{lv}\t{nm}": s.to_dict() for (lv, nm), s in self._stats.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` of an earlier run (before or after start).
+
+        Raises:
+            TrackerStateError: ``state`` is not a tracker state of this format.
+        """
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+            raise TrackerStateError(
+                f"not a green_callbacks tracker state (format {found!r}, expected {STATE_FORMAT!r}); "
+                "pass what EnergyTracker.state_dict() returned"
+            )
+        try:
+            prior_j = {str(k): float(v) for k, v in state["energy_j"].items()}
+            domains = {str(d["domain"]): _domain_from_dict(d) for d in state["domains"]}
+            duration = float(state["duration_s"])
+            idle = None if state["idle_j"] is None else float(state["idle_j"])
+            stats = {
+                tuple(key.split("\t", 1)): WindowStats.from_dict(v) for key, v in state["windows"].items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise TrackerStateError(f"tracker state is incomplete or malformed: {err!r}") from err
+        self._prior_j, self._prior_domains = prior_j, domains
+        self._prior_duration_s, self._prior_idle_j = duration, idle
+        self._stats = stats  # type: ignore[assignment]
+
+
+def _domain_from_dict(data: Mapping[str, Any]) -> Domain:
+    return Domain(
+        name=str(data["domain"]),
+        kind=data["kind"],
+        source=str(data["source"]),
+        method=str(data["method"]),
+        part_of=data.get("part_of"),
+        detail=str(data.get("detail", "")),
+    )
