@@ -49,7 +49,7 @@ class PyRaplMeter:
             self._measurement.end()
         except Exception as err:
             raise MeterUnavailableError(
-                f"pyRAPL could not start ({type(err).__name__}: {err or 'no message'}): it "
+                f"pyRAPL could not start ({type(err).__name__}: {str(err) or 'no message'}): it "
                 "needs RAPL counters under /sys/class/powercap readable by this user. "
                 "Run 'green-callbacks meters' for the reason and the fix."
             ) from err

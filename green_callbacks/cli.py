@@ -1,0 +1,211 @@
+"""The ``green-callbacks`` command line.
+
+- ``green-callbacks meters``: which energy sources this machine has, which are
+  chosen and why, and how to enable the missing ones.
+- ``green-callbacks measure [--meter SPEC]... [--json] -- COMMAND [ARGS...]``:
+  run a command and report its energy, the energy counterpart of ``time``.
+  The report goes to stderr (``--json``: one JSON object on stdout), or to the
+  file given with ``-o``. The exit code is the command's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import warnings
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, TextIO
+
+from green_callbacks import __version__
+from green_callbacks.core.records import WindowResult
+from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker
+from green_callbacks.errors import EnergySourceWarning, GreenCallbacksError
+from green_callbacks.meters.auto import detect
+from green_callbacks.meters.spec import SPEC_FORMS
+
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``green-callbacks`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            result: int = args.handler(args)
+        except GreenCallbacksError as err:
+            print(f"green-callbacks: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+    return result
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    text = str(message).removeprefix("green_callbacks: ")
+    print(f"green-callbacks: warning: {text}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="green-callbacks", description="Energy metering for deep-learning work."
+    )
+    parser.add_argument("--version", action="version", version=f"green-callbacks {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    meters = sub.add_parser("meters", help="list energy sources on this machine and the choice made")
+    meters.add_argument("--powercap-root", help="RAPL powercap folder (default /sys/class/powercap)")
+    meters.add_argument("--json", action="store_true", help="print JSON instead of text")
+    meters.set_defaults(handler=_cmd_meters)
+
+    measure = sub.add_parser(
+        "measure",
+        help="run a command and report its energy",
+        description="Run COMMAND and report its energy per domain, duration and average power.",
+    )
+    measure.add_argument(
+        "--meter",
+        action="append",
+        dest="meters",
+        metavar="SPEC",
+        help=f"energy source, repeatable (default auto); one of: {', '.join(SPEC_FORMS)}",
+    )
+    measure.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    measure.add_argument("-o", "--output", help="write the report to this file instead")
+    measure.add_argument(
+        "--interval", type=float, default=DEFAULT_SAMPLE_INTERVAL_S, help="sampling interval in s"
+    )
+    measure.add_argument("--idle-baseline", type=float, default=0.0, help="seconds of idle power to measure first")
+    measure.add_argument("--carbon-intensity", type=float, help="grid intensity, gCO2e/kWh")
+    measure.add_argument("--pue", type=float, default=1.0, help="facility PUE for carbon figures")
+    measure.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    measure.set_defaults(handler=_cmd_measure)
+    return parser
+
+
+def _cmd_meters(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EnergySourceWarning)  # the listing says it all
+        selection = detect(powercap_root=args.powercap_root)
+    try:
+        domains = [d for m in selection.meters for d in m.domains()]
+        if args.json:
+            payload = {
+                "findings": [f.__dict__ for f in selection.findings],
+                "domains": [d.to_dict() for d in domains],
+            }
+            print(json.dumps(payload, indent=2))
+            return 0
+        print("Energy sources on this machine:")
+        print(selection.explain())
+        print("\nDomains that will be metered:")
+        for d in domains:
+            part = f", part of {d.part_of}" if d.part_of else ""
+            print(f"  {d.name:<14} {d.label()}{part}  [{d.detail}]")
+    finally:
+        for meter in selection.meters:
+            meter.close()
+    return 0
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("green-callbacks measure: no command given; usage: green-callbacks measure -- COMMAND", file=sys.stderr)
+        return EXIT_USAGE
+    tracker = EnergyTracker(
+        args.meters or "auto",
+        sample_interval_s=args.interval,
+        idle_baseline_s=args.idle_baseline,
+        carbon_intensity_g_per_kwh=args.carbon_intensity,
+        pue=args.pue,
+    )
+    tracker.start()
+    try:
+        exit_code = _run(command)
+    finally:
+        totals = tracker.stop()
+    report = _report(command, exit_code, totals, tracker)
+    _emit(report, totals, args)
+    return exit_code
+
+
+def _run(command: list[str]) -> int:
+    try:
+        child = subprocess.Popen(command)
+    except FileNotFoundError:
+        print(f"green-callbacks measure: command not found: {command[0]}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except PermissionError:
+        print(f"green-callbacks measure: cannot execute: {command[0]}", file=sys.stderr)
+        return EXIT_NOT_EXECUTABLE
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in FORWARDED_SIGNALS}
+    try:
+        code = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as shells report
+
+
+def _report(command: list[str], exit_code: int, totals: WindowResult, tracker: EnergyTracker) -> dict[str, Any]:
+    report = {"command": command, "exit_code": exit_code, **totals.to_dict()}
+    report.pop("level")
+    report.pop("name")
+    report["findings"] = [f.__dict__ for f in tracker.findings]
+    return report
+
+
+def _emit(report: dict[str, Any], totals: WindowResult, args: argparse.Namespace) -> None:
+    text = json.dumps(report, indent=2) if args.json else _human(report, totals)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        return
+    stream: TextIO = sys.stdout if args.json else sys.stderr
+    print(text, file=stream)
+
+
+def _human(report: dict[str, Any], totals: WindowResult) -> str:
+    lines = [
+        f"green-callbacks: energy of {' '.join(report['command'])}",
+        f"  energy      {totals.energy_j:12.3f} J   ({totals.kind})",
+        f"  duration    {totals.duration_s:12.3f} s",
+        f"  avg power   {totals.avg_power_w:12.3f} W",
+    ]
+    if totals.carbon_g is not None:
+        lines.append(f"  carbon      {totals.carbon_g:12.4f} gCO2e")
+    if totals.above_idle_j is not None:
+        lines.append(f"  above idle  {totals.above_idle_j:12.3f} J")
+    for domain, joules in zip(totals.layout.domains, totals.values):
+        part = f", part of {domain.part_of}" if domain.part_of else ""
+        lines.append(f"  {domain.name:<11} {joules:12.3f} J   {domain.label()}{part}")
+    lines.extend(f"  note: {note}" for note in totals.notes)
+    lines.append(f"  exit code   {report['exit_code']:>12}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

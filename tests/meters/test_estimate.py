@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+
+from green_callbacks.errors import MeterSpecError
+from green_callbacks.meters import EstimateConfig, EstimateMeter
+from green_callbacks.meters.estimate import BYTES_PER_GIB
+from green_callbacks.testing import FakeClock
+
+
+class FakeHostProbe:
+    """A fake host: CPU seconds and memory set by the test."""
+
+    def __init__(self) -> None:
+        self.busy = 0.0
+        self.total = 0.0
+        self.memory = {"total": 16 * BYTES_PER_GIB, "used": 4 * BYTES_PER_GIB}
+
+    def run(self, seconds: float, cpus: int, utilisation: float) -> None:
+        self.total += seconds * cpus
+        self.busy += seconds * cpus * utilisation
+
+    def cpu_times(self) -> tuple[float, float]:
+        return self.busy, self.total
+
+    def memory_bytes(self, mode: str) -> int:
+        return self.memory[mode]
+
+
+@pytest.mark.parametrize(("utilisation", "idle_fraction", "watts"), [(0.5, 0.0, 50.0), (0.0, 0.2, 20.0), (1.0, 0.2, 100.0)])
+def test_cpu_power_follows_utilisation_and_tdp(utilisation: float, idle_fraction: float, watts: float) -> None:
+    clock, probe = FakeClock(), FakeHostProbe()
+    meter = EstimateMeter(EstimateConfig(tdp_w=100.0, idle_fraction=idle_fraction, parts=("cpu",)), probe=probe, clock=clock)
+    clock.advance(2.0)
+    probe.run(2.0, cpus=4, utilisation=utilisation)
+
+    assert meter.read().energy_j == {"cpu": pytest.approx(watts * 2.0)}
+
+
+@pytest.mark.parametrize(("mode", "gib"), [("total", 16), ("used", 4)])
+def test_ram_power_from_installed_or_used_memory(mode: str, gib: int) -> None:
+    clock = FakeClock()
+    meter = EstimateMeter(EstimateConfig(ram=mode, ram_w_per_gb=0.5, parts=("dram",)), probe=FakeHostProbe(), clock=clock)  # type: ignore[arg-type]
+    clock.advance(10.0)
+
+    assert meter.read().energy_j == {"dram": pytest.approx(0.5 * gib * 10.0)}
+
+
+def test_every_figure_is_labelled_estimated() -> None:
+    meter = EstimateMeter(probe=FakeHostProbe(), clock=FakeClock())
+
+    assert [(d.name, d.kind) for d in meter.domains()] == [("cpu", "estimated"), ("dram", "estimated")]
+    assert "tdp_w=85" in meter.domains()[0].detail
+
+
+def test_energy_accumulates_across_reads_with_changing_load() -> None:
+    clock, probe = FakeClock(), FakeHostProbe()
+    meter = EstimateMeter(EstimateConfig(tdp_w=80.0, parts=("cpu",)), probe=probe, clock=clock)
+    for utilisation in (1.0, 0.25):
+        clock.advance(1.0)
+        probe.run(1.0, cpus=2, utilisation=utilisation)
+        last = meter.read().energy_j["cpu"]
+
+    assert last == pytest.approx(80.0 + 20.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tdp_w": 0}, "tdp_w must be > 0"),
+        ({"idle_fraction": 1.5}, "between 0 and 1"),
+        ({"ram_w_per_gb": -1}, "ram_w_per_gb must be >= 0"),
+        ({"ram": "free"}, "'total' or 'used'"),
+        ({"parts": ("gpu",)}, "parts must be"),
+    ],
+)
+def test_bad_constants_are_rejected_with_the_value(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(MeterSpecError, match=message):
+        EstimateConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_real_host_probe_gives_positive_energy() -> None:
+    clock = FakeClock()
+    meter = EstimateMeter(clock=clock)
+    sum(i * i for i in range(200_000))  # some real CPU work between the reads
+    clock.advance(1.0)
+
+    energy = meter.read().energy_j
+
+    assert energy["dram"] > 0
+    assert energy["cpu"] >= 0
