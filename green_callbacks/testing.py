@@ -8,6 +8,7 @@ that :class:`~green_callbacks.meters.RaplMeter` reads.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -129,8 +130,15 @@ class FakePowercapTree:
         return path
 
     def set_energy(self, zone_id: str, energy_uj: int) -> None:
-        """Set a zone's counter (as the hardware would advance it)."""
-        (self._paths[zone_id] / "energy_uj").write_text(f"{energy_uj}\n")
+        """Set a zone's counter (as the hardware would advance it).
+
+        Written to a temp file and renamed, so a concurrent reader never sees a
+        half-written value (sysfs reads are atomic too).
+        """
+        path = self._paths[zone_id] / "energy_uj"
+        temp = path.with_name("energy_uj.tmp")
+        temp.write_text(f"{energy_uj}\n")
+        os.replace(temp, path)
 
     def add_energy(self, zone_id: str, delta_uj: int) -> None:
         """Advance a zone's counter by ``delta_uj``, wrapping at its range."""

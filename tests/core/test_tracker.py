@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from green_callbacks.core import J_PER_KWH, EnergyTracker
+from green_callbacks.errors import EnergySourceWarning, MeterReadError, TrackerStateError
+from green_callbacks.testing import FakeClock, FakeMeter
+
+
+def make(clock: FakeClock, power: dict[str, float] | None = None, **kwargs: object) -> tuple[EnergyTracker, FakeMeter]:
+    meter = FakeMeter(power or {"gpu:0": 200.0, "cpu": 50.0}, clock=clock)
+    tracker = EnergyTracker([meter], sample_interval_s=None, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+    return tracker.start(), meter
+
+
+def test_nested_windows_attribute_energy_per_domain(clock: FakeClock) -> None:
+    tracker, _ = make(clock)
+    phase = tracker.open("phase", "train")
+    epochs = []
+    for _ in range(2):
+        epoch = tracker.open("epoch", "train")
+        clock.advance(3.0)
+        epochs.append(tracker.close(epoch))
+    phase_result = tracker.close(phase)
+    clock.advance(1.0)
+    totals = tracker.stop()
+
+    assert epochs[0].energy_by_domain == {"gpu:0": 600.0, "cpu": 150.0}
+    assert epochs[0].energy_j == 750.0 and epochs[0].avg_power_w == 250.0
+    assert phase_result.energy_j == sum(e.energy_j for e in epochs)
+    assert totals.energy_j == 1750.0 and totals.duration_s == 7.0
+    assert tracker.stats("epoch", "train").count == 2
+    assert tracker.stats("epoch", "train").energy_j == 1500.0
+
+
+def test_batch_windows_interpolate_between_samples(clock: FakeClock) -> None:
+    tracker, meter = make(clock, {"gpu:0": 100.0})
+    epoch = tracker.open("epoch")
+    clock.advance(0.1)
+    tracker.poll()  # sampler tick: the meter is read at 0.1 s
+    reads = meter.reads
+    batches = []
+    for _ in range(4):
+        batch = tracker.open("batch")
+        clock.advance(0.025)
+        batches.append(tracker.close(batch))
+
+    assert meter.reads == reads  # batch boundaries never touch the sensor
+    assert [b.energy_j for b in batches] == pytest.approx([2.5] * 4)
+    assert all(b.interpolated for b in batches)
+    assert tracker.close(epoch).energy_j == pytest.approx(20.0)
+
+
+def test_interpolated_windows_are_never_negative(clock: FakeClock) -> None:
+    tracker, meter = make(clock, {"gpu:0": 1000.0})
+    clock.advance(1.0)
+    tracker.poll()
+    batch = tracker.open("batch")  # extrapolates at 1000 W
+    meter.set_power(**{"gpu:0": 0.0})
+    clock.advance(1.0)
+    tracker.poll()  # the sensor shows the load stopped
+    first = tracker.close(batch)
+    second = tracker.close(tracker.open("batch"))
+
+    assert first.energy_j >= 0.0 and second.energy_j >= 0.0
+
+
+def test_idle_baseline_reports_energy_above_idle(clock: FakeClock) -> None:
+    tracker, meter = make(clock, {"gpu:0": 60.0}, idle_baseline_s=5.0)
+    assert tracker.idle_power_w == {"gpu:0": 60.0}
+    meter.set_power(**{"gpu:0": 260.0})
+    epoch = tracker.open("epoch")
+    clock.advance(2.0)
+
+    result = tracker.close(epoch)
+
+    assert result.energy_j == 520.0
+    assert result.idle_j == 120.0
+    assert result.above_idle_j == 400.0
+    assert tracker.stop().duration_s == 2.0  # the idle measurement is not part of the run
+
+
+def test_carbon_from_intensity_and_pue(clock: FakeClock) -> None:
+    tracker, _ = make(clock, {"gpu:0": 1000.0}, carbon_intensity_g_per_kwh=400.0, pue=1.5)
+    clock.advance(3600.0)
+
+    totals = tracker.stop()
+
+    assert totals.energy_j == J_PER_KWH
+    assert totals.carbon_g == pytest.approx(600.0)
+
+
+def test_state_round_trip_continues_totals_after_resume(clock: FakeClock) -> None:
+    first, _ = make(clock)
+    epoch = first.open("epoch", "train")
+    clock.advance(2.0)
+    first.close(epoch)
+    state = json.loads(json.dumps(first.state_dict()))  # plain numbers and strings only
+    first.stop()
+
+    second, _ = make(clock)
+    second.load_state_dict(state)
+    epoch = second.open("epoch", "train")
+    clock.advance(2.0)
+    second.close(epoch)
+    totals = second.stop()
+
+    assert totals.energy_j == 1000.0  # 2 x 250 W x 2 s
+    assert totals.duration_s == 4.0
+    assert second.stats("epoch", "train").count == 2
+    assert second.summary()["resumed"] is True
+
+
+def test_state_from_another_machine_keeps_its_domains(clock: FakeClock) -> None:
+    gpu_run, _ = make(clock, {"gpu:0": 100.0})
+    clock.advance(1.0)
+    state = gpu_run.state_dict()
+    gpu_run.stop()
+
+    cpu_run, _ = make(clock, {"cpu": 10.0})
+    cpu_run.load_state_dict(state)
+    clock.advance(1.0)
+
+    assert cpu_run.stop().energy_by_domain == {"cpu": 10.0, "gpu:0": 100.0}
+
+
+@pytest.mark.parametrize("state", [{}, {"format": "other/1"}, [1, 2], {"format": "green_callbacks.tracker/1"}])
+def test_bad_state_is_refused_clearly(clock: FakeClock, state: object) -> None:
+    tracker, _ = make(clock)
+
+    with pytest.raises(TrackerStateError, match="tracker state|state_dict"):
+        tracker.load_state_dict(state)  # type: ignore[arg-type]
+
+
+def test_sampler_thread_starts_and_stops_without_leaks() -> None:
+    before = set(threading.enumerate())
+    meter = FakeMeter({"gpu:0": 10.0})
+    tracker = EnergyTracker([meter], sample_interval_s=0.005).start()
+    started = [t for t in threading.enumerate() if t.name == "green-callbacks-sampler"]
+    deadline = threading.Event()
+    while meter.reads < 3 and not deadline.wait(0.005):
+        pass
+
+    tracker.stop()
+
+    assert len(started) == 1
+    assert meter.reads >= 3 and meter.closed
+    assert set(threading.enumerate()) == before
+
+
+def test_failing_source_is_dropped_with_one_warning_and_training_goes_on(clock: FakeClock) -> None:
+    good = FakeMeter({"cpu": 10.0}, clock=clock)
+    bad = FakeMeter({"gpu:0": 100.0}, clock=clock, fail_after=3)
+    tracker = EnergyTracker([good, bad], sample_interval_s=None, clock=clock).start()
+    clock.advance(1.0)
+
+    with pytest.warns(EnergySourceWarning, match="'fake'.*dropped") as caught:
+        for _ in range(3):
+            tracker.poll()
+            clock.advance(1.0)
+        totals = tracker.stop()
+
+    assert len(caught) == 1
+    assert totals.energy_by_domain == {"cpu": 40.0, "gpu:0": 100.0}
+    assert "scripted failure" in totals.notes[0]
+
+
+def test_strict_mode_raises_the_failure(clock: FakeClock) -> None:
+    bad = FakeMeter({"gpu:0": 1.0}, clock=clock, fail_after=2)
+    tracker = EnergyTracker([bad], sample_interval_s=None, clock=clock, strict=True).start()
+    tracker.poll()
+
+    with pytest.raises(MeterReadError, match="strict mode"):
+        tracker.open("epoch")
+
+
+def test_trace_file_gets_one_line_per_window(clock: FakeClock, tmp_path: Path) -> None:
+    trace = tmp_path / "out" / "trace.jsonl"
+    tracker, _ = make(clock, {"gpu:0": 10.0}, trace_path=trace)
+    for _ in range(3):
+        batch = tracker.open("batch")
+        clock.advance(1.0)
+        tracker.close(batch)
+    tracker.stop()
+
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [r["level"] for r in rows] == ["batch", "batch", "batch", "run"]
+    assert rows[-1]["energy_j"] == 30.0
+
+
+def test_unwritable_trace_warns_and_training_goes_on(clock: FakeClock, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.warns(EnergySourceWarning, match="trace file"):
+        tracker, _ = make(clock, trace_path=blocker / "trace.jsonl")
+    clock.advance(1.0)
+
+    assert tracker.stop().energy_j == 250.0
+
+
+def test_memory_is_bounded_without_a_trace(clock: FakeClock) -> None:
+    tracker, _ = make(clock)
+    for _ in range(1000):
+        tracker.close(tracker.open("batch", "train"))
+        clock.advance(0.001)
+
+    assert len(tracker.window_stats) == 1
+    assert tracker.stats("batch", "train").count == 1000
+
+
+def test_misuse_is_reported(clock: FakeClock) -> None:
+    tracker = EnergyTracker([FakeMeter({"x": 1.0}, clock=clock)], sample_interval_s=None, clock=clock)
+    with pytest.raises(TrackerStateError, match="call start"):
+        tracker.open("epoch")
+    tracker.start()
+    with pytest.raises(ValueError, match="level must be one of"):
+        tracker.open("step")
+    window = tracker.open("epoch")
+    tracker.close(window)
+    with pytest.raises(TrackerStateError, match="already closed"):
+        tracker.close(window)
+    with pytest.raises(TrackerStateError, match="already started"):
+        tracker.start()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"sample_interval_s": 0}, "sample_interval_s"), ({"idle_baseline_s": -1}, "idle_baseline_s"), ({"pue": 0.5, "carbon_intensity_g_per_kwh": 100}, "pue")])
+def test_bad_arguments_say_what_to_pass(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EnergyTracker("estimate", **kwargs)  # type: ignore[arg-type]
+
+
+def test_context_manager_and_window_helper(clock: FakeClock) -> None:
+    with EnergyTracker([FakeMeter({"gpu:0": 5.0}, clock=clock)], sample_interval_s=None, clock=clock) as tracker:
+        with tracker.window("epoch", "val") as box:
+            clock.advance(2.0)
+    assert box[0].energy_j == 10.0
+    assert not tracker.running
+    assert tracker.summary()["totals"]["energy_j"] == 10.0

@@ -1,0 +1,19 @@
+"""Importing green_callbacks must not import any deep-learning framework."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+FRAMEWORKS = ("torch", "tensorflow", "keras", "lightning", "pytorch_lightning", "transformers", "jax")
+
+
+def test_core_imports_no_framework() -> None:
+    code = (
+        "import sys, green_callbacks, green_callbacks.cli, green_callbacks.meters, "
+        "green_callbacks.core, green_callbacks.testing\n"
+        f"print(','.join(m for m in {FRAMEWORKS!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert done.stdout.strip() == ""
