@@ -69,8 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"green-callbacks {__version__}")
     sub = parser.add_subparsers(dest="command")
 
-    meters = sub.add_parser("meters", help="list energy sources on this machine and the choice made")
-    meters.add_argument("--powercap-root", help="RAPL powercap folder (default /sys/class/powercap)")
+    meters = sub.add_parser(
+        "meters", help="list energy sources on this machine and the choice made"
+    )
+    meters.add_argument(
+        "--powercap-root", help="RAPL powercap folder (default /sys/class/powercap)"
+    )
     meters.add_argument("--json", action="store_true", help="print JSON instead of text")
     meters.set_defaults(handler=_cmd_meters)
 
@@ -91,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     measure.add_argument(
         "--interval", type=float, default=DEFAULT_SAMPLE_INTERVAL_S, help="sampling interval in s"
     )
-    measure.add_argument("--idle-baseline", type=float, default=0.0, help="seconds of idle power to measure first")
+    measure.add_argument(
+        "--idle-baseline", type=float, default=0.0, help="seconds of idle power to measure first"
+    )
     measure.add_argument("--carbon-intensity", type=float, help="grid intensity, gCO2e/kWh")
     measure.add_argument("--pue", type=float, default=1.0, help="facility PUE for carbon figures")
     measure.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
@@ -129,7 +135,10 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        print("green-callbacks measure: no command given; usage: green-callbacks measure -- COMMAND", file=sys.stderr)
+        print(
+            "green-callbacks measure: no command given; usage: green-callbacks measure -- COMMAND",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     tracker = EnergyTracker(
         args.meters or "auto",
@@ -170,7 +179,9 @@ def _run(command: list[str]) -> int:
     return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as shells report
 
 
-def _report(command: list[str], exit_code: int, totals: WindowResult, tracker: EnergyTracker) -> dict[str, Any]:
+def _report(
+    command: list[str], exit_code: int, totals: WindowResult, tracker: EnergyTracker
+) -> dict[str, Any]:
     report = {"command": command, "exit_code": exit_code, **totals.to_dict()}
     report.pop("level")
     report.pop("name")

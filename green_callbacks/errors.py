@@ -7,6 +7,10 @@ matching built-in (``ValueError``, ``PermissionError``, ``RuntimeError``,
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 
 class GreenCallbacksError(Exception):
     """Base class of every error raised by green_callbacks."""
@@ -38,3 +42,18 @@ class MissingExtraError(GreenCallbacksError, ImportError):
 
 class EnergySourceWarning(UserWarning):
     """A source of energy readings was skipped or dropped; figures carry on without it."""
+
+
+def warn(message: str) -> None:
+    """Issue an :class:`EnergySourceWarning` attributed to the caller's code.
+
+    The warning points at the first frame outside green_callbacks, so users see
+    their own line (``tracker.start()``, ``trainer.fit()``), whatever the depth.
+    """
+    package_dir = os.path.dirname(__file__)
+    frame = sys._getframe(1)
+    level = 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package_dir):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(f"green_callbacks: {message}", EnergySourceWarning, stacklevel=level)

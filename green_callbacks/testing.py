@@ -72,7 +72,9 @@ class FakeMeter:
 
     def domains(self) -> tuple[Domain, ...]:
         return tuple(
-            Domain(name=n, kind=self._kind, source="fake", method="scripted-power", detail="FakeMeter")
+            Domain(
+                name=n, kind=self._kind, source="fake", method="scripted-power", detail="FakeMeter"
+            )
             for n in self._power
         )
 
@@ -149,4 +151,3 @@ class FakePowercapTree:
 
     def energy_path(self, zone_id: str) -> Path:
         return self._paths[zone_id] / "energy_uj"
-

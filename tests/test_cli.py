@@ -15,13 +15,19 @@ from green_callbacks.testing import FakePowercapTree
 CLI = [sys.executable, "-m", "green_callbacks.cli"]
 
 
-def measure(*args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    done = subprocess.run([*CLI, "measure", "--json", *args], capture_output=True, text=True, timeout=timeout)
+def measure(
+    *args: str, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    done = subprocess.run(
+        [*CLI, "measure", "--json", *args], capture_output=True, text=True, timeout=timeout
+    )
     return done, json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def test_measure_on_this_machine_reports_a_labelled_positive_figure() -> None:
-    done, report = measure("--meter", "estimate", "--", sys.executable, "-c", "import time; time.sleep(0.6)")
+    done, report = measure(
+        "--meter", "estimate", "--", sys.executable, "-c", "import time; time.sleep(0.6)"
+    )
 
     assert done.returncode == 0, done.stderr
     assert report["energy_j"] > 0
@@ -35,7 +41,9 @@ def test_measure_on_this_machine_reports_a_labelled_positive_figure() -> None:
 def test_measure_with_replay_matches_the_trace_integral(tmp_path: Path) -> None:
     trace = tmp_path / "trace.csv"
     trace.write_text("time_s,power_w\n0,100\n0.5,300\n1.0,100\n1.5,300\n60,300\n")
-    done, report = measure("--meter", f"replay:{trace}", "--", sys.executable, "-c", "import time; time.sleep(1.2)")
+    done, report = measure(
+        "--meter", f"replay:{trace}", "--", sys.executable, "-c", "import time; time.sleep(1.2)"
+    )
     t = report["duration_s"]
     # integral of the trace over [0, t] for t in [1.0, 60]: 200 J in the first second, then
     # a 100 -> 300 W ramp over 0.5 s, then 300 W.
@@ -69,18 +77,34 @@ def test_measure_with_rapl_reports_counter_deltas_exactly_wraps_included(tmp_pat
     tree.add_zone("intel-rapl:0:1", "dram", max_range_uj=10_000_000, energy_uj=5)
 
     done, report = measure(
-        "--meter", f"rapl:{tree.root}", "--interval", "0.02", "--",
-        sys.executable, "-c", SCRIPT_ADVANCING_COUNTERS, str(tree.root),
+        "--meter",
+        f"rapl:{tree.root}",
+        "--interval",
+        "0.02",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT_ADVANCING_COUNTERS,
+        str(tree.root),
     )
 
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr
-    assert report["domains"] == {"cpu:0": pytest.approx(2.1, abs=1e-9), "dram:0": pytest.approx(0.370368, abs=1e-9)}
+    assert report["domains"] == {
+        "cpu:0": pytest.approx(2.1, abs=1e-9),
+        "dram:0": pytest.approx(0.370368, abs=1e-9),
+    }
     assert report["energy_j"] == pytest.approx(2.470368, abs=1e-9)
     assert {s["kind"] for s in report["sources"]} == {"measured"}
 
 
-@pytest.mark.parametrize(("command", "code"), [("import sys; sys.exit(3)", 3), ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", 128 + 15)])
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        ("import sys; sys.exit(3)", 3),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", 128 + 15),
+    ],
+)
 def test_measure_propagates_the_exit_code(command: str, code: int) -> None:
     done, report = measure("--meter", "estimate", "--", sys.executable, "-c", command)
 
@@ -97,14 +121,20 @@ def test_measure_reports_a_missing_command() -> None:
 
 def test_human_report_goes_to_stderr_and_output_file(tmp_path: Path) -> None:
     out = tmp_path / "report.txt"
-    done = subprocess.run([*CLI, "measure", "--meter", "estimate", "-o", str(out), "--", "true"], capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "measure", "--meter", "estimate", "-o", str(out), "--", "true"],
+        capture_output=True,
+        text=True,
+    )
 
     assert done.returncode == 0
     assert "estimated (estimate utilization-model)" in out.read_text()
 
 
 def test_bad_meter_spec_is_a_usage_error() -> None:
-    done = subprocess.run([*CLI, "measure", "--meter", "watts", "--", "true"], capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "measure", "--meter", "watts", "--", "true"], capture_output=True, text=True
+    )
 
     assert done.returncode == 2
     assert "unknown meter 'watts'" in done.stderr and "replay:/path/to/trace.csv" in done.stderr
@@ -118,7 +148,11 @@ def test_measure_without_a_command_is_a_usage_error() -> None:
 
 
 def test_meters_lists_choice_reasons_and_fixes(tmp_path: Path) -> None:
-    done = subprocess.run([*CLI, "meters", "--powercap-root", str(tmp_path / "absent")], capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "meters", "--powercap-root", str(tmp_path / "absent")],
+        capture_output=True,
+        text=True,
+    )
 
     assert done.returncode == 0
     assert "[chosen ] estimate" in done.stdout
@@ -128,7 +162,11 @@ def test_meters_lists_choice_reasons_and_fixes(tmp_path: Path) -> None:
 
 
 def test_meters_json_lists_findings_and_domains(powercap: FakePowercapTree) -> None:
-    done = subprocess.run([*CLI, "meters", "--json", "--powercap-root", str(powercap.root)], capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "meters", "--json", "--powercap-root", str(powercap.root)],
+        capture_output=True,
+        text=True,
+    )
     payload = json.loads(done.stdout)
 
     chosen = {f["source"] for f in payload["findings"] if f["chosen"]}

@@ -12,7 +12,9 @@ import pytest
 import green_callbacks
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-MODULES = sorted(m.name for m in pkgutil.walk_packages(green_callbacks.__path__, "green_callbacks."))
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(green_callbacks.__path__, "green_callbacks.")
+)
 
 
 @pytest.mark.parametrize("name", MODULES)

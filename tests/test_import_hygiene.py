@@ -5,7 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-FRAMEWORKS = ("torch", "tensorflow", "keras", "lightning", "pytorch_lightning", "transformers", "jax")
+FRAMEWORKS = (
+    "torch",
+    "tensorflow",
+    "keras",
+    "lightning",
+    "pytorch_lightning",
+    "transformers",
+    "jax",
+)
 
 
 def test_core_imports_no_framework() -> None:

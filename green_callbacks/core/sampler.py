@@ -10,10 +10,10 @@ boundaries take a fresh read.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
+from operator import add
 
-from green_callbacks.errors import EnergySourceWarning, MeterReadError
+from green_callbacks.errors import MeterReadError, warn
 from green_callbacks.meters.base import Meter
 
 Sample = tuple[float, tuple[float, ...]]
@@ -27,17 +27,27 @@ class SourceState:
         strict: re-raise read failures instead of dropping the source.
     """
 
-    def __init__(self, meter: Meter, *, strict: bool = False):
+    def __init__(
+        self, meter: Meter, *, strict: bool = False, on_drop: Callable[[str], None] | None = None
+    ):
         self.meter = meter
         self.names = tuple(d.name for d in meter.domains())
         self.strict = strict
         self.dropped_note: str | None = None
         self.failure: BaseException | None = None
+        self._on_drop = on_drop
         self._lock = threading.Lock()
-        # (previous, latest) sample, replaced as one object so readers on
-        # another thread always see a consistent pair.
-        self._pair: tuple[Sample, Sample] | None = None
+        # (time, values, slope) of the latest sample, slope per second from the
+        # sample before; replaced as one object so another thread always sees a
+        # consistent model, and computed once per sample, not once per batch.
+        self._model: tuple[float, tuple[float, ...], tuple[float, ...]] | None = None
         self._answered: tuple[float, ...] = (0.0,) * len(self.names)
+        self._rebased_from: object = None
+        self._base: tuple[float, tuple[float, ...], tuple[float, ...]] = (
+            0.0,
+            self._answered,
+            self._answered,
+        )
 
     def sample(self) -> tuple[float, ...]:
         """Read the meter now (thread-safe) and return its cumulative values."""
@@ -50,8 +60,7 @@ class SourceState:
             except Exception as err:
                 self._drop(err)
                 return self._answered_or_latest()
-            latest = (reading.timestamp_s, values)
-            self._pair = (self._pair[1] if self._pair else latest, latest)
+            self._model = _linear_model(self._model, reading.timestamp_s, values)
         return values
 
     def at(self, t: float) -> tuple[float, ...]:
@@ -59,26 +68,28 @@ class SourceState:
 
         Interpolates (or extrapolates past the latest sample at the power of
         the last interval), and never returns less than it returned before, so
-        consecutive windows are never negative.
+        consecutive windows are never negative. The clamp is applied once per
+        new sample (rebasing the line there); until the next sample the line
+        only rises, so a batch boundary costs one multiply-add per domain.
         """
-        pair = self._pair
-        if pair is None:
+        model = self._model
+        if model is None:
             return self._answered
-        (t0, e0), (t1, e1) = pair
-        if t1 > t0:
-            f = (t - t1) / (t1 - t0)
-            values = tuple(b + (b - a) * f for a, b in zip(e0, e1))
+        if model is not self._rebased_from:
+            t1, e1, slope = model
+            values = tuple(map(max, map(add, e1, map((t - t1).__mul__, slope)), self._answered))
+            self._rebased_from, self._base = model, (t, values, slope)
         else:
-            values = e1
-        answered = tuple(v if v > a else a for v, a in zip(values, self._answered))
-        self._answered = answered
-        return answered
+            tb, eb, slope = self._base
+            dt = t - tb
+            values = tuple(map(add, eb, map(dt.__mul__, slope))) if dt > 0 else self._answered
+        self._answered = values
+        return values
 
     def _answered_or_latest(self) -> tuple[float, ...]:
-        if self._pair is None:
+        if self._model is None:
             return self._answered
-        latest = self._pair[1][1]
-        return tuple(max(a, b) for a, b in zip(latest, self._answered))
+        return tuple(map(max, self._model[1], self._answered))
 
     def _drop(self, err: BaseException) -> None:
         self.dropped_note = (
@@ -86,14 +97,29 @@ class SourceState:
             f"{type(err).__name__}: {err}; its figures stop at the last good reading"
         )
         self.failure = err
+        if self._on_drop is not None:
+            self._on_drop(self.dropped_note)
         if not self.strict:
-            warnings.warn(f"green_callbacks: {self.dropped_note}", EnergySourceWarning, stacklevel=4)
+            warn(self.dropped_note)
 
     def raise_if_strict(self) -> None:
         """In strict mode, re-raise a failure recorded on any thread."""
         if self.strict and self.failure is not None:
             err, self.failure = self.failure, None
             raise MeterReadError(f"strict mode: {self.dropped_note}") from err
+
+
+def _linear_model(
+    previous: tuple[float, tuple[float, ...], tuple[float, ...]] | None,
+    t1: float,
+    e1: tuple[float, ...],
+) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+    """The latest sample and the power (never negative) of the interval that led to it."""
+    if previous is None or t1 <= previous[0]:
+        return t1, e1, (0.0,) * len(e1)
+    t0, e0, _ = previous
+    span = t1 - t0
+    return t1, e1, tuple(max((b - a) / span, 0.0) for a, b in zip(e0, e1))
 
 
 class Sampler:
@@ -116,7 +142,9 @@ class Sampler:
         if self._thread is not None:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="green-callbacks-sampler", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="green-callbacks-sampler", daemon=True
+        )
         self._thread.start()
 
     def _run(self) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import IO
 
 from green_callbacks.core.records import WindowResult
-from green_callbacks.errors import EnergySourceWarning
+from green_callbacks.errors import warn
 
 
 class TraceWriter:
@@ -60,9 +59,7 @@ class TraceWriter:
         self._file = None
         if self._strict:
             raise err
-        warnings.warn(
-            f"green_callbacks: trace file {self.path} cannot be written ({err}); "
-            "the trace is off for the rest of the run, training goes on",
-            EnergySourceWarning,
-            stacklevel=3,
+        warn(
+            f"trace file {self.path} cannot be written ({err}); "
+            "the trace is off for the rest of the run, training goes on"
         )

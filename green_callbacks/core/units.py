@@ -31,8 +31,10 @@ class Carbon:
                 f"carbon_intensity_g_per_kwh must be >= 0 gCO2e/kWh, got {self.intensity_g_per_kwh}"
             )
         if self.pue < 1.0:
-            raise CarbonConfigError(f"pue must be >= 1.0 (1.0 means no facility overhead), got {self.pue}")
+            raise CarbonConfigError(
+                f"pue must be >= 1.0 (1.0 means no facility overhead), got {self.pue}"
+            )
 
     def grams(self, energy_j: float) -> float:
-        """Emissions of ``energy_j`` drawn by the machine, facility overhead included. Units: gCO2e."""
+        """Emissions of ``energy_j`` drawn by the machine, facility included. Units: gCO2e."""
         return energy_j / J_PER_KWH * self.pue * self.intensity_g_per_kwh

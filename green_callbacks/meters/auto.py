@@ -8,15 +8,14 @@ warning is issued when any figure has to be estimated.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from green_callbacks.errors import (
-    EnergySourceWarning,
     MeterPermissionError,
     MeterUnavailableError,
     MissingExtraError,
+    warn,
 )
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock, Meter
 from green_callbacks.meters.estimate import EstimateConfig, EstimateMeter, Part
@@ -76,7 +75,11 @@ def detect(*, powercap_root: str | Path | None = None, clock: Clock = DEFAULT_CL
     _try_nvml(selection, clock)
     rapl = _try_rapl(selection, powercap_root, clock)
     selection.findings.append(
-        Finding("pyrapl", False, "not used by auto: meter 'rapl' reads the same counters and unwraps them")
+        Finding(
+            "pyrapl",
+            False,
+            "not used by auto: meter 'rapl' reads the same counters and unwraps them",
+        )
     )
     parts = _parts_to_estimate(rapl)
     if parts:
@@ -84,16 +87,18 @@ def detect(*, powercap_root: str | Path | None = None, clock: Clock = DEFAULT_CL
         selection.meters.append(meter)
         what = " and ".join({"cpu": "CPU", "dram": "DRAM"}[p] for p in parts)
         selection.findings.append(
-            Finding("estimate", True, f"no sensor measures {what}: estimated (labelled 'estimated')")
+            Finding(
+                "estimate", True, f"no sensor measures {what}: estimated (labelled 'estimated')"
+            )
         )
-        warnings.warn(
-            f"green_callbacks: no energy sensor for {what} on this machine; those figures are "
-            "estimated and labelled so. Run 'green-callbacks meters' to see why and how to fix it.",
-            EnergySourceWarning,
-            stacklevel=3,
+        warn(
+            f"no energy sensor for {what} on this machine; those figures are estimated and "
+            "labelled so. Run 'green-callbacks meters' to see why and how to fix it."
         )
     else:
-        selection.findings.append(Finding("estimate", False, "not needed: sensors cover CPU and DRAM"))
+        selection.findings.append(
+            Finding("estimate", False, "not needed: sensors cover CPU and DRAM")
+        )
     return selection
 
 
@@ -107,7 +112,12 @@ def _try_nvml(selection: Selection, clock: Clock) -> None:
         return
     except MeterUnavailableError as err:
         selection.findings.append(
-            Finding("nvml", False, str(err), "install the NVIDIA driver, if this machine has an NVIDIA GPU")
+            Finding(
+                "nvml",
+                False,
+                str(err),
+                "install the NVIDIA driver, if this machine has an NVIDIA GPU",
+            )
         )
         return
     selection.meters.append(meter)
@@ -119,7 +129,9 @@ def _try_rapl(selection: Selection, root: str | Path, clock: Clock) -> RaplMeter
     try:
         meter = RaplMeter(root, clock=clock)
     except MeterPermissionError as err:
-        selection.findings.append(Finding("rapl", False, "RAPL counters exist but are not readable", str(err)))
+        selection.findings.append(
+            Finding("rapl", False, "RAPL counters exist but are not readable", str(err))
+        )
         return None
     except (MeterUnavailableError, MissingExtraError, OSError, ValueError) as err:
         selection.findings.append(Finding("rapl", False, str(err)))

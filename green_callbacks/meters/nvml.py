@@ -13,6 +13,7 @@ process, so ``gpu:0`` is ``cuda:0`` also under ``CUDA_VISIBLE_DEVICES``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from types import ModuleType
@@ -32,7 +33,8 @@ def _pynvml() -> ModuleType:
     # Imported here, not at module level: tests patch sys.modules["pynvml"].
     import pynvml
 
-    return pynvml
+    module: ModuleType = pynvml
+    return module
 
 
 def visible_physical_indices(env_value: str | None, uuids: list[str]) -> list[int]:
@@ -126,7 +128,9 @@ class NvmlMeter:
             gpus.append(self._open_gpu(nvml, handle, cuda_index, physical, now))
         return gpus
 
-    def _open_gpu(self, nvml: ModuleType, handle: Any, cuda_index: int, physical: int, now: float) -> _Gpu:
+    def _open_gpu(
+        self, nvml: ModuleType, handle: Any, cuda_index: int, physical: int, now: float
+    ) -> _Gpu:
         model = _text(nvml.nvmlDeviceGetName(handle))
         try:
             origin = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
@@ -164,7 +168,9 @@ class NvmlMeter:
     @staticmethod
     def _read_gpu(nvml: ModuleType, gpu: _Gpu, now: float) -> float:
         if gpu.has_counter:
-            return (int(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle)) - gpu.origin_mj) / MJ_PER_J
+            return (
+                int(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle)) - gpu.origin_mj
+            ) / MJ_PER_J
         power_w = nvml.nvmlDeviceGetPowerUsage(gpu.handle) / MW_PER_W
         gpu.integrated_j += 0.5 * (power_w + gpu.last_power_w) * (now - gpu.last_t)
         gpu.last_power_w, gpu.last_t = power_w, now
@@ -174,10 +180,8 @@ class NvmlMeter:
         if self._open:
             self._open = False
             nvml = _pynvml()
-            try:
+            with contextlib.suppress(nvml.NVMLError):  # the driver may already be gone
                 nvml.nvmlShutdown()
-            except nvml.NVMLError:
-                pass  # shutting down a driver that already went away
 
 
 def _text(value: str | bytes) -> str:

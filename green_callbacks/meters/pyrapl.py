@@ -57,7 +57,9 @@ class PyRaplMeter:
         self._names = _names("cpu", result.pkg) + _names("dram", result.dram)
         self._totals = [0.0] * len(self._names)
         self._domains = tuple(
-            Domain(name=n, kind="measured", source="pyrapl", method="energy-counter", detail="pyRAPL")
+            Domain(
+                name=n, kind="measured", source="pyrapl", method="energy-counter", detail="pyRAPL"
+            )
             for n in self._names
         )
         self._measurement.begin()

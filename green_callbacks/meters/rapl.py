@@ -105,7 +105,9 @@ def _read_counter(path: Path) -> int:
     try:
         return int(path.read_text().strip())
     except PermissionError as err:
-        raise MeterPermissionError(f"cannot read RAPL counter {path}: {err}. {PERMISSION_FIX}") from err
+        raise MeterPermissionError(
+            f"cannot read RAPL counter {path}: {err}. {PERMISSION_FIX}"
+        ) from err
     except (OSError, ValueError) as err:
         raise MeterReadError(f"cannot read RAPL counter {path}: {err}") from err
 

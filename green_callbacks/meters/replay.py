@@ -23,6 +23,7 @@ import bisect
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from green_callbacks.errors import MeterSpecError
@@ -131,8 +132,10 @@ def _validated(
 ) -> _Series:
     where = f"replay {origin}, column {domain!r}"
     if len(times) != len(values) or len(times) < 2:
-        raise MeterSpecError(f"{where}: needs at least two rows of time and value, got {len(times)}")
-    if any(b <= a for a, b in zip(times, times[1:])):
+        raise MeterSpecError(
+            f"{where}: needs at least two rows of time and value, got {len(times)}"
+        )
+    if any(b <= a for a, b in pairwise(times)):
         raise MeterSpecError(f"{where}: time_s must strictly increase from row to row")
     shifted = [t - times[0] for t in times]
     if kind == "power":
@@ -140,7 +143,7 @@ def _validated(
             raise MeterSpecError(f"{where}: power must be >= 0 W, got {min(values)}")
         return _from_power(shifted, values)
     if kind == "energy":
-        if any(b < a for a, b in zip(values, values[1:])):
+        if any(b < a for a, b in pairwise(values)):
             raise MeterSpecError(f"{where}: cumulative energy must never decrease")
         return _from_energy(shifted, values)
     raise MeterSpecError(f"{where}: kind must be 'power' or 'energy', got {kind!r}")

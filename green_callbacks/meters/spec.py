@@ -62,15 +62,21 @@ def parse_spec(text: str) -> MeterSpec:
             or missing where one is needed.
     """
     if not isinstance(text, str) or not text.strip():
-        raise MeterSpecError(f"meter spec must be a non-empty string, got {text!r}; use one of {_forms()}")
+        raise MeterSpecError(
+            f"meter spec must be a non-empty string, got {text!r}; use one of {_forms()}"
+        )
     source, sep, argument = text.strip().partition(":")
     source = source.strip().lower()
     if source not in _NO_ARGUMENT | {"rapl", "estimate", "replay"}:
         raise MeterSpecError(f"unknown meter {source!r} in spec {text!r}; use one of {_forms()}")
     if sep and not argument.strip():
-        raise MeterSpecError(f"meter spec {text!r} ends with ':' but gives no argument; e.g. {_forms()}")
+        raise MeterSpecError(
+            f"meter spec {text!r} ends with ':' but gives no argument; e.g. {_forms()}"
+        )
     if argument and source in _NO_ARGUMENT:
-        raise MeterSpecError(f"meter {source!r} takes no argument, got {text!r}; write just {source!r}")
+        raise MeterSpecError(
+            f"meter {source!r} takes no argument, got {text!r}; write just {source!r}"
+        )
     if source == "replay" and not argument:
         raise MeterSpecError("meter 'replay' needs a trace file: 'replay:/path/to/trace.csv'")
     return MeterSpec(source, argument.strip() or None)
@@ -92,14 +98,18 @@ def build_meter(spec: MeterSpec, *, clock: Clock = DEFAULT_CLOCK) -> Meter:
     raise MeterSpecError(f"meter {spec.source!r} cannot be built directly; use one of {_forms()}")
 
 
-def open_meters(meters: MeterLike | Sequence[MeterLike] = "auto", *, clock: Clock = DEFAULT_CLOCK) -> Selection:
+def open_meters(
+    meters: MeterLike | Sequence[MeterLike] = "auto", *, clock: Clock = DEFAULT_CLOCK
+) -> Selection:
     """Resolve specs and meter objects into open meters, with the explanation.
 
     Args:
         meters: ``"auto"``, one spec, a meter object, or a list of those.
         clock: clock handed to every meter that is built here.
     """
-    items: list[MeterLike] = [meters] if isinstance(meters, str) or not isinstance(meters, Sequence) else list(meters)
+    items: list[MeterLike] = (
+        [meters] if isinstance(meters, str) or not isinstance(meters, Sequence) else list(meters)
+    )
     if not items:
         raise MeterSpecError(f"no meter given; pass 'auto' or a list of specs such as {_forms()}")
     selection = Selection()

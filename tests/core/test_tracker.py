@@ -11,9 +11,13 @@ from green_callbacks.errors import EnergySourceWarning, MeterReadError, TrackerS
 from green_callbacks.testing import FakeClock, FakeMeter
 
 
-def make(clock: FakeClock, power: dict[str, float] | None = None, **kwargs: object) -> tuple[EnergyTracker, FakeMeter]:
+def make(
+    clock: FakeClock, power: dict[str, float] | None = None, **kwargs: object
+) -> tuple[EnergyTracker, FakeMeter]:
     meter = FakeMeter(power or {"gpu:0": 200.0, "cpu": 50.0}, clock=clock)
-    tracker = EnergyTracker([meter], sample_interval_s=None, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+    tracker = EnergyTracker(
+        [meter], sample_interval_s=None, clock=clock, sleep=clock.sleep, **kwargs
+    )  # type: ignore[arg-type]
     return tracker.start(), meter
 
 
@@ -128,7 +132,9 @@ def test_state_from_another_machine_keeps_its_domains(clock: FakeClock) -> None:
     assert cpu_run.stop().energy_by_domain == {"cpu": 10.0, "gpu:0": 100.0}
 
 
-@pytest.mark.parametrize("state", [{}, {"format": "other/1"}, [1, 2], {"format": "green_callbacks.tracker/1"}])
+@pytest.mark.parametrize(
+    "state", [{}, {"format": "other/1"}, [1, 2], {"format": "green_callbacks.tracker/1"}]
+)
 def test_bad_state_is_refused_clearly(clock: FakeClock, state: object) -> None:
     tracker, _ = make(clock)
 
@@ -213,7 +219,9 @@ def test_memory_is_bounded_without_a_trace(clock: FakeClock) -> None:
 
 
 def test_misuse_is_reported(clock: FakeClock) -> None:
-    tracker = EnergyTracker([FakeMeter({"x": 1.0}, clock=clock)], sample_interval_s=None, clock=clock)
+    tracker = EnergyTracker(
+        [FakeMeter({"x": 1.0}, clock=clock)], sample_interval_s=None, clock=clock
+    )
     with pytest.raises(TrackerStateError, match="call start"):
         tracker.open("epoch")
     tracker.start()
@@ -227,16 +235,27 @@ def test_misuse_is_reported(clock: FakeClock) -> None:
         tracker.start()
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"sample_interval_s": 0}, "sample_interval_s"), ({"idle_baseline_s": -1}, "idle_baseline_s"), ({"pue": 0.5, "carbon_intensity_g_per_kwh": 100}, "pue")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sample_interval_s": 0}, "sample_interval_s"),
+        ({"idle_baseline_s": -1}, "idle_baseline_s"),
+        ({"pue": 0.5, "carbon_intensity_g_per_kwh": 100}, "pue"),
+    ],
+)
 def test_bad_arguments_say_what_to_pass(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EnergyTracker("estimate", **kwargs)  # type: ignore[arg-type]
 
 
 def test_context_manager_and_window_helper(clock: FakeClock) -> None:
-    with EnergyTracker([FakeMeter({"gpu:0": 5.0}, clock=clock)], sample_interval_s=None, clock=clock) as tracker:
-        with tracker.window("epoch", "val") as box:
-            clock.advance(2.0)
+    with (
+        EnergyTracker(
+            [FakeMeter({"gpu:0": 5.0}, clock=clock)], sample_interval_s=None, clock=clock
+        ) as tracker,
+        tracker.window("epoch", "val") as box,
+    ):
+        clock.advance(2.0)
     assert box[0].energy_j == 10.0
     assert not tracker.running
     assert tracker.summary()["totals"]["energy_j"] == 10.0

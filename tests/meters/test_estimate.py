@@ -27,10 +27,19 @@ class FakeHostProbe:
         return self.memory[mode]
 
 
-@pytest.mark.parametrize(("utilisation", "idle_fraction", "watts"), [(0.5, 0.0, 50.0), (0.0, 0.2, 20.0), (1.0, 0.2, 100.0)])
-def test_cpu_power_follows_utilisation_and_tdp(utilisation: float, idle_fraction: float, watts: float) -> None:
+@pytest.mark.parametrize(
+    ("utilisation", "idle_fraction", "watts"),
+    [(0.5, 0.0, 50.0), (0.0, 0.2, 20.0), (1.0, 0.2, 100.0)],
+)
+def test_cpu_power_follows_utilisation_and_tdp(
+    utilisation: float, idle_fraction: float, watts: float
+) -> None:
     clock, probe = FakeClock(), FakeHostProbe()
-    meter = EstimateMeter(EstimateConfig(tdp_w=100.0, idle_fraction=idle_fraction, parts=("cpu",)), probe=probe, clock=clock)
+    meter = EstimateMeter(
+        EstimateConfig(tdp_w=100.0, idle_fraction=idle_fraction, parts=("cpu",)),
+        probe=probe,
+        clock=clock,
+    )
     clock.advance(2.0)
     probe.run(2.0, cpus=4, utilisation=utilisation)
 
@@ -40,7 +49,11 @@ def test_cpu_power_follows_utilisation_and_tdp(utilisation: float, idle_fraction
 @pytest.mark.parametrize(("mode", "gib"), [("total", 16), ("used", 4)])
 def test_ram_power_from_installed_or_used_memory(mode: str, gib: int) -> None:
     clock = FakeClock()
-    meter = EstimateMeter(EstimateConfig(ram=mode, ram_w_per_gb=0.5, parts=("dram",)), probe=FakeHostProbe(), clock=clock)  # type: ignore[arg-type]
+    meter = EstimateMeter(
+        EstimateConfig(ram=mode, ram_w_per_gb=0.5, parts=("dram",)),
+        probe=FakeHostProbe(),
+        clock=clock,
+    )  # type: ignore[arg-type]
     clock.advance(10.0)
 
     assert meter.read().energy_j == {"dram": pytest.approx(0.5 * gib * 10.0)}
@@ -49,7 +62,10 @@ def test_ram_power_from_installed_or_used_memory(mode: str, gib: int) -> None:
 def test_every_figure_is_labelled_estimated() -> None:
     meter = EstimateMeter(probe=FakeHostProbe(), clock=FakeClock())
 
-    assert [(d.name, d.kind) for d in meter.domains()] == [("cpu", "estimated"), ("dram", "estimated")]
+    assert [(d.name, d.kind) for d in meter.domains()] == [
+        ("cpu", "estimated"),
+        ("dram", "estimated"),
+    ]
     assert "tdp_w=85" in meter.domains()[0].detail
 
 

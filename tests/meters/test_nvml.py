@@ -19,7 +19,9 @@ from green_callbacks.testing import FakeClock
 UUIDS = ["GPU-aaaa1111-0000", "GPU-bbbb2222-0000"]
 
 
-def fake_pynvml(*, counter: bool = True, energy_mj: list[int] | None = None, power_mw: int = 0) -> Any:
+def fake_pynvml(
+    *, counter: bool = True, energy_mj: list[int] | None = None, power_mw: int = 0
+) -> Any:
     """A fake pynvml: autospec of the real module with two GPUs scripted."""
     fake = mock.create_autospec(pynvml, instance=False)
     fake.NVMLError = pynvml.NVMLError
@@ -87,7 +89,9 @@ def test_nvml_error_mid_run_drops_the_source_with_one_warning(install: Any) -> N
     fake.energy_mj = [100_000, 50_000]
     epoch1 = tracker.close(tracker.open("epoch"))  # fine so far
     tracker.poll()
-    fake.nvmlDeviceGetTotalEnergyConsumption.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+    fake.nvmlDeviceGetTotalEnergyConsumption.side_effect = pynvml.NVMLError(
+        pynvml.NVML_ERROR_GPU_IS_LOST
+    )
 
     with pytest.warns(EnergySourceWarning, match="nvml.*dropped") as caught:
         epoch2_window = tracker.open("epoch")
@@ -117,7 +121,12 @@ def test_auto_chooses_nvml_and_estimates_the_host(install: Any, tmp_path: Any) -
         selection = detect(powercap_root=tmp_path / "none")
 
     kinds = {d.name: d.kind for m in selection.meters for d in m.domains()}
-    assert kinds == {"gpu:0": "measured", "gpu:1": "measured", "cpu": "estimated", "dram": "estimated"}
+    assert kinds == {
+        "gpu:0": "measured",
+        "gpu:1": "measured",
+        "cpu": "estimated",
+        "dram": "estimated",
+    }
 
 
 def test_cuda_visible_devices_renumbers_gpus(install: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,9 @@ from green_callbacks.meters import PyRaplMeter
 class FakePyRapl:
     """A fake pyRAPL module: Measurement results are the scripted deltas (µJ per socket)."""
 
-    def __init__(self, deltas: list[tuple[list[float], list[float]]], setup_error: Exception | None = None):
+    def __init__(
+        self, deltas: list[tuple[list[float], list[float]]], setup_error: Exception | None = None
+    ):
         self._deltas = deltas
         self._setup_error = setup_error
         module = self

@@ -45,7 +45,9 @@ def test_unwraps_one_wraparound(powercap: FakePowercapTree) -> None:
     assert meter.read().energy_j["cpu:0"] == 0.2
 
 
-def test_double_wraparound_over_a_long_window_is_counted_when_polled(powercap: FakePowercapTree) -> None:
+def test_double_wraparound_over_a_long_window_is_counted_when_polled(
+    powercap: FakePowercapTree,
+) -> None:
     clock = FakeClock()
     tracker = EnergyTracker([f"rapl:{powercap.root}"], sample_interval_s=None, clock=clock).start()
     epoch = tracker.open("epoch", "train")
@@ -131,7 +133,12 @@ def test_auto_uses_rapl_and_estimates_only_missing_dram(tmp_path: Path) -> None:
     with pytest.warns(EnergySourceWarning, match="DRAM"):
         selection = detect(powercap_root=tmp_path)
 
-    names = {d.name: d.kind for m in selection.meters for d in m.domains() if not d.name.startswith("gpu")}
+    names = {
+        d.name: d.kind
+        for m in selection.meters
+        for d in m.domains()
+        if not d.name.startswith("gpu")
+    }
     assert names == {"cpu:0": "measured", "dram": "estimated"}
 
 

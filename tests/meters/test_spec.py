@@ -44,11 +44,17 @@ def test_estimate_options_reach_the_model() -> None:
     meter = selection.meters[0]
 
     assert isinstance(meter, EstimateMeter)
-    assert (meter.config.tdp_w, meter.config.idle_fraction, meter.config.ram, meter.config.parts) == (65.0, 0.1, "used", ("cpu",))
+    assert (
+        meter.config.tdp_w,
+        meter.config.idle_fraction,
+        meter.config.ram,
+        meter.config.parts,
+    ) == (65.0, 0.1, "used", ("cpu",))
 
 
 @pytest.mark.parametrize(
-    ("text", "message"), [("estimate:tdp=65", "key=value with key in"), ("estimate:tdp_w=lots", "needs a number")]
+    ("text", "message"),
+    [("estimate:tdp=65", "key=value with key in"), ("estimate:tdp_w=lots", "needs a number")],
 )
 def test_bad_estimate_options(text: str, message: str) -> None:
     with pytest.raises(MeterSpecError, match=message):
