@@ -1,34 +1,82 @@
-"""Sensor reads off the training thread: per-source sample state and the sampler thread.
+"""Sensor reads off the training thread: per-source linear models and the sampler thread.
 
 Reading a sensor costs tens to hundreds of microseconds; a training step may
 last one millisecond. So a background thread reads every source at a fixed
-interval, and a batch boundary only reads the clock and interpolates from the
-last two samples (the figure is then flagged ``interpolated``). Epoch and run
-boundaries take a fresh read.
+interval and keeps, per source, a linear model of its cumulative energy: the
+latest sample and the power of the interval before it. A batch boundary only
+reads the clock and keeps a reference to the current model (the figure is then
+flagged ``interpolated``). Epoch and run boundaries take a fresh read.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from operator import add
+from operator import add, mul, sub
+from typing import NamedTuple
 
 from green_callbacks.errors import MeterReadError, warn
 from green_callbacks.meters.base import Meter
 
-Sample = tuple[float, tuple[float, ...]]
+
+class Model(NamedTuple):
+    """Cumulative energy per domain as lines: ``values + slopes x (t - anchors)``.
+
+    Attributes:
+        anchors: clock time of each domain's latest sample. Units: s.
+        values: cumulative energy at the anchors. Units: J.
+        slopes: power of the interval before the latest sample, never negative. Units: W.
+    """
+
+    anchors: tuple[float, ...]
+    values: tuple[float, ...]
+    slopes: tuple[float, ...]
+
+    def at(self, t: float) -> tuple[float, ...]:
+        """Cumulative energy per domain at clock time ``t``. Units: J."""
+        elapsed = (t - a for a in self.anchors)
+        return tuple(map(add, self.values, map(mul, self.slopes, elapsed)))
+
+    @classmethod
+    def concat(cls, models: list[Model]) -> Model:
+        if len(models) == 1:
+            return models[0]
+        return cls(
+            tuple(a for m in models for a in m.anchors),
+            tuple(v for m in models for v in m.values),
+            tuple(s for m in models for s in m.slopes),
+        )
+
+
+def interpolated_deltas(start: tuple[float, Model], end: tuple[float, Model]) -> tuple[float, ...]:
+    """Energy per domain between two interpolated boundaries, never negative.
+
+    Under one model (no sample arrived in between, the common case) this is
+    power x elapsed time; across models each end is evaluated on its own model
+    and a negative difference (the newer sample showed less energy than the
+    older model extrapolated) is reported as 0.
+    """
+    (t0, m0), (t1, m1) = start, end
+    if m0 is m1:
+        return tuple(map((t1 - t0).__mul__, m1.slopes))
+    return tuple(d if d > 0.0 else 0.0 for d in map(sub, m1.at(t1), m0.at(t0)))
 
 
 class SourceState:
-    """One meter with its latest samples; dropped (never raising) if it fails.
+    """One meter with its latest model; dropped (never raising) if it fails.
 
     Args:
         meter: the open meter.
         strict: re-raise read failures instead of dropping the source.
+        on_drop: called once with the note when the source is dropped.
     """
 
     def __init__(
-        self, meter: Meter, *, strict: bool = False, on_drop: Callable[[str], None] | None = None
+        self,
+        meter: Meter,
+        *,
+        strict: bool = False,
+        on_drop: Callable[[str], None] | None = None,
     ):
         self.meter = meter
         self.names = tuple(d.name for d in meter.domains())
@@ -37,59 +85,34 @@ class SourceState:
         self.failure: BaseException | None = None
         self._on_drop = on_drop
         self._lock = threading.Lock()
-        # (time, values, slope) of the latest sample, slope per second from the
-        # sample before; replaced as one object so another thread always sees a
-        # consistent model, and computed once per sample, not once per batch.
-        self._model: tuple[float, tuple[float, ...], tuple[float, ...]] | None = None
-        self._answered: tuple[float, ...] = (0.0,) * len(self.names)
-        self._rebased_from: object = None
-        self._base: tuple[float, tuple[float, ...], tuple[float, ...]] = (
-            0.0,
-            self._answered,
-            self._answered,
-        )
+        zeros = (0.0,) * len(self.names)
+        # Replaced as one object, so the training thread always sees a consistent model.
+        self.model = Model(zeros, zeros, zeros)
+        self._sampled = False
 
     def sample(self) -> tuple[float, ...]:
         """Read the meter now (thread-safe) and return its cumulative values."""
         if self.dropped_note is not None:
-            return self._answered_or_latest()
+            return self.model.values
         with self._lock:
             try:
                 reading = self.meter.read()
                 values = tuple(reading.energy_j[n] for n in self.names)
             except Exception as err:
                 self._drop(err)
-                return self._answered_or_latest()
-            self._model = _linear_model(self._model, reading.timestamp_s, values)
+                return self.model.values
+            self.model = self._next_model(reading.timestamp_s, values)
+            self._sampled = True
         return values
 
-    def at(self, t: float) -> tuple[float, ...]:
-        """Cumulative values at clock time ``t`` from the last two samples.
-
-        Interpolates (or extrapolates past the latest sample at the power of
-        the last interval), and never returns less than it returned before, so
-        consecutive windows are never negative. The clamp is applied once per
-        new sample (rebasing the line there); until the next sample the line
-        only rises, so a batch boundary costs one multiply-add per domain.
-        """
-        model = self._model
-        if model is None:
-            return self._answered
-        if model is not self._rebased_from:
-            t1, e1, slope = model
-            values = tuple(map(max, map(add, e1, map((t - t1).__mul__, slope)), self._answered))
-            self._rebased_from, self._base = model, (t, values, slope)
-        else:
-            tb, eb, slope = self._base
-            dt = t - tb
-            values = tuple(map(add, eb, map(dt.__mul__, slope))) if dt > 0 else self._answered
-        self._answered = values
-        return values
-
-    def _answered_or_latest(self) -> tuple[float, ...]:
-        if self._model is None:
-            return self._answered
-        return tuple(map(max, self._model[1], self._answered))
+    def _next_model(self, t1: float, e1: tuple[float, ...]) -> Model:
+        anchors = (t1,) * len(e1)
+        previous = self.model
+        if not self._sampled or not previous.anchors or t1 <= previous.anchors[0]:
+            return Model(anchors, e1, (0.0,) * len(e1))
+        span = t1 - previous.anchors[0]
+        slopes = tuple(max((b - a) / span, 0.0) for a, b in zip(previous.values, e1))
+        return Model(anchors, e1, slopes)
 
     def _drop(self, err: BaseException) -> None:
         self.dropped_note = (
@@ -97,6 +120,8 @@ class SourceState:
             f"{type(err).__name__}: {err}; its figures stop at the last good reading"
         )
         self.failure = err
+        values = self.model.values
+        self.model = Model(self.model.anchors, values, (0.0,) * len(values))  # no extrapolation
         if self._on_drop is not None:
             self._on_drop(self.dropped_note)
         if not self.strict:
@@ -107,19 +132,6 @@ class SourceState:
         if self.strict and self.failure is not None:
             err, self.failure = self.failure, None
             raise MeterReadError(f"strict mode: {self.dropped_note}") from err
-
-
-def _linear_model(
-    previous: tuple[float, tuple[float, ...], tuple[float, ...]] | None,
-    t1: float,
-    e1: tuple[float, ...],
-) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
-    """The latest sample and the power (never negative) of the interval that led to it."""
-    if previous is None or t1 <= previous[0]:
-        return t1, e1, (0.0,) * len(e1)
-    t0, e0, _ = previous
-    span = t1 - t0
-    return t1, e1, tuple(max((b - a) / span, 0.0) for a, b in zip(e0, e1))
 
 
 class Sampler:

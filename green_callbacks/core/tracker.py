@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from green_callbacks.core.records import LEVELS, Layout, WindowResult, WindowStats
-from green_callbacks.core.sampler import Sampler, SourceState
+from green_callbacks.core.sampler import Model, Sampler, SourceState, interpolated_deltas
 from green_callbacks.core.trace import TraceWriter
 from green_callbacks.core.units import Carbon
 from green_callbacks.errors import TrackerStateError
@@ -37,20 +37,39 @@ from green_callbacks.meters.base import DEFAULT_CLOCK, Clock, Domain, Meter
 from green_callbacks.meters.spec import MeterLike, open_meters
 
 STATE_FORMAT = "green_callbacks.tracker/1"
+_LEVEL_SET = frozenset(LEVELS)
 DEFAULT_SAMPLE_INTERVAL_S = 0.1
 
 
 class Window:
-    """An open window; pass it back to :meth:`EnergyTracker.close`."""
+    """An open window; pass it back to :meth:`EnergyTracker.close`.
 
-    __slots__ = ("closed", "level", "name", "start_s", "start_values")
+    It starts either from a fresh reading (``start_values``) or, for an
+    interpolated boundary, from the sampler's model in force (``start_model``).
+    """
 
-    def __init__(self, level: str, name: str, start_s: float, start_values: tuple[float, ...]):
+    __slots__ = ("closed", "level", "name", "start_model", "start_s", "start_values")
+
+    def __init__(
+        self,
+        level: str,
+        name: str,
+        start_s: float,
+        start_values: tuple[float, ...] | None,
+        start_model: Model | None = None,
+    ):
         self.level = level
         self.name = name
         self.start_s = start_s
         self.start_values = start_values
+        self.start_model = start_model
         self.closed = False
+
+    def values_at_start(self) -> tuple[float, ...]:
+        if self.start_values is not None:
+            return self.start_values
+        assert self.start_model is not None
+        return self.start_model.at(self.start_s)
 
 
 class EnergyTracker:
@@ -108,7 +127,8 @@ class EnergyTracker:
 
     def _reset(self) -> None:
         self._sources: list[SourceState] = []
-        self._single: SourceState | None = None
+        self._model = Model((), (), ())
+        self._all_top = True
         self._dropped: list[str] = []
         self._notes: tuple[str, ...] = ()
         self._findings: list[Finding] = []
@@ -136,20 +156,20 @@ class EnergyTracker:
         self._sources = [
             SourceState(m, strict=self._strict, on_drop=self._note_drop) for m in selection.meters
         ]
-        self._single = self._sources[0] if len(self._sources) == 1 else None
         self._layout = Layout.of(
             tuple(chain.from_iterable(m.domains() for m in selection.meters)), self._carbon
         )
+        self._all_top = all(self._layout.top)
         interval = self._poll_interval(selection.meters)
         if interval is not None:
             self._sampler = Sampler(self.poll, interval)
             self._sampler.start()
         if self._trace_path is not None:
             self._trace = TraceWriter(Path(self._trace_path), strict=self._strict)
-        t0, v0 = self._read(exact=True)
+        t0, v0 = self._exact()
         if self._idle_baseline_s > 0:
             self._measure_idle(t0, v0)
-            t0, v0 = self._read(exact=True)
+            t0, v0 = self._exact()
         self._run = Window("run", "run", t0, v0)
         return self
 
@@ -161,7 +181,7 @@ class EnergyTracker:
 
     def _measure_idle(self, t0: float, v0: tuple[float, ...]) -> None:
         self._sleep(self._idle_baseline_s)
-        t1, v1 = self._read(exact=True)
+        t1, v1 = self._exact()
         elapsed = t1 - t0
         if elapsed <= 0:
             raise TrackerStateError(
@@ -178,8 +198,8 @@ class EnergyTracker:
         """
         run = self._require_run()
         try:
-            now, values = self._read(exact=True)
-            self._close(run, now, values, interpolated=False)
+            now, values = self._exact()
+            self._record(run, now, tuple(map(sub, values, run.values_at_start())), False)
             self._final = self._totals_at(now, values)
         finally:
             self._shutdown()
@@ -218,27 +238,24 @@ class EnergyTracker:
         """Read every source now; what the sampler thread calls each interval."""
         for source in self._sources:
             source.sample()
+        self._model = Model.concat([s.model for s in self._sources])
 
     def _note_drop(self, note: str) -> None:
         self._dropped.append(note)
         self._notes = tuple(self._dropped)
 
-    def _read(self, *, exact: bool) -> tuple[float, tuple[float, ...]]:
-        if not exact and self._single is not None and not self._strict:
-            now = self._clock()  # the per-batch fast path: a clock read and arithmetic
-            return now, self._single.at(now)
+    def _exact(self) -> tuple[float, tuple[float, ...]]:
+        """A fresh reading of every source (which also updates the models)."""
         if self._strict:
-            for source in self._sources:
-                source.raise_if_strict()
-        if exact:
-            parts = [s.sample() for s in self._sources]
-            now = self._clock()
-        else:
-            now = self._clock()
-            parts = [s.at(now) for s in self._sources]
-        if len(parts) == 1:
-            return now, parts[0]
-        return now, tuple(chain.from_iterable(parts))
+            self._raise_if_strict()
+        parts = [s.sample() for s in self._sources]
+        now = self._clock()
+        self._model = Model.concat([s.model for s in self._sources])
+        return now, parts[0] if len(parts) == 1 else tuple(chain.from_iterable(parts))
+
+    def _raise_if_strict(self) -> None:
+        for source in self._sources:
+            source.raise_if_strict()
 
     # -- windows ---------------------------------------------------------
 
@@ -251,27 +268,47 @@ class EnergyTracker:
             exact: read the sensors now (True) or interpolate between samples
                 (False). Default: interpolate for batches only.
         """
-        self._require_run()
-        if level not in LEVELS:
+        if self._run is None:
+            self._require_run()
+        if level not in _LEVEL_SET:
             raise ValueError(f"window level must be one of {LEVELS}, got {level!r}")
-        now, values = self._read(exact=level != "batch" if exact is None else exact)
-        return Window(level, name, now, values)
+        if level != "batch" if exact is None else exact:
+            now, values = self._exact()
+            return Window(level, name, now, values)
+        if self._strict:
+            self._raise_if_strict()
+        return Window(level, name, self._clock(), None, self._model)  # the per-batch path
 
     def close(self, window: Window, *, exact: bool | None = None) -> WindowResult:
         """Close a window and return its energy; updates the running aggregates."""
-        self._require_run()
+        if self._run is None:
+            self._require_run()
         if window.closed:
             raise TrackerStateError(f"window {window.level}/{window.name} was already closed")
-        interpolated = window.level == "batch" if exact is None else not exact
-        now, values = self._read(exact=not interpolated)
-        return self._close(window, now, values, interpolated=interpolated)
+        if window.level != "batch" if exact is None else exact:
+            now, values = self._exact()
+            deltas = tuple(map(sub, values, window.values_at_start()))
+            if window.start_model is not None:  # interpolated start: never negative
+                deltas = tuple(d if d > 0.0 else 0.0 for d in deltas)
+            return self._record(window, now, deltas, window.start_model is not None)
+        if self._strict:
+            self._raise_if_strict()
+        now = self._clock()
+        model = self._model
+        if window.start_model is model:  # the per-batch path: no sample arrived since open
+            deltas = tuple(map((now - window.start_s).__mul__, model.slopes))
+        elif window.start_model is not None:
+            deltas = interpolated_deltas((window.start_s, window.start_model), (now, model))
+        else:
+            ends = self._model.at(now)
+            deltas = tuple(d if d > 0.0 else 0.0 for d in map(sub, ends, window.values_at_start()))
+        return self._record(window, now, deltas, True)
 
-    def _close(
-        self, window: Window, now: float, values: tuple[float, ...], *, interpolated: bool
+    def _record(
+        self, window: Window, now: float, deltas: tuple[float, ...], interpolated: bool
     ) -> WindowResult:
         window.closed = True
         duration = now - window.start_s
-        deltas = tuple(map(sub, values, window.start_values))
         idle_j = None if self._idle_w is None else self._idle_total_w * duration
         layout = self._layout
         result = WindowResult(
@@ -289,7 +326,7 @@ class EnergyTracker:
         stats = self._stats.get(key)
         if stats is None:
             stats = self._stats[key] = WindowStats()
-        stats.add(sum(layout.total_of(deltas)), duration)
+        stats.add(sum(deltas) if self._all_top else sum(layout.total_of(deltas)), duration)
         if self._trace is not None:
             self._trace.write(result)
         return result
@@ -316,12 +353,12 @@ class EnergyTracker:
     def totals(self) -> WindowResult:
         """The run so far, from a fresh reading, plus any loaded prior state."""
         self._require_run()
-        return self._totals_at(*self._read(exact=True))
+        return self._totals_at(*self._exact())
 
     def _totals_at(self, now: float, values: tuple[float, ...]) -> WindowResult:
         run = self._require_run()
         duration = now - run.start_s
-        current = dict(zip(self._layout.names, (b - a for a, b in zip(run.start_values, values))))
+        current = dict(zip(self._layout.names, map(sub, values, run.values_at_start())))
         extra = tuple(d for n, d in self._prior_domains.items() if n not in current)
         layout = Layout.of(self._layout.domains + extra, self._carbon) if extra else self._layout
         merged = tuple(current.get(n, 0.0) + self._prior_j.get(n, 0.0) for n in layout.names)

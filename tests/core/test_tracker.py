@@ -259,3 +259,14 @@ def test_context_manager_and_window_helper(clock: FakeClock) -> None:
     assert box[0].energy_j == 10.0
     assert not tracker.running
     assert tracker.summary()["totals"]["energy_j"] == 10.0
+
+
+def test_warnings_point_at_the_callers_line(clock: FakeClock) -> None:
+    failing = FakeMeter({"gpu:0": 1.0}, clock=clock, fail_after=1)
+    tracker = EnergyTracker([failing], sample_interval_s=None, clock=clock)
+
+    with pytest.warns(EnergySourceWarning) as caught:
+        tracker.start()
+
+    assert caught[0].filename == __file__
+    tracker.stop()
