@@ -2,9 +2,12 @@
 
 The loop trains an MLP (64 -> 256 -> 256 -> 10, batch 64, SGD) on synthetic
 digits-sized data, on one CPU thread. Each block times the same number of
-steps unmetered (no tracker at all) and metered (a tracker started for the
-block, its sampler thread running, a batch window opened and closed around
-every step; start and stop are outside the timing). Blocks alternate order.
+steps unmetered (no tracker at all) and metered with each source (a tracker
+started for the block, its sampler thread running, and per step one
+``tracker.lap(batch)`` call, as the framework callbacks meter batches, or an
+``open``/``close`` pair for comparison; start and stop are outside the
+timing), all
+interleaved inside the block, in reversed order every other block.
 The headline is CPU time of the whole process (training thread plus the
 sampler thread): every cycle metering costs, but not the time other processes
 take from a shared machine, which makes wall-clock ratios swing by several
@@ -53,11 +56,18 @@ Timing = tuple[float, float, float]
 """(wall s, CPU s of the training thread, CPU s of the whole process)."""
 
 
-def time_steps(step: Callable[[], None], steps: int, tracker: EnergyTracker | None) -> Timing:
+def time_steps(
+    step: Callable[[], None], steps: int, tracker: EnergyTracker | None, style: str = "lap"
+) -> Timing:
     wall, thread, process = time.perf_counter(), time.thread_time(), time.process_time()
     if tracker is None:
         for _ in range(steps):
             step()
+    elif style == "lap":  # one call per batch, as the framework callbacks meter
+        batch = tracker.open("batch", "train")
+        for _ in range(steps):
+            step()
+            tracker.lap(batch)
     else:
         for _ in range(steps):
             batch = tracker.open("batch", "train")
@@ -70,67 +80,82 @@ def time_steps(step: Callable[[], None], steps: int, tracker: EnergyTracker | No
     )
 
 
-def metered_block(step: Callable[[], None], steps: int, meters: list[Any]) -> Timing:
+def metered_block(step: Callable[[], None], steps: int, meters: list[Any], style: str) -> Timing:
     """One block metered per batch; the tracker (and its sampler thread) runs only here."""
     tracker = EnergyTracker(meters).start()
     try:
-        return time_steps(step, steps, tracker)
+        return time_steps(step, steps, tracker, style)
     finally:
         tracker.stop()
 
 
-def blocks_of(
-    step: Callable[[], None], factory: Callable[[], list[Any]], steps: int, blocks: int
-) -> tuple[list[Timing], list[Timing]]:
-    """Unmetered and metered blocks, adjacent, alternating which runs first."""
-    base, metered = [], []
+def interleaved_blocks(
+    step: Callable[[], None], factories: dict[str, Callable[[], list[Any]]], steps: int, blocks: int
+) -> dict[str | None, list[Timing]]:
+    """Per block, the unmetered loop and each source, order reversed every other block.
+
+    Interleaving every variant inside each block makes slow drift of a shared
+    machine hit all of them alike.
+    """
+    variants: list[str | None] = [None, *factories]
+    timings: dict[str | None, list[Timing]] = {v: [] for v in variants}
     for block in range(blocks):
-        if block % 2 == 0:
-            base.append(time_steps(step, steps, None))
-            metered.append(metered_block(step, steps, factory()))
-        else:
-            metered.append(metered_block(step, steps, factory()))
-            base.append(time_steps(step, steps, None))
-    return base, metered
+        for variant in variants if block % 2 == 0 else variants[::-1]:
+            if variant is None:
+                timings[None].append(time_steps(step, steps, None))
+            else:
+                style = "open/close" if "open/close" in variant else "lap"
+                timings[variant].append(metered_block(step, steps, factories[variant](), style))
+    return timings
 
 
-def ratio(metered: list[Timing], base: list[Timing], column: int) -> float:
-    """Fastest-decile metered / fastest-decile unmetered, for one timing column."""
-    return quantile([t[column] for t in metered], 0.1) / quantile([t[column] for t in base], 0.1)
+def ratio(metered: list[Timing], base: list[Timing], column: int, q: float = 0.1) -> float:
+    """Quantile ``q`` of metered / the same quantile of unmetered, for one timing column."""
+    return quantile([t[column] for t in metered], q) / quantile([t[column] for t in base], q)
 
 
 def main() -> None:
     args = arguments(__doc__ or "")
-    steps, blocks = (50, 6) if args.quick else (250, 40)
+    steps, blocks = (50, 4) if args.quick else (200, 60)
     step = make_step()
     for _ in range(500):  # warm up allocator and kernels
         step()
+    variants = {f"{name} (lap)": factory for name, factory in sources().items()}
+    variants["replay (open/close)"] = sources()["replay"]
+    timings = interleaved_blocks(step, variants, steps, blocks)
+    base = timings.pop(None)
+    step_us = median([t[2] for t in base]) / steps * 1e6
     results: dict[str, dict[str, float]] = {}
-    for name, factory in sources().items():
-        base, metered = blocks_of(step, factory, steps, blocks)
-        step_us = median([t[2] for t in base]) / steps * 1e6
+    for name, metered in timings.items():
+        assert name is not None
         process = ratio(metered, base, 2)
         results[name] = {
-            "step_cpu_us": step_us,
             "slowdown_ratio_cpu": process,
+            "slowdown_ratio_cpu_median": ratio(metered, base, 2, 0.5),
             "slowdown_ratio_training_thread_cpu": ratio(metered, base, 1),
             "slowdown_ratio_wall": ratio(metered, base, 0),
             "overhead_cpu_us_per_step": (process - 1) * step_us,
         }
     table = [
-        f"{'source':<34}{'step CPU us':>12}{'CPU slowdown':>14}{'us/step':>9}"
+        f"unmetered step: {step_us:.1f} us CPU (median of {blocks} blocks of {steps} steps)",
+        f"{'source (per-batch call)':<36}{'CPU slowdown':>14}{'us/step':>9}{'(median)':>10}"
         f"{'train thread':>14}{'wall':>9}",
         *(
-            f"{n:<34}{r['step_cpu_us']:>12.1f}{pct(r['slowdown_ratio_cpu']):>14}"
-            f"{r['overhead_cpu_us_per_step']:>9.2f}"
+            f"{n:<36}{pct(r['slowdown_ratio_cpu']):>14}{r['overhead_cpu_us_per_step']:>9.2f}"
+            f"{pct(r['slowdown_ratio_cpu_median']):>10}"
             f"{pct(r['slowdown_ratio_training_thread_cpu']):>14}{pct(r['slowdown_ratio_wall']):>9}"
             for n, r in results.items()
         ),
         "CPU slowdown: process CPU time (training + sampler threads), metered / unmetered - 1,",
-        "fastest decile of blocks each; 'train thread' counts the training thread only; 'wall'",
-        "is wall-clock time, which on a shared machine also moves with other processes.",
+        "fastest decile of blocks each (median beside it); 'train thread' counts the training",
+        "thread only; 'wall' is wall-clock time, which on a shared machine also moves with",
+        "other processes.",
     ]
-    emit({"steps_per_block": steps, "blocks": blocks, "sources": results}, table, args.json)
+    emit(
+        {"steps_per_block": steps, "blocks": blocks, "step_cpu_us": step_us, "sources": results},
+        table,
+        args.json,
+    )
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -1,7 +1,8 @@
-"""Cost of one window open + close, per source, in microseconds per call.
+"""Cost of metering one window, per source, in microseconds per call.
 
-A batch window takes the per-batch path (clock read + interpolation between the
-sampler thread's samples); an epoch window reads every sensor at both ends.
+A batch lap (``tracker.lap``, one call per batch) and a batch window (``open``
++ ``close``) take the per-batch path: a clock read and arithmetic on the
+sampler thread's model. An epoch window reads every sensor at both ends.
 The baseline is two empty Python calls, the floor any callback hook pays.
 """
 
@@ -32,8 +33,14 @@ def measure_source(tracker: EnergyTracker, calls: int, repeats: int) -> dict[str
     def epoch() -> None:
         tracker.close(tracker.open("epoch", "train"))
 
+    lap_window = tracker.open("batch", "train")
+
+    def lap() -> None:
+        tracker.lap(lap_window)
+
     try:
         return {
+            "batch_lap_us": per_call_us(lap, calls, repeats),
             "batch_window_us": per_call_us(batch, calls, repeats),
             "epoch_window_us": per_call_us(epoch, calls // 10, repeats),
         }
@@ -54,11 +61,13 @@ def main() -> None:
         rows[name] = measure_source(EnergyTracker(factory()).start(), calls, repeats)
     table = [
         f"baseline (two empty calls): {baseline:.2f} us",
-        f"{'source':<36}{'batch window':>14}{'epoch window':>14}   (us per open+close)",
+        f"{'source':<36}{'batch lap':>11}{'batch window':>14}{'epoch window':>14}",
         *(
-            f"{n:<36}{r['batch_window_us']:>14.2f}{r['epoch_window_us']:>14.2f}"
+            f"{n:<36}{r['batch_lap_us']:>11.2f}{r['batch_window_us']:>14.2f}"
+            f"{r['epoch_window_us']:>14.2f}"
             for n, r in rows.items()
         ),
+        "(us per call: lap = tracker.lap(batch); window = open + close)",
         "nvml: skipped, no NVIDIA GPU on this machine (a batch window never reads the sensor;",
         "      an epoch window adds one nvmlDeviceGetTotalEnergyConsumption call per GPU)",
     ]

@@ -18,6 +18,10 @@ from typing import NamedTuple
 from green_callbacks.errors import MeterReadError, warn
 from green_callbacks.meters.base import Meter
 
+# Power is estimated over at least this span: counters update every 1 ms (RAPL)
+# to 100 ms (NVML), so a read just after a sample would mostly see granularity.
+MIN_SLOPE_SPAN_S = 0.05
+
 
 class Model(NamedTuple):
     """Cumulative energy per domain as lines: ``values + slopes x (t - anchors)``.
@@ -88,7 +92,7 @@ class SourceState:
         zeros = (0.0,) * len(self.names)
         # Replaced as one object, so the training thread always sees a consistent model.
         self.model = Model(zeros, zeros, zeros)
-        self._sampled = False
+        self._slope_origin: tuple[float, tuple[float, ...]] | None = None
 
     def sample(self) -> tuple[float, ...]:
         """Read the meter now (thread-safe) and return its cumulative values."""
@@ -102,17 +106,21 @@ class SourceState:
                 self._drop(err)
                 return self.model.values
             self.model = self._next_model(reading.timestamp_s, values)
-            self._sampled = True
         return values
 
     def _next_model(self, t1: float, e1: tuple[float, ...]) -> Model:
+        """Anchor the line at the new sample; re-estimate power over >= MIN_SLOPE_SPAN_S."""
         anchors = (t1,) * len(e1)
-        previous = self.model
-        if not self._sampled or not previous.anchors or t1 <= previous.anchors[0]:
+        origin = self._slope_origin
+        if origin is None:
+            self._slope_origin = (t1, e1)
             return Model(anchors, e1, (0.0,) * len(e1))
-        span = t1 - previous.anchors[0]
-        slopes = tuple(max((b - a) / span, 0.0) for a, b in zip(previous.values, e1))
-        return Model(anchors, e1, slopes)
+        t0, e0 = origin
+        if t1 - t0 < MIN_SLOPE_SPAN_S:  # too close to tell power from counter granularity
+            return Model(anchors, e1, self.model.slopes)
+        self._slope_origin = (t1, e1)
+        span = t1 - t0
+        return Model(anchors, e1, tuple(max((b - a) / span, 0.0) for a, b in zip(e0, e1)))
 
     def _drop(self, err: BaseException) -> None:
         self.dropped_note = (

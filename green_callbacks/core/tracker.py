@@ -295,14 +295,49 @@ class EnergyTracker:
             self._raise_if_strict()
         now = self._clock()
         model = self._model
-        if window.start_model is model:  # the per-batch path: no sample arrived since open
-            deltas = tuple(map((now - window.start_s).__mul__, model.slopes))
-        elif window.start_model is not None:
+        if window.start_model is not None:  # the per-batch path
             deltas = interpolated_deltas((window.start_s, window.start_model), (now, model))
         else:
             ends = self._model.at(now)
             deltas = tuple(d if d > 0.0 else 0.0 for d in map(sub, ends, window.values_at_start()))
         return self._record(window, now, deltas, True)
+
+    def lap(self, window: Window) -> WindowResult:
+        """Close ``window`` and reopen it at the same instant: one call per batch.
+
+        Consecutive batches are contiguous, so the end of one is the start of
+        the next (the time between them, loading the next batch, belongs to
+        it). Half the work of ``close`` + ``open``; the window must have been
+        opened interpolated (the default for batches).
+
+        Example:
+            >>> from green_callbacks.testing import FakeClock, FakeMeter
+            >>> clock = FakeClock()
+            >>> meter = FakeMeter({"gpu:0": 100.0}, clock=clock)
+            >>> tracker = EnergyTracker([meter], sample_interval_s=None, clock=clock).start()
+            >>> clock.advance(1.0); tracker.poll()  # the sampler's second sample: 100 W
+            >>> batch = tracker.open("batch", "train")
+            >>> clock.advance(0.25)
+            >>> tracker.lap(batch).energy_j
+            25.0
+            >>> clock.advance(0.5)
+            >>> tracker.lap(batch).energy_j
+            50.0
+        """
+        if window.start_model is None or window.closed:
+            raise TrackerStateError(
+                f"lap() needs an open interpolated window, got {window.level}/{window.name} "
+                f"({'closed' if window.closed else 'opened with exact=True'}); "
+                "open it with tracker.open('batch', name)"
+            )
+        if self._strict:
+            self._raise_if_strict()
+        now = self._clock()
+        model = self._model
+        deltas = interpolated_deltas((window.start_s, window.start_model), (now, model))
+        result = self._record(window, now, deltas, True)
+        window.start_s, window.start_model, window.closed = now, model, False
+        return result
 
     def _record(
         self, window: Window, now: float, deltas: tuple[float, ...], interpolated: bool

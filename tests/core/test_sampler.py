@@ -60,3 +60,14 @@ def test_concat_keeps_a_single_model_as_is() -> None:
 def test_sampler_rejects_a_non_positive_interval() -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         Sampler(lambda: None, 0.0)
+
+
+def test_a_read_right_after_a_sample_keeps_the_power() -> None:
+    clock = FakeClock()
+    state = sampled_at_0_and_1_s(clock)
+    clock.advance(0.001)  # an epoch boundary read just after the sampler's sample
+
+    state.sample()
+
+    assert state.model.slopes == (10.0,)
+    assert state.model.anchors == (1.001,)

@@ -270,3 +270,28 @@ def test_warnings_point_at_the_callers_line(clock: FakeClock) -> None:
 
     assert caught[0].filename == __file__
     tracker.stop()
+
+
+def test_laps_meter_contiguous_batches_with_one_call_each(clock: FakeClock) -> None:
+    tracker, _ = make(clock, {"gpu:0": 100.0})
+    clock.advance(0.1)
+    tracker.poll()
+    epoch = tracker.open("epoch", "train")
+    batch = tracker.open("batch", "train")
+    laps = []
+    for _ in range(4):
+        clock.advance(0.05)
+        laps.append(tracker.lap(batch))
+
+    assert [r.energy_j for r in laps] == pytest.approx([5.0] * 4)
+    assert sum(r.energy_j for r in laps) == pytest.approx(tracker.close(epoch).energy_j)
+    assert tracker.stats("batch", "train").count == 4
+    assert laps[1].start_s == laps[0].start_s + laps[0].duration_s
+
+
+def test_lap_needs_an_open_interpolated_window(clock: FakeClock) -> None:
+    tracker, _ = make(clock)
+    exact = tracker.open("epoch")
+
+    with pytest.raises(TrackerStateError, match="opened with exact=True"):
+        tracker.lap(exact)
