@@ -28,7 +28,13 @@ from types import TracebackType
 from typing import Any
 
 from green_callbacks.core.records import LEVELS, Layout, WindowResult, WindowStats
-from green_callbacks.core.sampler import Model, Sampler, SourceState, interpolated_deltas
+from green_callbacks.core.sampler import (
+    MIN_SLOPE_SPAN_S,
+    Model,
+    Sampler,
+    SourceState,
+    interpolated_deltas,
+)
 from green_callbacks.core.trace import TraceWriter
 from green_callbacks.core.units import Carbon
 from green_callbacks.errors import TrackerStateError
@@ -171,6 +177,11 @@ class EnergyTracker:
             self._measure_idle(t0, v0)
             t0, v0 = self._exact()
         self._run = Window("run", "run", t0, v0)
+        if self._sampler is not None and self._idle_w is None:
+            # Prime the power estimate inside the run, so batches before the
+            # sampler's first tick are not reported as 0 J; the next sample corrects it.
+            self._sleep(MIN_SLOPE_SPAN_S)
+            self._exact()
         return self
 
     def _poll_interval(self, meters: Sequence[Meter]) -> float | None:
