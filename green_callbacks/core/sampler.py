@@ -93,6 +93,7 @@ class SourceState:
         # Replaced as one object, so the training thread always sees a consistent model.
         self.model = Model(zeros, zeros, zeros)
         self._slope_origin: tuple[float, tuple[float, ...]] | None = None
+        self.last_timestamp_s: float | None = None
 
     def sample(self) -> tuple[float, ...]:
         """Read the meter now (thread-safe) and return its cumulative values."""
@@ -106,6 +107,7 @@ class SourceState:
                 self._drop(err)
                 return self.model.values
             self.model = self._next_model(reading.timestamp_s, values)
+            self.last_timestamp_s = reading.timestamp_s
         return values
 
     def _next_model(self, t1: float, e1: tuple[float, ...]) -> Model:

@@ -5,14 +5,17 @@ Framework-free; the Lightning, Keras and Hugging Face callbacks feed it.
 Example:
     >>> from green_callbacks.core import EnergyTracker
     >>> from green_callbacks.meters import ReplayMeter
-    >>> clock = iter([0.0, 0.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0]).__next__
+    >>> from green_callbacks.testing import FakeClock
+    >>> clock = FakeClock()
     >>> meter = ReplayMeter.from_power([0.0, 10.0], [100.0, 100.0], clock=clock)
     >>> tracker = EnergyTracker([meter], sample_interval_s=None, clock=clock).start()
+    >>> clock.advance(1.0)
     >>> epoch = tracker.open("epoch", "train")
+    >>> clock.advance(2.0)
     >>> result = tracker.close(epoch)
-    >>> round(result.energy_j, 6), result.duration_s, result.kind
+    >>> result.energy_j, result.duration_s, result.kind
     (200.0, 2.0, 'replayed')
-    >>> round(tracker.stop().energy_j, 6)
+    >>> tracker.stop().energy_j
     300.0
 """
 
@@ -260,9 +263,12 @@ class EnergyTracker:
         if self._strict:
             self._raise_if_strict()
         parts = [s.sample() for s in self._sources]
-        now = self._clock()
         self._model = Model.concat([s.model for s in self._sources])
-        return now, parts[0] if len(parts) == 1 else tuple(chain.from_iterable(parts))
+        if len(parts) == 1:  # a live source's own reading time is the boundary's
+            source = self._sources[0]
+            stamp = source.last_timestamp_s if source.dropped_note is None else None
+            return (self._clock() if stamp is None else stamp), parts[0]
+        return self._clock(), tuple(chain.from_iterable(parts))
 
     def _raise_if_strict(self) -> None:
         for source in self._sources:

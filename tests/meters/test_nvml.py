@@ -102,6 +102,7 @@ def test_nvml_error_mid_run_drops_the_source_with_one_warning(install: Any) -> N
     assert len(caught) == 1
     assert epoch1.notes == ()
     assert epoch2.energy_j == 0.0 and "GPU is lost" in epoch2.notes[0]
+    assert epoch2.duration_s == 1.0  # time goes on after the source is dropped
     assert totals.energy_j == 150.0  # up to the last good reading
     assert totals.notes == epoch2.notes
 

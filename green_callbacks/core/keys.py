@@ -1,0 +1,37 @@
+"""Metric keys: stable public API, the same in every framework (see docs/metrics.md).
+
+Phases are ``train``, ``val``, ``test`` and ``predict``.
+"""
+
+from __future__ import annotations
+
+TOTAL_J = "energy/total_j"
+"""Energy of the whole run so far, continued across resume. Units: J."""
+
+CARBON_TOTAL_G = "carbon/total_g"
+"""Emissions of the whole run so far, when an intensity is set. Units: gCO2e."""
+
+
+def epoch_j(phase: str) -> str:
+    """Energy of one epoch of ``phase`` (train excludes validation run inside it). Units: J."""
+    return f"energy/{phase}_epoch_j"
+
+
+def avg_power_w(phase: str) -> str:
+    """Average power over the epoch or loop of ``phase``. Units: W."""
+    return f"power/{phase}_avg_w"
+
+
+def j_per_sample(phase: str) -> str:
+    """Energy per sample over the epoch or loop of ``phase``. Units: J/sample."""
+    return f"energy/{phase}_j_per_sample"
+
+
+def step_j(phase: str) -> str:
+    """Energy of one step (granularity "batch"; interpolated between samples). Units: J."""
+    return f"energy/{phase}_step_j"
+
+
+def loop_j(phase: str) -> str:
+    """Energy of a whole test or predict loop. Units: J."""
+    return f"energy/{phase}_j"

@@ -1,0 +1,244 @@
+"""What every framework's EnergyCallback shares: training events in, metric dicts out.
+
+The adapters (``green_callbacks.lightning``, ``.keras``, ``.hf``) only translate
+their framework's hooks into these calls and put the returned dicts into the
+framework's own logging path, so every framework logs the same keys
+(:mod:`green_callbacks.core.keys`) computed the same way.
+
+Example:
+    >>> from green_callbacks.testing import FakeClock, FakeMeter
+    >>> clock = FakeClock()
+    >>> config = CallbackConfig(meters=[FakeMeter({"gpu:0": 100.0}, clock=clock)])
+    >>> session = EnergySession(config, clock=clock, sample_interval_s=None).start()
+    >>> session.epoch_start("train")
+    >>> clock.advance(3.0)
+    >>> session.epoch_start("val")          # validation inside the training epoch
+    >>> clock.advance(1.0)
+    >>> session.epoch_end("val")["energy/val_epoch_j"]
+    100.0
+    >>> metrics = session.epoch_end("train")
+    >>> metrics["energy/train_epoch_j"], metrics["energy/total_j"]
+    (300.0, 400.0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from green_callbacks.core import keys
+from green_callbacks.core.records import WindowResult
+from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker, Window
+from green_callbacks.errors import GreenCallbacksError, warn
+from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
+from green_callbacks.meters.spec import MeterLike
+
+GRANULARITIES = ("batch", "epoch")
+PHASES = ("train", "val", "test", "predict")
+
+
+class CallbackConfigError(GreenCallbacksError, ValueError):
+    """An EnergyCallback argument is out of range."""
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    """The arguments every framework's ``EnergyCallback`` takes.
+
+    Attributes:
+        meters: ``"auto"``, a spec string, a meter, or a list (docs/meters.md).
+        granularity: ``"epoch"``, or ``"batch"`` to also log each step's energy.
+        idle_baseline_s: seconds of idle power measured first. Units: s.
+        carbon_intensity_g_per_kwh: grid intensity for ``carbon/total_g``, or None.
+        pue: facility power usage effectiveness applied to carbon.
+        trace_path: JSONL file receiving every window, or None.
+        summary_path: JSON file written at the end of the run, or None.
+        sync_cuda: synchronise CUDA before each batch reading (epoch and run
+            boundaries are always synchronised).
+    """
+
+    meters: MeterLike | Sequence[MeterLike] = "auto"
+    granularity: str = "epoch"
+    idle_baseline_s: float = 0.0
+    carbon_intensity_g_per_kwh: float | None = None
+    pue: float = 1.0
+    trace_path: str | Path | None = None
+    summary_path: str | Path | None = None
+    sync_cuda: bool = False
+
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise CallbackConfigError(
+                f"granularity must be 'epoch' or 'batch', got {self.granularity!r}; "
+                "'batch' also logs energy/train_step_j every step"
+            )
+
+
+class EnergySession:
+    """Turns training events into energy metrics with the stable keys.
+
+    Args:
+        config: the callback's arguments.
+        clock, sleep: injectable for tests.
+        sample_interval_s: the tracker's sampling interval (None: no thread).
+        synchronize: called before readings that must see finished device
+            work (the torch adapters pass ``torch.cuda.synchronize``).
+    """
+
+    def __init__(
+        self,
+        config: CallbackConfig,
+        *,
+        clock: Clock = DEFAULT_CLOCK,
+        sleep: Callable[[float], None] = time.sleep,
+        sample_interval_s: float | None = DEFAULT_SAMPLE_INTERVAL_S,
+        synchronize: Callable[[], None] | None = None,
+    ):
+        self.config = config
+        self.tracker = EnergyTracker(
+            config.meters,
+            sample_interval_s=sample_interval_s,
+            idle_baseline_s=config.idle_baseline_s,
+            carbon_intensity_g_per_kwh=config.carbon_intensity_g_per_kwh,
+            pue=config.pue,
+            trace_path=config.trace_path,
+            clock=clock,
+            sleep=sleep,
+        )
+        self._sync = synchronize
+        self._epochs: dict[str, Window] = {}
+        self._laps: dict[str, Window] = {}
+        self._samples: dict[str, int] = {}
+        self._excluded: dict[str, tuple[float, float]] = {}
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> EnergySession:
+        """Start metering (idempotent: fit, then test, share one run)."""
+        if not self.tracker.running:
+            self.tracker.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop metering; write and return the summary."""
+        if self.tracker.running:
+            self._synchronize()
+            self.tracker.stop()
+        summary = self.tracker.summary()
+        if self.config.summary_path is not None:
+            try:
+                write_json_atomic(Path(self.config.summary_path), summary)
+            except OSError as err:
+                warn(f"energy summary {self.config.summary_path} cannot be written ({err})")
+        return summary
+
+    @property
+    def running(self) -> bool:
+        return self.tracker.running
+
+    def provenance(self) -> dict[str, str]:
+        """Where the figures come from, for loggers' hyperparameters or tags."""
+        labels = {f"energy_source/{d.name}": d.label() for d in self.tracker.domains}
+        kinds = {d.kind for d in self.tracker.domains}
+        labels["energy_source/kind"] = kinds.pop() if len(kinds) == 1 else "mixed"
+        return labels
+
+    # -- epochs and batches ---------------------------------------------
+
+    def epoch_start(self, phase: str) -> None:
+        """An epoch (or validation / test / predict loop) of ``phase`` begins."""
+        _check_phase(phase)
+        self._synchronize()
+        self._epochs[phase] = self.tracker.open("epoch", phase)
+        self._samples[phase] = 0
+        self._excluded[phase] = (0.0, 0.0)
+        if self.config.granularity == "batch":
+            self._laps[phase] = self.tracker.open("batch", phase)
+
+    def batch_end(self, phase: str, samples: int) -> dict[str, float]:
+        """A batch of ``samples`` samples ended; returns the step metric at batch granularity.
+
+        At epoch granularity this only counts samples: no reading, no window.
+        """
+        if phase not in self._epochs:
+            return {}
+        self._samples[phase] += samples
+        lap = self._laps.get(phase)
+        if lap is None:
+            return {}
+        if self.config.sync_cuda:
+            self._synchronize()
+        return {keys.step_j(phase): self.tracker.lap(lap).energy_j}
+
+    def epoch_end(self, phase: str) -> dict[str, float]:
+        """The epoch of ``phase`` ended; returns its metrics and the run total."""
+        window = self._epochs.pop(phase, None)
+        if window is None:
+            return {}
+        self._synchronize()
+        result = self.tracker.close(window)
+        self._laps.pop(phase, None)
+        for other in self._epochs:  # a nested phase's energy is not the enclosing one's
+            energy, duration = self._excluded[other]
+            self._excluded[other] = (energy + result.energy_j, duration + result.duration_s)
+            if other in self._laps:  # its next batch starts now
+                self._laps[other] = self.tracker.open("batch", other)
+        energy, duration = self._own(phase, result)
+        name = keys.loop_j(phase) if phase in ("test", "predict") else keys.epoch_j(phase)
+        metrics = {
+            name: energy,
+            keys.avg_power_w(phase): energy / duration if duration > 0 else 0.0,
+        }
+        samples = self._samples.pop(phase, 0)
+        if samples:
+            metrics[keys.j_per_sample(phase)] = energy / samples
+        return {**metrics, **self.totals()}
+
+    def _own(self, phase: str, result: WindowResult) -> tuple[float, float]:
+        excluded_j, excluded_s = self._excluded.pop(phase, (0.0, 0.0))
+        return max(result.energy_j - excluded_j, 0.0), max(result.duration_s - excluded_s, 0.0)
+
+    def totals(self) -> dict[str, float]:
+        """``energy/total_j`` (and ``carbon/total_g``) of the run so far."""
+        totals = self.tracker.totals()
+        metrics = {keys.TOTAL_J: totals.energy_j}
+        if totals.carbon_g is not None:
+            metrics[keys.CARBON_TOTAL_G] = totals.carbon_g
+        return metrics
+
+    def _synchronize(self) -> None:
+        if self._sync is not None:
+            self._sync()
+
+    # -- resume ----------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.tracker.state_dict() if self.tracker.running else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.tracker.load_state_dict(state)
+
+
+def _check_phase(phase: str) -> None:
+    if phase not in PHASES:
+        raise CallbackConfigError(f"phase must be one of {PHASES}, got {phase!r}")
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON through a temp file and ``os.replace``: never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(payload, out, indent=2)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

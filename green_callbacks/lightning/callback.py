@@ -1,0 +1,203 @@
+"""EnergyCallback for Lightning: hooks in, session calls, metrics out through ``pl_module.log``.
+
+Every logger attached to the trainer, the progress bar, ``EarlyStopping`` and
+``ModelCheckpoint(monitor="energy/...")`` receive the figures unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from green_callbacks.core.session import CallbackConfig, EnergySession
+from green_callbacks.errors import MissingExtraError
+from green_callbacks.meters.spec import MeterLike
+
+try:
+    import lightning.pytorch as pl
+    import torch
+except ImportError as err:  # pragma: no cover - exercised where lightning is absent
+    raise MissingExtraError(
+        f"green_callbacks.lightning needs Lightning ({err}). "
+        "Install it with: pip install 'green-callbacks[lightning]'"
+    ) from err
+
+
+class EnergyCallback(pl.Callback):
+    """Meters training, validation, test and prediction energy and logs it.
+
+    Args:
+        meters: ``"auto"``, a spec string, a meter, or a list (docs/meters.md).
+        granularity: ``"epoch"``, or ``"batch"`` to also log ``energy/train_step_j``.
+        idle_baseline_s: seconds of idle power measured first. Units: s.
+        carbon_intensity_g_per_kwh: grid intensity for ``carbon/total_g``, or None.
+        pue: facility power usage effectiveness applied to carbon.
+        trace_path: JSONL file receiving every window, or None.
+        summary_path: JSON summary written when the stage ends, or None.
+        sync_cuda: synchronise CUDA before each batch reading.
+
+    Metric keys are listed in docs/metrics.md. The figures' provenance is
+    logged once as hyperparameters ``energy_source/<domain>``.
+    """
+
+    def __init__(
+        self,
+        meters: MeterLike | Sequence[MeterLike] = "auto",
+        granularity: str = "epoch",
+        idle_baseline_s: float = 0.0,
+        carbon_intensity_g_per_kwh: float | None = None,
+        pue: float = 1.0,
+        trace_path: str | Path | None = None,
+        summary_path: str | Path | None = None,
+        sync_cuda: bool = False,
+    ):
+        self.config = CallbackConfig(
+            meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
+            trace_path, summary_path, sync_cuda,
+        )  # fmt: skip
+        self._session: EnergySession | None = None
+        self._pending_state: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self._session is not None and self._session.running:
+            return
+        cuda = torch.cuda.is_available()
+        self._session = EnergySession(
+            self.config, synchronize=torch.cuda.synchronize if cuda else None
+        )
+        self._session.start()
+        self._session.load_state_dict(self._pending_state)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_hyperparams(self._session.provenance())
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self._session is not None:
+            self._session.stop()
+            self._session = None
+
+    @property
+    def session(self) -> EnergySession | None:
+        """The running session (None outside a stage)."""
+        return self._session
+
+    # -- training and validation ----------------------------------------
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start("train")
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        metrics = self._batch("train", batch)
+        if metrics:
+            pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._log_epoch(pl_module, self._end("train"))
+
+    def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:
+            self._start("val")
+
+    def on_validation_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not trainer.sanity_checking:
+            self._batch("val", batch)
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:
+            self._log_epoch(pl_module, self._end("val"))
+
+    # -- test and predict -----------------------------------------------
+
+    def on_test_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start("test")
+
+    def on_test_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._batch("test", batch)
+
+    def on_test_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._log_epoch(pl_module, self._end("test"))
+
+    def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start("predict")
+
+    def on_predict_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._batch("predict", batch)
+
+    def on_predict_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        metrics = self._end("predict")
+        if trainer.is_global_zero:  # self.log is not allowed in predict: go to the loggers
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+
+    # -- resume ----------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._session.state_dict() if self._session is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self._session is not None and self._session.running:
+            self._session.load_state_dict(state_dict)
+        else:
+            self._pending_state = dict(state_dict)
+
+    # -- helpers ---------------------------------------------------------
+
+    def _start(self, phase: str) -> None:
+        if self._session is not None:
+            self._session.epoch_start(phase)
+
+    def _batch(self, phase: str, batch: Any) -> dict[str, float]:
+        if self._session is None:
+            return {}
+        return self._session.batch_end(phase, batch_size(batch))
+
+    def _end(self, phase: str) -> dict[str, float]:
+        return self._session.epoch_end(phase) if self._session is not None else {}
+
+    @staticmethod
+    def _log_epoch(pl_module: Any, metrics: dict[str, float]) -> None:
+        if metrics:
+            pl_module.log_dict(metrics, on_step=False, on_epoch=True)
+
+
+def batch_size(batch: Any) -> int:
+    """Samples in a batch: the first dimension of its first tensor, else 0 (unknown)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() > 0 else 1
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            size = batch_size(item)
+            if size:
+                return size
+    return 0

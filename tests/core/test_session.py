@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from green_callbacks.core import keys
+from green_callbacks.core.session import CallbackConfig, CallbackConfigError, EnergySession
+from green_callbacks.testing import FakeClock, FakeMeter
+
+
+def session_with(clock: FakeClock, power_w: float = 100.0, **config: object) -> EnergySession:
+    meter = FakeMeter({"gpu:0": power_w}, clock=clock)
+    cfg = CallbackConfig(meters=[meter], **config)  # type: ignore[arg-type]
+    return EnergySession(cfg, clock=clock, sample_interval_s=None).start()
+
+
+def test_epochs_report_energy_power_per_sample_and_run_total(clock: FakeClock) -> None:
+    session = session_with(clock)
+    epochs = []
+    for _ in range(2):
+        session.epoch_start("train")
+        for _ in range(4):
+            clock.advance(0.5)
+            session.batch_end("train", samples=8)
+        epochs.append(session.epoch_end("train"))
+
+    assert epochs[0][keys.epoch_j("train")] == 200.0
+    assert epochs[0][keys.avg_power_w("train")] == 100.0
+    assert epochs[0][keys.j_per_sample("train")] == 200.0 / 32
+    assert epochs[1][keys.TOTAL_J] == 400.0
+    assert sum(e[keys.epoch_j("train")] for e in epochs) == epochs[-1][keys.TOTAL_J]
+
+
+def test_validation_inside_a_training_epoch_is_not_training_energy(clock: FakeClock) -> None:
+    session = session_with(clock)
+    session.epoch_start("train")
+    clock.advance(2.0)
+    session.epoch_start("val")
+    clock.advance(1.0)
+    val = session.epoch_end("val")
+    train = session.epoch_end("train")
+
+    assert val[keys.epoch_j("val")] == 100.0
+    assert train[keys.epoch_j("train")] == 200.0
+    assert train[keys.avg_power_w("train")] == 100.0  # over the 2 s of training only
+    assert train[keys.TOTAL_J] == 300.0
+
+
+def test_batch_granularity_logs_steps_that_skip_validation(clock: FakeClock) -> None:
+    session = session_with(clock, granularity="batch")
+    session.tracker.poll()
+    session.epoch_start("train")
+    clock.advance(0.1)
+    session.tracker.poll()  # the sampler's tick gives the power
+    first = session.batch_end("train", samples=4)
+    session.epoch_start("val")
+    clock.advance(5.0)
+    session.epoch_end("val")
+    clock.advance(0.1)
+    second = session.batch_end("train", samples=4)
+
+    assert list(first) == [keys.step_j("train")]
+    assert second[keys.step_j("train")] == pytest.approx(10.0)  # not the 500 J of validation
+
+
+def test_epoch_granularity_logs_no_steps(clock: FakeClock) -> None:
+    session = session_with(clock)
+    session.epoch_start("train")
+    clock.advance(0.1)
+
+    assert session.batch_end("train", samples=4) == {}
+
+
+def test_test_and_predict_loops_report_their_energy(clock: FakeClock) -> None:
+    session = session_with(clock, carbon_intensity_g_per_kwh=360.0)
+    session.epoch_start("predict")
+    clock.advance(3.0)
+    session.batch_end("predict", samples=30)
+    metrics = session.epoch_end("predict")
+
+    assert metrics[keys.loop_j("predict")] == 300.0
+    assert metrics[keys.j_per_sample("predict")] == 10.0
+    assert metrics[keys.CARBON_TOTAL_G] == pytest.approx(300.0 / 3_600_000 * 360.0)
+
+
+def test_summary_is_written_atomically_and_names_sources(clock: FakeClock, tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "summary.json"
+    session = session_with(clock, summary_path=path)
+    clock.advance(1.0)
+
+    session.stop()
+
+    summary = json.loads(path.read_text())
+    assert summary["totals"]["energy_j"] == 100.0
+    assert summary["totals"]["sources"][0]["kind"] == "measured"
+    assert list(path.parent.iterdir()) == [path]  # no temp file left
+
+
+def test_provenance_labels_every_domain(clock: FakeClock) -> None:
+    session = session_with(clock)
+
+    assert session.provenance() == {
+        "energy_source/gpu:0": "measured (fake scripted-power)",
+        "energy_source/kind": "measured",
+    }
+
+
+def test_resume_continues_the_total(clock: FakeClock) -> None:
+    first = session_with(clock)
+    clock.advance(2.0)
+    state = first.state_dict()
+    first.stop()
+
+    second = session_with(clock)
+    second.load_state_dict(state)
+    clock.advance(1.0)
+
+    assert second.totals()[keys.TOTAL_J] == 300.0
+
+
+def test_bad_granularity_says_what_to_pass() -> None:
+    with pytest.raises(CallbackConfigError, match="'epoch' or 'batch'"):
+        CallbackConfig(granularity="step")

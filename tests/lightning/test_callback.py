@@ -1,0 +1,169 @@
+"""EnergyCallback on real tiny Lightning models, read back from real loggers."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from pathlib import Path
+
+import pytest
+
+pl = pytest.importorskip("lightning.pytorch", reason="needs the 'lightning' extra")
+torch = pytest.importorskip("torch", reason="needs the 'lightning' extra")
+
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+
+from green_callbacks.lightning import EnergyCallback  # noqa: E402
+
+POWER_W = 150.0
+
+
+class TinyModel(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 2)
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.layer(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.cross_entropy(self.layer(x), y))
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def predict_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        return self.layer(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def loader() -> torch.utils.data.DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=generator)
+    y = torch.randint(0, 2, (64,), generator=generator)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> str:
+    path = tmp_path / "constant.csv"
+    path.write_text(f"time_s,power_w\n0,{POWER_W}\n3600,{POWER_W}\n")
+    return f"replay:{path}"
+
+
+def trainer(
+    tmp_path: Path, callback: EnergyCallback, epochs: int = 2, **kwargs: object
+) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path, name="logs", version=0),
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def metric_rows(tmp_path: Path) -> list[dict[str, str]]:
+    with (tmp_path / "logs" / "version_0" / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def column(rows: list[dict[str, str]], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if r.get(key)]
+
+
+def test_fit_logs_epoch_energy_next_to_the_loss(tmp_path: Path, trace: str) -> None:
+    trainer(tmp_path, EnergyCallback(meters=trace)).fit(TinyModel(), loader(), loader())
+    rows = metric_rows(tmp_path)
+
+    train, val, total = (
+        column(rows, k) for k in ("energy/train_epoch_j", "energy/val_epoch_j", "energy/total_j")
+    )
+    assert len(train) == 2 and len(val) == 2
+    assert min(train + val) > 0
+    assert column(rows, "power/train_avg_w") == pytest.approx([POWER_W] * 2)  # val excluded
+    assert column(rows, "power/val_avg_w") == pytest.approx([POWER_W] * 2)
+    assert column(rows, "energy/train_j_per_sample")[0] == pytest.approx(train[0] / 64)
+    assert sum(train + val) <= max(total) and total == sorted(total)
+    assert any(column(rows, "train_loss"))
+
+
+def test_batch_granularity_logs_each_step(tmp_path: Path, trace: str) -> None:
+    trainer(tmp_path, EnergyCallback(meters=trace, granularity="batch"), epochs=1).fit(
+        TinyModel(), loader()
+    )
+    rows = metric_rows(tmp_path)
+
+    steps = column(rows, "energy/train_step_j")
+    assert len(steps) == 4
+    assert all(s > 0 for s in steps)
+    assert sum(steps) == pytest.approx(column(rows, "energy/train_epoch_j")[0], rel=0.25)
+
+
+def test_test_and_predict_report_their_energy(tmp_path: Path, trace: str) -> None:
+    fitted = trainer(tmp_path, EnergyCallback(meters=trace), epochs=1)
+    model = TinyModel()
+    fitted.fit(model, loader())
+
+    results = fitted.test(model, loader(), verbose=False)
+    fitted.predict(model, loader())
+
+    assert results[0]["energy/test_j"] > 0
+    assert results[0]["power/test_avg_w"] == pytest.approx(POWER_W)
+    predict = column(metric_rows(tmp_path), "energy/predict_j_per_sample")
+    assert len(predict) == 1 and predict[0] > 0
+
+
+def test_provenance_is_logged_once_as_hyperparameters(tmp_path: Path, trace: str) -> None:
+    trainer(tmp_path, EnergyCallback(meters=trace), epochs=1).fit(TinyModel(), loader())
+
+    hparams = (tmp_path / "logs" / "version_0" / "hparams.yaml").read_text()
+    assert "energy_source/replay: replayed (replay trace)" in hparams
+    assert "energy_source/kind: replayed" in hparams
+
+
+def test_resumed_fit_continues_the_energy_total(tmp_path: Path, trace: str) -> None:
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=CSVLogger(tmp_path, name="first"),
+        callbacks=[EnergyCallback(meters=trace), checkpoints],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    first.fit(TinyModel(), loader())
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    state = next(v for k, v in saved["callbacks"].items() if "EnergyCallback" in k)
+
+    resumed_cb = EnergyCallback(meters=trace, summary_path=tmp_path / "summary.json")
+    second = trainer(tmp_path, resumed_cb, epochs=2)
+    second.fit(TinyModel(), loader(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    rows = metric_rows(tmp_path)
+
+    second_epoch = column(rows, "energy/train_epoch_j")
+    assert len(second_epoch) == 1  # only the epoch left to run
+    assert max(column(rows, "energy/total_j")) >= state["energy_j"]["replay"] + second_epoch[0]
+    assert '"resumed": true' in (tmp_path / "summary.json").read_text()
+
+
+def test_callback_pickles_before_and_after_a_run(tmp_path: Path, trace: str) -> None:
+    callback = EnergyCallback(meters=trace, granularity="batch")
+    pickle.loads(pickle.dumps(callback))
+    trainer(tmp_path, callback, epochs=1).fit(TinyModel(), loader())
+
+    restored = pickle.loads(pickle.dumps(callback))
+
+    assert restored.config == callback.config
