@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Keras 3 tests run on the torch backend: the dev install has torch, not TensorFlow.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 from green_callbacks.testing import FakeClock, FakePowercapTree
 
 NOBODY_UID = 65534

@@ -1,0 +1,147 @@
+"""EnergyCallback for Keras 3: hooks in, session calls, metrics into the shared ``logs`` dict.
+
+Every callback after this one in the list (``CSVLogger``, ``TensorBoard``,
+``EarlyStopping``, ``ModelCheckpoint``, MLflow's, the progress bar) reads the
+same ``logs`` dict, so list ``EnergyCallback`` first: callbacks before it run
+before the figures exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from green_callbacks.core.session import CallbackConfig, EnergySession
+from green_callbacks.errors import MissingExtraError
+from green_callbacks.meters.spec import MeterLike
+
+try:
+    import keras
+except ImportError as err:  # pragma: no cover - exercised where keras is absent
+    raise MissingExtraError(
+        f"green_callbacks.keras needs Keras 3 ({err}). "
+        "Install it with: pip install 'green-callbacks[keras]'"
+    ) from err
+
+
+class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Meters training, validation, evaluation and prediction energy into ``logs``.
+
+    Same arguments and metric keys as the Lightning callback (docs/metrics.md).
+    Validation figures (``energy/val_epoch_j``...) join the epoch's ``logs``
+    (and ``History``); ``evaluate()`` outside ``fit`` puts ``energy/test_j`` in
+    the logs the later callbacks receive (Keras builds the dict it returns
+    before callbacks run); ``predict()`` has no logs. Every figure is also in
+    :attr:`last_metrics` and the summary. Keras gives callbacks no batch size,
+    so per-sample figures are not reported. ``EarlyStopping`` on an energy key
+    needs ``mode="min"``.
+    """
+
+    async_safe = True  # batch hooks only read the clock, never the logs' tensors
+
+    def __init__(
+        self,
+        meters: MeterLike | Sequence[MeterLike] = "auto",
+        granularity: str = "epoch",
+        idle_baseline_s: float = 0.0,
+        carbon_intensity_g_per_kwh: float | None = None,
+        pue: float = 1.0,
+        trace_path: str | Path | None = None,
+        summary_path: str | Path | None = None,
+        sync_cuda: bool = False,
+    ):
+        super().__init__()
+        self.config = CallbackConfig(
+            meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
+            trace_path, summary_path, sync_cuda,
+        )  # fmt: skip
+        self._session: EnergySession | None = None
+        self._in_fit = False
+        self._val_metrics: dict[str, float] = {}
+        self.last_metrics: dict[str, float] = {}
+        self.summary: dict[str, Any] | None = None
+
+    # -- fit ---------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._in_fit = True
+        self._begin()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._val_metrics = {}
+        self._require().epoch_start("train")
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        metrics = self._require().batch_end("train", 0)
+        if metrics and logs is not None:
+            logs.update(metrics)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        metrics = {**self._val_metrics, **self._require().epoch_end("train")}
+        self._deliver(metrics, logs)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._in_fit = False
+        self._finish()
+
+    # -- evaluate (validation inside fit) and predict -------------------------
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self._in_fit:
+            self._begin()
+        self._require().epoch_start(self._test_phase())
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        metrics = self._require().epoch_end(self._test_phase())
+        if self._in_fit:
+            self._val_metrics = metrics  # joins the epoch's logs in on_epoch_end
+            return
+        self._deliver(metrics, logs)
+        self._finish()
+
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._begin()
+        self._require().epoch_start("predict")
+
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._deliver(self._require().epoch_end("predict"), logs)
+        self._finish()
+
+    # -- helpers -------------------------------------------------------------
+
+    def _test_phase(self) -> str:
+        return "val" if self._in_fit else "test"
+
+    def _begin(self) -> None:
+        if self._session is None:
+            self._session = EnergySession(self.config, synchronize=_cuda_synchronize())
+            self._session.start()
+
+    def _finish(self) -> None:
+        if self._session is not None:
+            self.summary = self._session.stop()
+            self._session = None
+
+    def _require(self) -> EnergySession:
+        self._begin()
+        assert self._session is not None
+        return self._session
+
+    def _deliver(self, metrics: dict[str, float], logs: dict[str, Any] | None) -> None:
+        self.last_metrics = metrics
+        if logs is not None:
+            logs.update(metrics)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Where the figures come from (available while a run is metered)."""
+        return self._session.provenance() if self._session is not None else {}
+
+
+def _cuda_synchronize() -> Callable[[], None] | None:
+    if keras.backend.backend() != "torch":
+        return None
+    import torch
+
+    return torch.cuda.synchronize if torch.cuda.is_available() else None

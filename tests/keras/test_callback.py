@@ -1,0 +1,94 @@
+"""EnergyCallback in real Keras 3 fits (torch backend), read back from CSVLogger and History."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
+np = pytest.importorskip("numpy")
+
+from green_callbacks.keras import EnergyCallback  # noqa: E402
+
+POWER_W = 150.0
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> str:
+    path = tmp_path / "constant.csv"
+    path.write_text(f"time_s,power_w\n0,{POWER_W}\n3600,{POWER_W}\n")
+    return f"replay:{path}"
+
+
+def model() -> keras.Model:
+    net = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
+    )
+    net.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return net
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, size=64)
+
+
+def test_fit_puts_energy_in_the_shared_logs(tmp_path: Path, trace: str) -> None:
+    x, y = data()
+    log_file = tmp_path / "log.csv"
+    stop = keras.callbacks.EarlyStopping(monitor="energy/train_epoch_j", mode="min", patience=5)
+    history = model().fit(
+        x, y, epochs=2, batch_size=16, validation_data=(x, y), verbose=0,
+        callbacks=[EnergyCallback(meters=trace), keras.callbacks.CSVLogger(str(log_file)), stop],
+    )  # fmt: skip
+
+    with log_file.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    for row in rows:
+        assert float(row["energy/train_epoch_j"]) > 0 and float(row["energy/val_epoch_j"]) > 0
+        assert float(row["power/train_avg_w"]) == pytest.approx(POWER_W, rel=0.01)
+    totals = history.history["energy/total_j"]
+    assert totals == sorted(totals)
+    assert (
+        sum(history.history["energy/train_epoch_j"]) + sum(history.history["energy/val_epoch_j"])
+        <= totals[-1]
+    )
+    assert "val_loss" in history.history
+
+
+def test_batch_granularity_reaches_batch_logs(trace: str) -> None:
+    seen: list[float] = []
+    spy = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: seen.append(logs["energy/train_step_j"])
+    )
+    x, y = data()
+    model().fit(
+        x,
+        y,
+        epochs=1,
+        batch_size=16,
+        verbose=0,
+        callbacks=[EnergyCallback(meters=trace, granularity="batch"), spy],
+    )
+
+    assert len(seen) == 4 and all(s >= 0 for s in seen) and sum(seen) > 0
+
+
+def test_evaluate_and_predict_report_their_energy(tmp_path: Path, trace: str) -> None:
+    x, y = data()
+    net = model()
+    callback = EnergyCallback(meters=trace, summary_path=tmp_path / "summary.json")
+
+    seen: dict[str, float] = {}
+    spy = keras.callbacks.LambdaCallback(on_test_end=lambda logs: seen.update(logs))
+
+    net.evaluate(x, y, verbose=0, callbacks=[callback, spy])
+    assert seen["energy/test_j"] > 0 and "loss" in seen  # later callbacks see it with the loss
+    net.predict(x, verbose=0, callbacks=[callback])
+
+    assert callback.last_metrics["energy/predict_j"] > 0
+    assert callback.summary is not None and callback.summary["totals"]["kind"] == "replayed"
+    assert (tmp_path / "summary.json").exists()
