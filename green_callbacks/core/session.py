@@ -145,8 +145,7 @@ class EnergySession:
     def provenance(self) -> dict[str, str]:
         """Where the figures come from, for loggers' hyperparameters or tags."""
         labels = {f"energy_source/{d.name}": d.label() for d in self.tracker.domains}
-        kinds = {d.kind for d in self.tracker.domains}
-        labels["energy_source/kind"] = kinds.pop() if len(kinds) == 1 else "mixed"
+        labels["energy_source/kind"] = self.tracker.kind
         return labels
 
     # -- epochs and batches ---------------------------------------------

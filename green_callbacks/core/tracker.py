@@ -169,7 +169,14 @@ class EnergyTracker:
             tuple(chain.from_iterable(m.domains() for m in selection.meters)), self._carbon
         )
         self._all_top = all(self._layout.top)
-        interval = self._poll_interval(selection.meters)
+        try:
+            self._begin_run(self._poll_interval(selection.meters))
+        except BaseException:
+            self._shutdown()  # no thread, meter or file outlives a failed start
+            raise
+        return self
+
+    def _begin_run(self, interval: float | None) -> None:
         if interval is not None:
             self._sampler = Sampler(self.poll, interval)
             self._sampler.start()
@@ -185,7 +192,6 @@ class EnergyTracker:
             # sampler's first tick are not reported as 0 J; the next sample corrects it.
             self._sleep(MIN_SLOPE_SPAN_S)
             self._exact()
-        return self
 
     def _poll_interval(self, meters: Sequence[Meter]) -> float | None:
         if self._sample_interval_s is None:
@@ -437,6 +443,11 @@ class EnergyTracker:
     def domains(self) -> tuple[Domain, ...]:
         """Provenance of every metered domain."""
         return self._layout.domains
+
+    @property
+    def kind(self) -> str:
+        """``measured``, ``estimated`` or ``replayed`` if all domains agree, else ``mixed``."""
+        return self._layout.kind()
 
     @property
     def findings(self) -> tuple[Finding, ...]:

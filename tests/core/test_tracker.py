@@ -295,3 +295,16 @@ def test_lap_needs_an_open_interpolated_window(clock: FakeClock) -> None:
 
     with pytest.raises(TrackerStateError, match="opened with exact=True"):
         tracker.lap(exact)
+
+
+def test_a_failed_start_leaves_no_thread_or_open_meter() -> None:
+    before = set(threading.enumerate())
+    frozen = FakeClock()  # never advances: the idle baseline cannot be measured
+    meter = FakeMeter({"gpu:0": 1.0}, clock=frozen)
+    tracker = EnergyTracker([meter], idle_baseline_s=1.0, clock=frozen, sleep=lambda s: None)
+
+    with pytest.raises(TrackerStateError, match="idle baseline"):
+        tracker.start()
+
+    assert meter.closed and not tracker.running
+    assert set(threading.enumerate()) == before
