@@ -7,7 +7,6 @@ matching built-in (``ValueError``, ``PermissionError``, ``RuntimeError``,
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
@@ -44,16 +43,27 @@ class EnergySourceWarning(UserWarning):
     """A source of energy readings was skipped or dropped; figures carry on without it."""
 
 
+# Frames of these packages are skipped, so a warning points at the user's own line.
+_FRAMEWORK_MODULES = (
+    "green_callbacks", "lightning", "pytorch_lightning", "keras", "tensorflow",
+    "transformers", "accelerate", "torch",
+)  # fmt: skip
+
+
 def warn(message: str) -> None:
     """Issue an :class:`EnergySourceWarning` attributed to the caller's code.
 
-    The warning points at the first frame outside green_callbacks, so users see
-    their own line (``tracker.start()``, ``trainer.fit()``), whatever the depth.
+    The warning points at the first frame outside green_callbacks and the
+    frameworks calling it, so users see their own line (``tracker.start()``,
+    ``trainer.fit(...)``, ``model.fit(...)``), whatever the depth.
     """
-    package_dir = os.path.dirname(__file__)
     frame = sys._getframe(1)
     level = 2
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(package_dir):
+    while frame.f_back is not None and _is_framework(frame.f_globals.get("__name__", "")):
         frame = frame.f_back
         level += 1
     warnings.warn(f"green_callbacks: {message}", EnergySourceWarning, stacklevel=level)
+
+
+def _is_framework(module: str) -> bool:
+    return module.split(".", 1)[0] in _FRAMEWORK_MODULES

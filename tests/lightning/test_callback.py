@@ -14,7 +14,9 @@ torch = pytest.importorskip("torch", reason="needs the 'lightning' extra")
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
+from green_callbacks.errors import EnergySourceWarning  # noqa: E402
 from green_callbacks.lightning import EnergyCallback  # noqa: E402
+from green_callbacks.testing import FakeMeter  # noqa: E402
 
 POWER_W = 150.0
 
@@ -167,3 +169,14 @@ def test_callback_pickles_before_and_after_a_run(tmp_path: Path, trace: str) -> 
     restored = pickle.loads(pickle.dumps(callback))
 
     assert restored.config == callback.config
+
+
+def test_a_failing_source_warns_at_the_users_fit_line_and_training_goes_on(tmp_path: Path) -> None:
+    failing = FakeMeter({"gpu:0": 100.0}, fail_after=1)
+
+    with pytest.warns(EnergySourceWarning, match="dropped") as caught:
+        trainer(tmp_path, EnergyCallback(meters=[failing]), epochs=1).fit(TinyModel(), loader())
+
+    ours = [w for w in caught if issubclass(w.category, EnergySourceWarning)]
+    assert len(ours) == 1 and ours[0].filename == __file__
+    assert column(metric_rows(tmp_path), "energy/train_epoch_j") == [0.0]
