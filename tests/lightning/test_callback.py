@@ -75,8 +75,7 @@ def trainer(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        **kwargs,  # type: ignore[arg-type]
+        **{"log_every_n_steps": 1, **kwargs},  # type: ignore[arg-type]
     )
 
 
@@ -103,6 +102,13 @@ def test_fit_logs_epoch_energy_next_to_the_loss(tmp_path: Path, trace: str) -> N
     assert column(rows, "energy/train_j_per_sample")[0] == pytest.approx(train[0] / 64)
     assert sum(train + val) <= max(total) and total == sorted(total)
     assert any(column(rows, "train_loss"))
+
+
+def test_step_figures_follow_log_every_n_steps(tmp_path: Path, trace: str) -> None:
+    callback = EnergyCallback(meters=trace, granularity="batch")
+    trainer(tmp_path, callback, epochs=1, log_every_n_steps=2).fit(TinyModel(), loader())
+
+    assert len(column(metric_rows(tmp_path), "energy/train_step_j")) == 2  # of 4 steps
 
 
 def test_batch_granularity_logs_each_step(tmp_path: Path, trace: str) -> None:
