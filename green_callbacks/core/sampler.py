@@ -179,7 +179,3 @@ class Sampler:
         if thread is not None:
             self._stop.set()
             thread.join()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
