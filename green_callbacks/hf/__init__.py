@@ -1,0 +1,8 @@
+"""Hugging Face ``transformers.Trainer`` adapter.
+
+Needs ``pip install 'green-callbacks[hf]'``.
+"""
+
+from green_callbacks.hf.callback import STATE_FILE, EnergyCallback, attach
+
+__all__ = ["STATE_FILE", "EnergyCallback", "attach"]

@@ -1,0 +1,165 @@
+"""EnergyCallback for ``transformers.Trainer``: figures into the logs and ``state.log_history``.
+
+``Trainer`` runs the callbacks passed to it *after* its ``report_to``
+integrations (TensorBoard, MLflow...), and copies each log into
+``state.log_history`` before calling ``on_log``. So this callback writes its
+figures both into ``logs`` (for the callbacks after it) and into the
+``log_history`` entry; :func:`attach` places it before the integrations so
+they receive the figures too.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from green_callbacks.core.session import CallbackConfig, EnergySession, write_json_atomic
+from green_callbacks.meters.spec import MeterLike
+
+try:
+    import torch
+    from transformers import Trainer, TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+except ImportError as err:  # pragma: no cover - exercised where transformers is absent
+    from green_callbacks.errors import MissingExtraError
+
+    raise MissingExtraError(
+        f"green_callbacks.hf needs transformers ({err}). "
+        "Install it with: pip install 'green-callbacks[hf]'"
+    ) from err
+
+STATE_FILE = "green_callbacks_energy.json"
+"""The tracker state saved beside each checkpoint, so a resumed run continues its total."""
+
+
+class EnergyCallback(TrainerCallback):
+    """Meters training and in-training evaluation energy; same arguments as the other frameworks.
+
+    Train epoch figures join the next log (with ``logging_strategy="epoch"``,
+    the epoch's own); step figures (``granularity="batch"``) join the next
+    log too; evaluation figures join the metrics ``evaluate()`` returns and
+    its ``log_history`` entry. Use :func:`attach` for ``report_to`` loggers.
+    """
+
+    def __init__(
+        self,
+        meters: MeterLike | Sequence[MeterLike] = "auto",
+        granularity: str = "epoch",
+        idle_baseline_s: float = 0.0,
+        carbon_intensity_g_per_kwh: float | None = None,
+        pue: float = 1.0,
+        trace_path: str | Path | None = None,
+        summary_path: str | Path | None = None,
+        sync_cuda: bool = False,
+    ):
+        self.config = CallbackConfig(
+            meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
+            trace_path, summary_path, sync_cuda,
+        )  # fmt: skip
+        self.attached = False
+        self._session: EnergySession | None = None
+        self._pending: dict[str, float] = {}
+        self.summary: dict[str, Any] | None = None
+
+    # -- training ----------------------------------------------------------
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        cuda = torch.cuda.is_available()
+        self._session = EnergySession(
+            self.config, synchronize=torch.cuda.synchronize if cuda else None
+        )
+        self._session.start()
+        self._pending = {}
+        if state.global_step > 0:  # resuming: continue the total saved beside the checkpoint
+            saved = (
+                Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / STATE_FILE
+            )
+            if saved.is_file():
+                self._session.load_state_dict(json.loads(saved.read_text()))
+        if args.report_to and not self.attached:
+            warnings.warn(
+                "green_callbacks: Trainer runs callbacks passed to it after its report_to "
+                f"integrations ({', '.join(args.report_to)}), so they would not receive the energy "
+                "figures; call green_callbacks.hf.attach(trainer) instead of passing the callback.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._require().epoch_start("train")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        samples = (
+            args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
+            * max(args.world_size, 1)
+        )
+        self._pending.update(self._require().batch_end("train", samples))
+        if control.should_evaluate:  # evaluation follows this hook, inside the epoch
+            self._require().epoch_start("val")
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._pending.update(self._require().epoch_end("train"))
+        if control.should_evaluate:
+            self._require().epoch_start("val")
+
+    def on_evaluate(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        metrics: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self._session is None:
+            return
+        figures = self._session.epoch_end("val")
+        if metrics is not None:
+            metrics.update(figures)  # what evaluate() returns
+        if figures and state.log_history:
+            state.log_history[-1].update(figures)  # the eval entry, logged just before
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        if not self._pending:
+            return
+        if logs is not None:
+            logs.update(self._pending)
+        if state.log_history:
+            state.log_history[-1].update(self._pending)
+        self._pending = {}
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._session is not None and state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            write_json_atomic(folder / STATE_FILE, self._session.state_dict())
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._pending and state.log_history:
+            state.log_history[-1].update(self._pending)
+        if self._session is not None:
+            self.summary = self._session.stop()
+            self._session = None
+
+    def _require(self) -> EnergySession:
+        if self._session is None:
+            raise RuntimeError("EnergyCallback used outside Trainer.train()")
+        return self._session
+
+
+def attach(trainer: Trainer, callback: EnergyCallback | None = None) -> EnergyCallback:
+    """Put ``callback`` (a new one by default) before the ``report_to`` integrations.
+
+    Example: ``energy = attach(Trainer(model=..., args=..., train_dataset=...))``.
+    """
+    callback = callback or EnergyCallback()
+    handler = trainer.callback_handler
+    if callback in handler.callbacks:
+        handler.callbacks.remove(callback)
+    handler.callbacks.insert(1, callback)  # right after DefaultFlowCallback, which sets control
+    callback.attached = True
+    return callback

@@ -1,0 +1,113 @@
+"""EnergyCallback in a real transformers.Trainer, on a tiny model built in code (no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the 'hf' extra")
+transformers = pytest.importorskip("transformers", reason="needs the 'hf' extra")
+
+from green_callbacks.hf import STATE_FILE, EnergyCallback, attach  # noqa: E402
+
+POWER_W = 150.0
+
+
+class TinyClassifier(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 2)
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        logits = self.layer(x)
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
+        return out
+
+
+def dataset() -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 8, generator=generator)
+    y = torch.randint(0, 2, (32,), generator=generator)
+    return [{"x": x[i], "labels": y[i]} for i in range(32)]
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> str:
+    path = tmp_path / "constant.csv"
+    path.write_text(f"time_s,power_w\n0,{POWER_W}\n3600,{POWER_W}\n")
+    return f"replay:{path}"
+
+
+def make_trainer(
+    tmp_path: Path, epochs: int, callbacks: list[Any] | None = None, **args: Any
+) -> Any:
+    settings = {
+        "output_dir": str(tmp_path / "out"), "num_train_epochs": epochs,
+        "per_device_train_batch_size": 8, "logging_strategy": "epoch", "eval_strategy": "epoch",
+        "save_strategy": "no", "report_to": [], "use_cpu": True, "disable_tqdm": True,
+    }  # fmt: skip
+    arguments = transformers.TrainingArguments(**{**settings, **args})
+    return transformers.Trainer(
+        model=TinyClassifier(),
+        args=arguments,
+        train_dataset=dataset(),
+        eval_dataset=dataset(),
+        callbacks=callbacks,
+    )
+
+
+def entries(trainer: Any, key: str) -> list[float]:
+    return [e[key] for e in trainer.state.log_history if key in e]
+
+
+def test_train_logs_energy_next_to_the_loss(tmp_path: Path, trace: str) -> None:
+    trainer = make_trainer(tmp_path, 2, [EnergyCallback(meters=trace)])
+    trainer.train()
+
+    train, val = entries(trainer, "energy/train_epoch_j"), entries(trainer, "energy/val_epoch_j")
+    assert len(train) == 2 and len(val) == 2 and min(train + val) > 0
+    assert entries(trainer, "power/train_avg_w") == pytest.approx([POWER_W] * 2, rel=0.01)
+    assert entries(trainer, "energy/train_j_per_sample")[0] == pytest.approx(train[0] / 32)
+    loss_entries = [
+        e for e in trainer.state.log_history if "loss" in e and "energy/train_epoch_j" in e
+    ]
+    assert len(loss_entries) == 2  # in the same log entry as the training loss
+    totals = entries(trainer, "energy/total_j")
+    assert totals == sorted(totals)
+
+
+def test_attach_puts_the_callback_before_reporting_integrations(tmp_path: Path, trace: str) -> None:
+    trainer = make_trainer(tmp_path, 1)
+    callback = attach(trainer, EnergyCallback(meters=trace))
+
+    names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
+    assert names.index("EnergyCallback") == 1 and names[0] == "DefaultFlowCallback"
+    assert callback.attached
+
+
+def test_unattached_callback_warns_when_report_to_is_set(tmp_path: Path, trace: str) -> None:
+    trainer = make_trainer(tmp_path, 1, [EnergyCallback(meters=trace)])
+    trainer.args.report_to = ["mlflow"]  # as if set: integrations were resolved at init
+
+    with pytest.warns(UserWarning, match="attach"):
+        trainer.train()
+
+
+def test_resume_from_checkpoint_continues_the_total(tmp_path: Path, trace: str) -> None:
+    first = make_trainer(tmp_path, 1, [EnergyCallback(meters=trace)], save_strategy="epoch")
+    first.train()
+    saved = tmp_path / "out" / "checkpoint-4" / STATE_FILE
+    assert saved.is_file()
+    first_total = entries(first, "energy/total_j")[-1]
+
+    second = make_trainer(tmp_path, 2, [EnergyCallback(meters=trace)], save_strategy="epoch")
+    second.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+
+    epoch2 = entries(second, "energy/train_epoch_j")[-1]
+    assert entries(second, "energy/total_j")[-1] >= first_total + epoch2 * 0.99
