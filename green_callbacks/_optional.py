@@ -19,7 +19,12 @@ def require(module: str, extra: str, *, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise MissingExtraError(
-            f"{purpose} needs the Python module {module!r}, which is not installed "
-            f"({err}). Install it with: pip install 'green-callbacks[{extra}]'"
-        ) from err
+        raise missing_extra(err, extra, purpose=purpose) from err
+
+
+def missing_extra(err: ImportError, extra: str, *, purpose: str) -> MissingExtraError:
+    """The error for an optional dependency that failed to import, naming the extra to install."""
+    return MissingExtraError(
+        f"{purpose} needs a module that is not installed ({err}). "
+        f"Install it with: pip install 'green-callbacks[{extra}]'"
+    )

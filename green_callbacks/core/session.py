@@ -80,6 +80,37 @@ class CallbackConfig:
             )
 
 
+class EnergyCallbackArgs:
+    """The constructor every framework's ``EnergyCallback`` inherits: one signature for all.
+
+    Args: as :class:`CallbackConfig`. Adapters add their own state in
+    :meth:`_init_state`; the session itself is created when a run starts, not
+    here, so callbacks pickle for spawn-based DDP.
+    """
+
+    def __init__(
+        self,
+        meters: MeterLike | Sequence[MeterLike] = "auto",
+        granularity: str = "epoch",
+        idle_baseline_s: float = 0.0,
+        carbon_intensity_g_per_kwh: float | None = None,
+        pue: float = 1.0,
+        trace_path: str | Path | None = None,
+        summary_path: str | Path | None = None,
+        sync_cuda: bool = False,
+    ):
+        super().__init__()
+        self.config = CallbackConfig(
+            meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
+            trace_path, summary_path, sync_cuda,
+        )  # fmt: skip
+        self._session: EnergySession | None = None
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """Per-framework attributes, set at the end of ``__init__``."""
+
+
 class EnergySession:
     """Turns training events into energy metrics with the stable keys.
 

@@ -12,30 +12,24 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from green_callbacks.core.session import CallbackConfig, EnergySession, write_json_atomic
-from green_callbacks.meters.spec import MeterLike
+from green_callbacks._optional import missing_extra
+from green_callbacks.core.session import EnergyCallbackArgs, EnergySession, write_json_atomic
 
 try:
     import torch
     from transformers import Trainer, TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 except ImportError as err:  # pragma: no cover - exercised where transformers is absent
-    from green_callbacks.errors import MissingExtraError
-
-    raise MissingExtraError(
-        f"green_callbacks.hf needs transformers ({err}). "
-        "Install it with: pip install 'green-callbacks[hf]'"
-    ) from err
+    raise missing_extra(err, "hf", purpose="green_callbacks.hf") from err
 
 STATE_FILE = "green_callbacks_energy.json"
 """The tracker state saved beside each checkpoint, so a resumed run continues its total."""
 
 
-class EnergyCallback(TrainerCallback):
+class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     """Meters training and in-training evaluation energy; same arguments as the other frameworks.
 
     Train epoch figures join the next log (with ``logging_strategy="epoch"``,
@@ -44,23 +38,8 @@ class EnergyCallback(TrainerCallback):
     its ``log_history`` entry. Use :func:`attach` for ``report_to`` loggers.
     """
 
-    def __init__(
-        self,
-        meters: MeterLike | Sequence[MeterLike] = "auto",
-        granularity: str = "epoch",
-        idle_baseline_s: float = 0.0,
-        carbon_intensity_g_per_kwh: float | None = None,
-        pue: float = 1.0,
-        trace_path: str | Path | None = None,
-        summary_path: str | Path | None = None,
-        sync_cuda: bool = False,
-    ):
-        self.config = CallbackConfig(
-            meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
-            trace_path, summary_path, sync_cuda,
-        )  # fmt: skip
+    def _init_state(self) -> None:
         self.attached = False
-        self._session: EnergySession | None = None
         self._pending: dict[str, float] = {}
         self.summary: dict[str, Any] | None = None
 

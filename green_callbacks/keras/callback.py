@@ -8,24 +8,19 @@ before the figures exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from green_callbacks.core.session import CallbackConfig, EnergySession
-from green_callbacks.errors import MissingExtraError
-from green_callbacks.meters.spec import MeterLike
+from green_callbacks._optional import missing_extra
+from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
 
 try:
     import keras
 except ImportError as err:  # pragma: no cover - exercised where keras is absent
-    raise MissingExtraError(
-        f"green_callbacks.keras needs Keras 3 ({err}). "
-        "Install it with: pip install 'green-callbacks[keras]'"
-    ) from err
+    raise missing_extra(err, "keras", purpose="green_callbacks.keras") from err
 
 
-class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]
+class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ignore[misc]
     """Meters training, validation, evaluation and prediction energy into ``logs``.
 
     Same arguments and metric keys as the Lightning callback (docs/metrics.md).
@@ -40,23 +35,7 @@ class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     async_safe = True  # batch hooks only read the clock, never the logs' tensors
 
-    def __init__(
-        self,
-        meters: MeterLike | Sequence[MeterLike] = "auto",
-        granularity: str = "epoch",
-        idle_baseline_s: float = 0.0,
-        carbon_intensity_g_per_kwh: float | None = None,
-        pue: float = 1.0,
-        trace_path: str | Path | None = None,
-        summary_path: str | Path | None = None,
-        sync_cuda: bool = False,
-    ):
-        super().__init__()
-        self.config = CallbackConfig(
-            meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
-            trace_path, summary_path, sync_cuda,
-        )  # fmt: skip
-        self._session: EnergySession | None = None
+    def _init_state(self) -> None:
         self._in_fit = False
         self._val_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}

@@ -6,57 +6,28 @@ Every logger attached to the trainer, the progress bar, ``EarlyStopping`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from green_callbacks.core.session import CallbackConfig, EnergySession
-from green_callbacks.errors import MissingExtraError
-from green_callbacks.meters.spec import MeterLike
+from green_callbacks._optional import missing_extra
+from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
 
 try:
     import lightning.pytorch as pl
     import torch
 except ImportError as err:  # pragma: no cover - exercised where lightning is absent
-    raise MissingExtraError(
-        f"green_callbacks.lightning needs Lightning ({err}). "
-        "Install it with: pip install 'green-callbacks[lightning]'"
-    ) from err
+    raise missing_extra(err, "lightning", purpose="green_callbacks.lightning") from err
 
 
-class EnergyCallback(pl.Callback):
+class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     """Meters training, validation, test and prediction energy and logs it.
 
-    Args:
-        meters: ``"auto"``, a spec string, a meter, or a list (docs/meters.md).
-        granularity: ``"epoch"``, or ``"batch"`` to also log ``energy/train_step_j``.
-        idle_baseline_s: seconds of idle power measured first. Units: s.
-        carbon_intensity_g_per_kwh: grid intensity for ``carbon/total_g``, or None.
-        pue: facility power usage effectiveness applied to carbon.
-        trace_path: JSONL file receiving every window, or None.
-        summary_path: JSON summary written when the stage ends, or None.
-        sync_cuda: synchronise CUDA before each batch reading.
+    Arguments: those of every framework's EnergyCallback (``CallbackConfig``).
 
     Metric keys are listed in docs/metrics.md. The figures' provenance is
     logged once as hyperparameters ``energy_source/<domain>``.
     """
 
-    def __init__(
-        self,
-        meters: MeterLike | Sequence[MeterLike] = "auto",
-        granularity: str = "epoch",
-        idle_baseline_s: float = 0.0,
-        carbon_intensity_g_per_kwh: float | None = None,
-        pue: float = 1.0,
-        trace_path: str | Path | None = None,
-        summary_path: str | Path | None = None,
-        sync_cuda: bool = False,
-    ):
-        self.config = CallbackConfig(
-            meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
-            trace_path, summary_path, sync_cuda,
-        )  # fmt: skip
-        self._session: EnergySession | None = None
+    def _init_state(self) -> None:
         self._pending_state: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------

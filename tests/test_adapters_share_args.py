@@ -1,0 +1,19 @@
+"""Every framework's EnergyCallback takes the same arguments: one shared constructor."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from green_callbacks.core.session import CallbackConfig, EnergyCallbackArgs
+
+
+@pytest.mark.parametrize("adapter", ["lightning", "keras", "hf"])
+def test_adapter_uses_the_shared_constructor(adapter: str) -> None:
+    module = importlib.import_module(f"green_callbacks.{adapter}")
+
+    callback = module.EnergyCallback(granularity="batch", pue=1.2)
+
+    assert type(callback).__init__ is EnergyCallbackArgs.__init__
+    assert callback.config == CallbackConfig(granularity="batch", pue=1.2)
