@@ -6,6 +6,9 @@
   run a command and report its energy, the energy counterpart of ``time``.
   The report goes to stderr (``--json``: one JSON object on stdout), or to the
   file given with ``-o``. The exit code is the command's.
+- ``green-callbacks demo [--epochs N] [--out DIR] [--meter SPEC]...``: train a
+  small network on scikit-learn's digits with ``EnergyCallback`` and print
+  accuracy and energy per epoch (needs ``pip install 'green-callbacks[demo]'``).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
 from green_callbacks import __version__
+from green_callbacks._optional import missing_extra
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker
 from green_callbacks.errors import EnergySourceWarning, GreenCallbacksError
@@ -41,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
+        warnings.showwarning = _shower(warnings.showwarning)
         try:
             result: int = args.handler(args)
         except GreenCallbacksError as err:
@@ -50,16 +54,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
-def _show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: TextIO | None = None,
-    line: str | None = None,
-) -> None:
-    text = str(message).removeprefix("green_callbacks: ")
-    print(f"green-callbacks: warning: {text}", file=sys.stderr)
+def _shower(fallback: Callable[..., None]) -> Callable[..., None]:
+    """Print this package's warnings as one ``green-callbacks: warning:`` line; others as usual."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if not issubclass(category, EnergySourceWarning):
+            fallback(message, category, filename, lineno, file, line)
+            return
+        text = str(message).removeprefix("green_callbacks: ")
+        print(f"green-callbacks: warning: {text}", file=sys.stderr)
+
+    return show
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,7 +114,26 @@ def _parser() -> argparse.ArgumentParser:
     measure.add_argument("--pue", type=float, default=1.0, help="facility PUE for carbon figures")
     measure.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     measure.set_defaults(handler=_cmd_measure)
+
+    demo = sub.add_parser(
+        "demo",
+        help="train a small network on digits and show energy next to accuracy",
+        description="Train a small CNN on scikit-learn's digits with EnergyCallback (Lightning).",
+    )
+    demo.add_argument("--epochs", type=_positive_int, default=5, help="training epochs")
+    demo.add_argument("--out", default="runs/demo", help="folder for logs and the summary")
+    demo.add_argument(
+        "--meter", action="append", dest="meters", metavar="SPEC", help="energy source (repeatable)"
+    )
+    demo.set_defaults(handler=_cmd_demo)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
 
 
 def _cmd_meters(args: argparse.Namespace) -> int:
@@ -155,6 +186,22 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     report = _report(command, exit_code, totals, tracker)
     _emit(report, totals, args)
     return exit_code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    from pathlib import Path
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard may load TensorFlow
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # keep to the table
+    try:
+        from green_callbacks.lightning import demo
+    except ImportError as err:
+        raise missing_extra(err, "demo", purpose="green-callbacks demo") from err
+    config = demo.DemoConfig(epochs=args.epochs, out=Path(args.out), meters=args.meters or ["auto"])
+    demo.run_demo(config, sys.stdout)
+    return 0
 
 
 def _run(command: list[str]) -> int:

@@ -151,3 +151,14 @@ class FakePowercapTree:
 
     def energy_path(self, zone_id: str) -> Path:
         return self._paths[zone_id] / "energy_uj"
+
+
+def constant_power_trace(folder: Path, power_w: float, *, name: str = "constant.csv") -> str:
+    """Write a one-hour replay trace of constant power; returns its spec ``replay:PATH``.
+
+    With it, any window's expected energy is ``power_w`` x its duration, so
+    tests know the right figure without a sensor.
+    """
+    path = Path(folder) / name
+    path.write_text(f"time_s,power_w\n0,{power_w}\n3600,{power_w}\n", encoding="utf-8")
+    return f"replay:{path}"

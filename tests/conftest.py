@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-# Keras 3 tests run on the torch backend: the dev install has torch, not TensorFlow.
+# Keras 3 tests run on the torch backend unless KERAS_BACKEND says otherwise
+# (integrations/test_keras_backends.py runs them on every installed backend).
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from green_callbacks.testing import FakeClock, FakePowercapTree

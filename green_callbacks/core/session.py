@@ -35,11 +35,15 @@ from typing import Any
 from green_callbacks.core import keys
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker, Window
+from green_callbacks.core.units import Carbon
 from green_callbacks.errors import GreenCallbacksError, warn
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
+from green_callbacks.meters.share import RankShare
 from green_callbacks.meters.spec import MeterLike
 
 GRANULARITIES = ("batch", "epoch")
+JOB_TOTAL_KEY = "job_total_j"
+"""State key of a distributed job's last total and this process's own total then. Units: J."""
 PHASES = ("train", "val", "test", "predict")
 
 
@@ -105,10 +109,26 @@ class EnergyCallbackArgs:
             trace_path, summary_path, sync_cuda,
         )  # fmt: skip
         self._session: EnergySession | None = None
+        self.summary: dict[str, Any] | None = None
+        """The end-of-run summary (docs/tracker.md), once a run has stopped."""
         self._init_state()
 
     def _init_state(self) -> None:
         """Per-framework attributes, set at the end of ``__init__``."""
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """How a session takes part in a multi-process job (docs/distributed.md).
+
+    Attributes:
+        share: which domains this process meters.
+        reduce_sum: sums a list of numbers element-wise over all processes
+            (a collective: every process calls it at the same points).
+    """
+
+    share: RankShare
+    reduce_sum: Callable[[list[float]], list[float]]
 
 
 class EnergySession:
@@ -120,6 +140,8 @@ class EnergySession:
         sample_interval_s: the tracker's sampling interval (None: no thread).
         synchronize: called before readings that must see finished device
             work (the torch adapters pass ``torch.cuda.synchronize``).
+        distributed: in a multi-process job, each process meters its share
+            and epoch figures and totals are summed over processes.
     """
 
     def __init__(
@@ -130,15 +152,18 @@ class EnergySession:
         sleep: Callable[[float], None] = time.sleep,
         sample_interval_s: float | None = DEFAULT_SAMPLE_INTERVAL_S,
         synchronize: Callable[[], None] | None = None,
+        distributed: Distributed | None = None,
     ):
         self.config = config
+        self.distributed = distributed
         self.tracker = EnergyTracker(
             config.meters,
             sample_interval_s=sample_interval_s,
             idle_baseline_s=config.idle_baseline_s,
             carbon_intensity_g_per_kwh=config.carbon_intensity_g_per_kwh,
             pue=config.pue,
-            trace_path=config.trace_path,
+            trace_path=_own_trace(config.trace_path, distributed),
+            share=None if distributed is None else distributed.share,
             clock=clock,
             sleep=sleep,
         )
@@ -147,6 +172,15 @@ class EnergySession:
         self._laps: dict[str, Window] = {}
         self._samples: dict[str, int] = {}
         self._excluded: dict[str, tuple[float, float]] = {}
+        self._carbon = (
+            None
+            if config.carbon_intensity_g_per_kwh is None
+            else Carbon(config.carbon_intensity_g_per_kwh, config.pue)
+        )
+        # Distributed runs: earlier energy of the whole job (rank 0 carries it),
+        # and the last job-wide total with this process's own total at that instant.
+        self._prior_others_j = 0.0
+        self._job_total = (0.0, 0.0)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -157,11 +191,22 @@ class EnergySession:
         return self
 
     def stop(self) -> dict[str, Any]:
-        """Stop metering; write and return the summary."""
+        """Stop metering; write and return the summary.
+
+        In a distributed job the summary is this process's share plus the job's
+        last total, and only global rank 0 writes it.
+        """
         if self.tracker.running:
             self._synchronize()
             self.tracker.stop()
         summary = self.tracker.summary()
+        if self.distributed is not None:
+            summary["distributed"] = {
+                "share": self.distributed.share.describe(),
+                "job_total_j": self._job_total[0],
+            }
+            if self.distributed.share.rank != 0:
+                return summary
         if self.config.summary_path is not None:
             try:
                 write_json_atomic(Path(self.config.summary_path), summary)
@@ -220,26 +265,45 @@ class EnergySession:
             if other in self._laps:  # its next batch starts now
                 self._laps[other] = self.tracker.open("batch", other)
         energy, duration = self._own(phase, result)
+        local_total = self._local_total()
+        energy, samples, total = self._sum(energy, self._samples.pop(phase, 0), local_total)
+        self._job_total = (total, local_total)
         name = keys.loop_j(phase) if phase in ("test", "predict") else keys.epoch_j(phase)
         metrics = {
             name: energy,
             keys.avg_power_w(phase): energy / duration if duration > 0 else 0.0,
         }
-        samples = self._samples.pop(phase, 0)
         if samples:
             metrics[keys.j_per_sample(phase)] = energy / samples
-        return {**metrics, **self.totals()}
+        return {**metrics, **self._total_metrics(total)}
 
     def _own(self, phase: str, result: WindowResult) -> tuple[float, float]:
         excluded_j, excluded_s = self._excluded.pop(phase, (0.0, 0.0))
         return max(result.energy_j - excluded_j, 0.0), max(result.duration_s - excluded_s, 0.0)
 
     def totals(self) -> dict[str, float]:
-        """``energy/total_j`` (and ``carbon/total_g``) of the run so far."""
-        totals = self.tracker.totals()
-        metrics = {keys.TOTAL_J: totals.energy_j}
-        if totals.carbon_g is not None:
-            metrics[keys.CARBON_TOTAL_G] = totals.carbon_g
+        """``energy/total_j`` (and ``carbon/total_g``) of the run so far, over all processes."""
+        local_total = self._local_total()
+        (total,) = self._sum(local_total)
+        self._job_total = (total, local_total)
+        return self._total_metrics(total)
+
+    def reduced(self, metrics: dict[str, float]) -> dict[str, float]:
+        """``metrics`` summed over the processes of a distributed job (unchanged otherwise)."""
+        return dict(zip(metrics, self._sum(*metrics.values())))
+
+    def _local_total(self) -> float:
+        return self.tracker.totals().energy_j + self._prior_others_j
+
+    def _sum(self, *values: float) -> tuple[float, ...]:
+        if self.distributed is None:
+            return values
+        return tuple(self.distributed.reduce_sum(list(values)))
+
+    def _total_metrics(self, total_j: float) -> dict[str, float]:
+        metrics = {keys.TOTAL_J: total_j}
+        if self._carbon is not None:
+            metrics[keys.CARBON_TOTAL_G] = self._carbon.grams(total_j)
         return metrics
 
     def _synchronize(self) -> None:
@@ -249,11 +313,39 @@ class EnergySession:
     # -- resume ----------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return self.tracker.state_dict() if self.tracker.running else {}
+        """The tracker's state; in a distributed job also the last job-wide total."""
+        if not self.tracker.running:
+            return {}
+        state = self.tracker.state_dict()
+        if self.distributed is not None:
+            state[JOB_TOTAL_KEY] = list(self._job_total)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self.tracker.load_state_dict(state)
+        """Continue from :meth:`state_dict` (in a distributed job, rank 0 carries the job's total).
+
+        Every process of a distributed job gets the state rank 0 saved. Rank 0
+        continues its own totals and adds the other processes' energy up to the
+        last job-wide total; the others start from zero, so the sum continues
+        the job's total.
+        """
+        if not state:
+            return
+        state = dict(state)
+        job = state.pop(JOB_TOTAL_KEY, None)
+        if self.distributed is not None and self.distributed.share.rank != 0:
+            return
+        self.tracker.load_state_dict(state)
+        if self.distributed is not None and job is not None:
+            job_total_j, own_total_j = (float(v) for v in job)
+            self._prior_others_j = max(job_total_j - own_total_j, 0.0)
+
+
+def _own_trace(path: str | Path | None, distributed: Distributed | None) -> str | Path | None:
+    """Each process of a distributed job writes its own trace: ``trace.jsonl.rank1``."""
+    if path is None or distributed is None:
+        return path
+    return f"{path}.rank{distributed.share.rank}"
 
 
 def _check_phase(phase: str) -> None:

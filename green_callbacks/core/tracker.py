@@ -43,6 +43,7 @@ from green_callbacks.core.units import Carbon
 from green_callbacks.errors import TrackerStateError
 from green_callbacks.meters.auto import Finding
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock, Domain, Meter
+from green_callbacks.meters.share import RankShare, restrict
 from green_callbacks.meters.spec import MeterLike, open_meters
 
 STATE_FORMAT = "green_callbacks.tracker/1"
@@ -96,6 +97,8 @@ class EnergyTracker:
         trace_path: JSONL file to append every closed window to, or None.
             Without it memory stays bounded by running aggregates.
         strict: raise when a source fails instead of dropping it with a warning.
+        share: this process's place in a distributed job; only its share of
+            the domains is metered (:mod:`green_callbacks.meters.share`).
         clock: monotonic clock (tests inject a fake one).
         sleep: how to wait during the idle baseline (tests inject a fake one).
 
@@ -115,6 +118,7 @@ class EnergyTracker:
         pue: float = 1.0,
         trace_path: str | Path | None = None,
         strict: bool = False,
+        share: RankShare | None = None,
         clock: Clock = DEFAULT_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -130,6 +134,7 @@ class EnergyTracker:
         )
         self._trace_path = trace_path
         self._strict = strict
+        self._share = share
         self._clock = clock
         self._sleep = sleep
         self._reset()
@@ -161,6 +166,8 @@ class EnergyTracker:
         if self._run is not None:
             raise TrackerStateError("tracker already started; call stop() before starting again")
         selection = open_meters(self._meter_specs, clock=self._clock)
+        if self._share is not None and self._share.world_size > 1:
+            selection = restrict(selection, self._share)
         self._findings = selection.findings
         self._sources = [
             SourceState(m, strict=self._strict, on_drop=self._note_drop) for m in selection.meters

@@ -41,7 +41,6 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     def _init_state(self) -> None:
         self.attached = False
         self._pending: dict[str, float] = {}
-        self.summary: dict[str, Any] | None = None
 
     # -- training ----------------------------------------------------------
 

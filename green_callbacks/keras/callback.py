@@ -39,7 +39,6 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
         self._in_fit = False
         self._val_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
-        self.summary: dict[str, Any] | None = None
 
     # -- fit ---------------------------------------------------------------
 

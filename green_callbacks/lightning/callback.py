@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from green_callbacks._optional import missing_extra
-from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
+from green_callbacks.core.session import Distributed, EnergyCallbackArgs, EnergySession
+from green_callbacks.meters.share import RankShare
 
 try:
     import lightning.pytorch as pl
@@ -37,7 +38,9 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
             return
         cuda = torch.cuda.is_available()
         self._session = EnergySession(
-            self.config, synchronize=torch.cuda.synchronize if cuda else None
+            self.config,
+            synchronize=torch.cuda.synchronize if cuda else None,
+            distributed=_distributed(trainer),
         )
         self._session.start()
         self._session.load_state_dict(self._pending_state)
@@ -45,9 +48,13 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
             for logger in trainer.loggers:
                 logger.log_hyperparams(self._session.provenance())
 
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._session is not None:
+            self._session.totals()  # the job-wide total for the summary (a collective under DDP)
+
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self._session is not None:
-            self._session.stop()
+            self.summary = self._session.stop()
             self._session = None
 
     @property
@@ -66,13 +73,17 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         metrics = self._batch("train", batch)
         # pl_module.log costs ~1 ms per call on a small CPU: log the step figure
         # only on the steps Lightning writes to its loggers, as it does the loss.
-        if metrics and (
-            trainer.global_step % max(trainer.log_every_n_steps, 1) == 0 or trainer.should_stop
-        ):
-            pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+        if not metrics or self._session is None:
+            return
+        logging_step = trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
+        if self._session.distributed is not None:
+            if logging_step:  # every rank is at the same step: sum the step over ranks
+                self._log(pl_module, self._session.reduced(metrics), on_step=True)
+        elif logging_step or trainer.should_stop:
+            self._log(pl_module, metrics, on_step=True)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        self._log_epoch(pl_module, self._end("train"))
+        self._log(pl_module, self._end("train"))
 
     def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.sanity_checking:
@@ -92,7 +103,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.sanity_checking:
-            self._log_epoch(pl_module, self._end("val"))
+            self._log(pl_module, self._end("val"))
 
     # -- test and predict -----------------------------------------------
 
@@ -111,7 +122,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         self._batch("test", batch)
 
     def on_test_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        self._log_epoch(pl_module, self._end("test"))
+        self._log(pl_module, self._end("test"))
 
     def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._start("predict")
@@ -158,10 +169,35 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     def _end(self, phase: str) -> dict[str, float]:
         return self._session.epoch_end(phase) if self._session is not None else {}
 
-    @staticmethod
-    def _log_epoch(pl_module: Any, metrics: dict[str, float]) -> None:
-        if metrics:
-            pl_module.log_dict(metrics, on_step=False, on_epoch=True)
+    def _log(self, pl_module: Any, metrics: dict[str, float], on_step: bool = False) -> None:
+        if not metrics:
+            return
+        # Under DDP the session already summed the figures over ranks, so every
+        # rank holds the same values; "max" keeps them and tells Lightning they are synced.
+        distributed = self._session is not None and self._session.distributed is not None
+        pl_module.log_dict(
+            metrics, on_step=on_step, on_epoch=not on_step, sync_dist=distributed, reduce_fx="max"
+        )
+
+
+def _distributed(trainer: Any) -> Distributed | None:
+    """Rank layout and a summing collective for a multi-process trainer, else None."""
+    if trainer.world_size <= 1:
+        return None
+    device = trainer.strategy.root_device
+    share = RankShare(
+        rank=trainer.global_rank,
+        local_rank=trainer.local_rank,
+        world_size=trainer.world_size,
+        device_index=device.index if device.type == "cuda" else None,
+    )
+
+    def reduce_sum(values: list[float]) -> list[float]:
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
+        summed: list[float] = trainer.strategy.reduce(tensor, reduce_op="sum").tolist()
+        return summed
+
+    return Distributed(share, reduce_sum)
 
 
 def batch_size(batch: Any) -> int:

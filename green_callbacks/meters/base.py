@@ -29,6 +29,9 @@ Kind = Literal["measured", "estimated", "replayed"]
 
 KINDS: tuple[Kind, ...] = ("measured", "estimated", "replayed")
 
+DEVICE_PREFIXES = ("gpu",)
+"""Domain name prefixes of per-device domains (``gpu:0``); every other domain is host-level."""
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -54,6 +57,19 @@ class Domain:
     method: str
     part_of: str | None = None
     detail: str = ""
+
+    @property
+    def device_index(self) -> int | None:
+        """The accelerator this domain belongs to (``gpu:1`` -> 1); None for host-level domains.
+
+        Host-level domains (CPU packages, DRAM, psys, the CPU and RAM estimate)
+        are shared by every process on the machine; a device domain belongs to
+        the process that drives that device.
+        """
+        prefix, sep, index = self.name.partition(":")
+        if sep and prefix in DEVICE_PREFIXES and index.isdigit():
+            return int(index)
+        return None
 
     def label(self) -> str:
         """Short provenance label, e.g. ``"measured (nvml energy-counter)"``."""

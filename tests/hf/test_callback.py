@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch", reason="needs the 'hf' extra")
 transformers = pytest.importorskip("transformers", reason="needs the 'hf' extra")
 
 from green_callbacks.hf import STATE_FILE, EnergyCallback, attach  # noqa: E402
+from green_callbacks.testing import constant_power_trace  # noqa: E402
 
 POWER_W = 150.0
 
@@ -39,9 +40,7 @@ def dataset() -> list[dict[str, torch.Tensor]]:
 
 @pytest.fixture
 def trace(tmp_path: Path) -> str:
-    path = tmp_path / "constant.csv"
-    path.write_text(f"time_s,power_w\n0,{POWER_W}\n3600,{POWER_W}\n")
-    return f"replay:{path}"
+    return constant_power_trace(tmp_path, POWER_W)
 
 
 def make_trainer(

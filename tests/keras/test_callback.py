@@ -11,15 +11,14 @@ keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
 np = pytest.importorskip("numpy")
 
 from green_callbacks.keras import EnergyCallback  # noqa: E402
+from green_callbacks.testing import constant_power_trace  # noqa: E402
 
 POWER_W = 150.0
 
 
 @pytest.fixture
 def trace(tmp_path: Path) -> str:
-    path = tmp_path / "constant.csv"
-    path.write_text(f"time_s,power_w\n0,{POWER_W}\n3600,{POWER_W}\n")
-    return f"replay:{path}"
+    return constant_power_trace(tmp_path, POWER_W)
 
 
 def model() -> keras.Model:

@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from green_callbacks.errors import EnergySourceWarning  # noqa: E402
 from green_callbacks.lightning import EnergyCallback  # noqa: E402
-from green_callbacks.testing import FakeMeter  # noqa: E402
+from green_callbacks.testing import FakeMeter, constant_power_trace  # noqa: E402
 
 POWER_W = 150.0
 
@@ -59,9 +59,7 @@ def loader() -> torch.utils.data.DataLoader:
 
 @pytest.fixture
 def trace(tmp_path: Path) -> str:
-    path = tmp_path / "constant.csv"
-    path.write_text(f"time_s,power_w\n0,{POWER_W}\n3600,{POWER_W}\n")
-    return f"replay:{path}"
+    return constant_power_trace(tmp_path, POWER_W)
 
 
 def trainer(

@@ -1,0 +1,127 @@
+"""Distributed sessions: each rank meters its share, figures are summed once over ranks.
+
+Two ranks run as two threads over one fake machine (a FakeMeter with a host
+domain and two devices), joined by a fake collective: a barrier that sums.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from green_callbacks.core import keys
+from green_callbacks.core.session import CallbackConfig, Distributed, EnergySession
+from green_callbacks.meters.auto import Selection
+from green_callbacks.meters.share import RankShare, restrict
+from green_callbacks.testing import FakeClock, FakeMeter
+
+MACHINE_W = {"cpu:0": 30.0, "dram:0": 10.0, "gpu:0": 100.0, "gpu:1": 200.0}
+
+
+class FakeSumCollective:
+    """A fake of an all-reduce(sum) between threads: each caller gets the element-wise sum."""
+
+    def __init__(self, world_size: int):
+        self._barrier = threading.Barrier(world_size)
+        self._lock = threading.Lock()
+        self._parts: list[list[float]] = []
+        self._result: list[float] = []
+
+    def reduce_sum(self, values: list[float]) -> list[float]:
+        with self._lock:
+            self._parts.append(list(values))
+        if self._barrier.wait() == 0:
+            self._result = [sum(column) for column in zip(*self._parts)]
+            self._parts = []
+        self._barrier.wait()
+        return list(self._result)
+
+
+def run_ranks(world: int, body: Callable[[int, FakeSumCollective], Any]) -> list[Any]:
+    collective = FakeSumCollective(world)
+    with ThreadPoolExecutor(world) as pool:
+        return list(pool.map(lambda rank: body(rank, collective), range(world)))
+
+
+def advance_together(clock: FakeClock, rank: int, collective: FakeSumCollective, s: float) -> None:
+    """Every rank is ready, then the shared fake clock moves once, then every rank goes on."""
+    collective.reduce_sum([0.0])
+    if rank == 0:
+        clock.advance(s)
+    collective.reduce_sum([0.0])
+
+
+def session(clock: FakeClock, rank: int, collective: FakeSumCollective) -> EnergySession:
+    share = RankShare(rank=rank, local_rank=rank, world_size=2)
+    config = CallbackConfig(meters=[FakeMeter(MACHINE_W, clock=clock)])
+    distributed = Distributed(share, collective.reduce_sum)
+    return EnergySession(config, clock=clock, sample_interval_s=None, distributed=distributed)
+
+
+def test_shares_cover_every_domain_exactly_once() -> None:
+    meters = [restrict(Selection([FakeMeter(MACHINE_W)]), RankShare(r, r, 2)) for r in (0, 1)]
+    names = [[d.name for m in s.meters for d in m.domains()] for s in meters]
+
+    assert names == [["cpu:0", "dram:0", "gpu:0"], ["gpu:1"]]
+    assert "metered by another rank" in meters[1].findings[0].reason
+
+
+def test_a_rank_with_nothing_to_meter_closes_its_meter() -> None:
+    meter = FakeMeter({"cpu:0": 30.0})
+    selection = restrict(Selection([meter]), RankShare(rank=3, local_rank=1, world_size=4))
+
+    assert selection.meters == [] and meter.closed
+    assert not selection.findings[0].chosen
+
+
+def test_device_index_overrides_the_local_rank() -> None:
+    share = RankShare(rank=0, local_rank=0, world_size=2, device_index=1)
+    kept = restrict(Selection([FakeMeter(MACHINE_W)]), share).meters[0].domains()
+
+    assert [d.name for d in kept] == ["cpu:0", "dram:0", "gpu:1"]
+
+
+def test_two_ranks_report_the_machine_once(clock: FakeClock) -> None:
+    def rank_epoch(rank: int, collective: FakeSumCollective) -> dict[str, float]:
+        s = session(clock, rank, collective).start()
+        s.epoch_start("train")
+        s.batch_end("train", samples=16)
+        advance_together(clock, rank, collective, 2.0)
+        metrics = s.epoch_end("train")
+        s.stop()
+        return metrics
+
+    metrics = run_ranks(2, rank_epoch)
+
+    machine_j = sum(MACHINE_W.values()) * 2.0  # 680 J, not twice that
+    assert metrics[0] == metrics[1]  # every rank logs the same figures
+    assert metrics[0][keys.epoch_j("train")] == pytest.approx(machine_j)
+    assert metrics[0][keys.avg_power_w("train")] == pytest.approx(sum(MACHINE_W.values()))
+    assert metrics[0][keys.j_per_sample("train")] == pytest.approx(machine_j / 32)
+    assert metrics[0][keys.TOTAL_J] == pytest.approx(machine_j)
+
+
+def test_resumed_job_continues_the_job_total(clock: FakeClock) -> None:
+    def first_run(rank: int, collective: FakeSumCollective) -> dict[str, Any]:
+        s = session(clock, rank, collective).start()
+        advance_together(clock, rank, collective, 1.0)
+        s.totals()
+        state = s.state_dict()
+        s.stop()
+        return state
+
+    saved = run_ranks(2, first_run)[0]  # the checkpoint holds rank 0's state
+
+    def resumed(rank: int, collective: FakeSumCollective) -> float:
+        s = session(clock, rank, collective).start()
+        s.load_state_dict(saved)  # every rank gets rank 0's state
+        total = s.totals()[keys.TOTAL_J]
+        s.stop()
+        return total
+
+    totals = run_ranks(2, resumed)
+    assert totals == pytest.approx([sum(MACHINE_W.values()) * 1.0] * 2)
