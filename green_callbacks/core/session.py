@@ -109,12 +109,45 @@ class EnergyCallbackArgs:
             trace_path, summary_path, sync_cuda,
         )  # fmt: skip
         self._session: EnergySession | None = None
+        self._pending_state: dict[str, Any] = {}
         self.summary: dict[str, Any] | None = None
         """The end-of-run summary (docs/tracker.md), once a run has stopped."""
         self._init_state()
 
     def _init_state(self) -> None:
         """Per-framework attributes, set at the end of ``__init__``."""
+
+    @property
+    def session(self) -> EnergySession | None:
+        """The running session (None outside a metered run)."""
+        return self._session
+
+    def _open_session(self, **options: Any) -> EnergySession:
+        """Start a session (``options`` as :class:`EnergySession`), continuing any loaded state."""
+        self._session = EnergySession(self.config, **options).start()
+        self._session.load_state_dict(self._pending_state)
+        self._pending_state = {}
+        return self._session
+
+    def _close_session(self) -> None:
+        """Stop the session, keeping its final state and summary."""
+        if self._session is not None:
+            self._pending_state = self._session.state_dict()
+            self.summary = self._session.stop()
+            self._session = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The energy totals to continue from on resume: plain numbers and strings."""
+        if self._session is not None and self._session.running:
+            return self._session.state_dict()
+        return dict(self._pending_state)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the totals of :meth:`state_dict` (now, or when the next run starts)."""
+        if self._session is not None and self._session.running:
+            self._session.load_state_dict(state_dict)
+        else:
+            self._pending_state = dict(state_dict)
 
 
 @dataclass(frozen=True)

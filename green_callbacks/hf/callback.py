@@ -45,18 +45,15 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     # -- training ----------------------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        cuda = torch.cuda.is_available()
-        self._session = EnergySession(
-            self.config, synchronize=torch.cuda.synchronize if cuda else None
-        )
-        self._session.start()
         self._pending = {}
         if state.global_step > 0:  # resuming: continue the total saved beside the checkpoint
             saved = (
                 Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / STATE_FILE
             )
             if saved.is_file():
-                self._session.load_state_dict(json.loads(saved.read_text()))
+                self.load_state_dict(json.loads(saved.read_text()))
+        cuda = torch.cuda.is_available()
+        self._open_session(synchronize=torch.cuda.synchronize if cuda else None)
         if args.report_to and not self.attached:
             warnings.warn(
                 "green_callbacks: Trainer runs callbacks passed to it after its report_to "
@@ -119,9 +116,7 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._pending and state.log_history:
             state.log_history[-1].update(self._pending)
-        if self._session is not None:
-            self.summary = self._session.stop()
-            self._session = None
+        self._close_session()
 
     def _require(self) -> EnergySession:
         if self._session is None:

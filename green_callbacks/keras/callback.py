@@ -93,13 +93,10 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
 
     def _begin(self) -> None:
         if self._session is None:
-            self._session = EnergySession(self.config, synchronize=_cuda_synchronize())
-            self._session.start()
+            self._open_session(synchronize=_cuda_synchronize())
 
     def _finish(self) -> None:
-        if self._session is not None:
-            self.summary = self._session.stop()
-            self._session = None
+        self._close_session()
 
     def _require(self) -> EnergySession:
         self._begin()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from green_callbacks._optional import missing_extra
-from green_callbacks.core.session import Distributed, EnergyCallbackArgs, EnergySession
+from green_callbacks.core.session import Distributed, EnergyCallbackArgs
 from green_callbacks.meters.share import RankShare
 
 try:
@@ -28,39 +28,26 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     logged once as hyperparameters ``energy_source/<domain>``.
     """
 
-    def _init_state(self) -> None:
-        self._pending_state: dict[str, Any] = {}
-
     # -- lifecycle -------------------------------------------------------
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self._session is not None and self._session.running:
             return
         cuda = torch.cuda.is_available()
-        self._session = EnergySession(
-            self.config,
+        session = self._open_session(
             synchronize=torch.cuda.synchronize if cuda else None,
             distributed=_distributed(trainer),
         )
-        self._session.start()
-        self._session.load_state_dict(self._pending_state)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
-                logger.log_hyperparams(self._session.provenance())
+                logger.log_hyperparams(session.provenance())
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self._session is not None:
             self._session.totals()  # the job-wide total for the summary (a collective under DDP)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if self._session is not None:
-            self.summary = self._session.stop()
-            self._session = None
-
-    @property
-    def session(self) -> EnergySession | None:
-        """The running session (None outside a stage)."""
-        return self._session
+        self._close_session()
 
     # -- training and validation ----------------------------------------
 
@@ -143,17 +130,6 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         if trainer.is_global_zero:  # self.log is not allowed in predict: go to the loggers
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
-
-    # -- resume ----------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._session.state_dict() if self._session is not None else {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self._session is not None and self._session.running:
-            self._session.load_state_dict(state_dict)
-        else:
-            self._pending_state = dict(state_dict)
 
     # -- helpers ---------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,19 @@ def test_evaluate_and_predict_report_their_energy(tmp_path: Path, trace: str) ->
     assert callback.last_metrics["energy/predict_j"] > 0
     assert callback.summary is not None and callback.summary["totals"]["kind"] == "replayed"
     assert (tmp_path / "summary.json").exists()
+
+
+def test_a_fit_resumed_from_saved_state_continues_the_total(tmp_path: Path, trace: str) -> None:
+    x, y = data()
+    first = EnergyCallback(meters=trace)
+    model().fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[first])
+    saved = json.loads(json.dumps(first.state_dict()))  # plain JSON, as a sidecar would hold
+    before = first.summary["totals"]["energy_j"]  # type: ignore[index]
+
+    resumed = EnergyCallback(meters=trace)
+    resumed.load_state_dict(saved)
+    history = model().fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[resumed])
+
+    total = history.history["energy/total_j"][0]
+    assert total > before + history.history["energy/train_epoch_j"][0] * 0.99
+    assert resumed.summary["resumed"] is True  # type: ignore[index]
