@@ -10,8 +10,10 @@ they receive the figures too.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +32,21 @@ STATE_FILE = "green_callbacks_energy.json"
 
 
 class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
-    """Meters training and in-training evaluation energy; same arguments as the other frameworks.
+    """Meters training, evaluation and prediction energy; same arguments as the other frameworks.
 
     Train epoch figures join the next log (with ``logging_strategy="epoch"``,
     the epoch's own); step figures (``granularity="batch"``) join the next
     log too; evaluation figures join the metrics ``evaluate()`` returns and
-    its ``log_history`` entry. Use :func:`attach` for ``report_to`` loggers.
+    its ``log_history`` entry. ``Trainer`` has no hook where a standalone
+    ``evaluate()`` or ``predict()`` begins, so those are metered only through
+    :func:`attach`, which also places the callback before ``report_to`` loggers.
     """
 
     def _init_state(self) -> None:
         self.attached = False
         self._pending: dict[str, float] = {}
+        self.last_metrics: dict[str, float] = {}
+        """The figures of the last standalone ``evaluate()`` or ``predict()``."""
 
     # -- training ----------------------------------------------------------
 
@@ -52,8 +58,7 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
             )
             if saved.is_file():
                 self.load_state_dict(json.loads(saved.read_text()))
-        cuda = torch.cuda.is_available()
-        self._open_session(synchronize=torch.cuda.synchronize if cuda else None)
+        self._open_session(synchronize=_cuda_synchronize())
         if args.report_to and not self.attached:
             warnings.warn(
                 "green_callbacks: Trainer runs callbacks passed to it after its report_to "
@@ -123,9 +128,37 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
             raise RuntimeError("EnergyCallback used outside Trainer.train()")
         return self._session
 
+    # -- evaluate() and predict() outside train() (through attach) ----------
+
+    def _meter_loop(self, phase: str, loop: Callable[..., Any], samples: int) -> Any:
+        """Run a standalone evaluation or prediction ``loop`` as a metered ``phase``.
+
+        Figures go into the metrics it returns, its ``log_history`` entry (for
+        ``evaluate``) and :attr:`summary`. Inside ``train()`` the loop is the
+        in-training evaluation, metered by the hooks: it runs unchanged.
+        """
+        if self._session is not None:
+            return loop()
+        session = self._open_session(synchronize=_cuda_synchronize())
+        try:
+            session.epoch_start(phase)
+            output = loop()
+            session.batch_end(phase, samples)
+            self.last_metrics = session.epoch_end(phase)
+        finally:
+            self._close_session()
+        metrics = output if isinstance(output, dict) else getattr(output, "metrics", None)
+        if metrics is not None:
+            metrics.update(self.last_metrics)
+        return output
+
 
 def attach(trainer: Trainer, callback: EnergyCallback | None = None) -> EnergyCallback:
     """Put ``callback`` (a new one by default) before the ``report_to`` integrations.
+
+    Also meters ``trainer.evaluate()`` (``energy/test_j``...) and
+    ``trainer.predict()`` (``energy/predict_j``...) called outside ``train()``:
+    their figures join the metrics they return.
 
     Example: ``energy = attach(Trainer(model=..., args=..., train_dataset=...))``.
     """
@@ -134,5 +167,39 @@ def attach(trainer: Trainer, callback: EnergyCallback | None = None) -> EnergyCa
     if callback in handler.callbacks:
         handler.callbacks.remove(callback)
     handler.callbacks.insert(1, callback)  # right after DefaultFlowCallback, which sets control
+    if not callback.attached:
+        _wrap_loops(trainer, callback)
     callback.attached = True
     return callback
+
+
+def _wrap_loops(trainer: Trainer, callback: EnergyCallback) -> None:
+    """Bracket this trainer's ``evaluate`` and ``predict`` with the callback's session."""
+    evaluate, predict = trainer.evaluate, trainer.predict
+
+    @functools.wraps(evaluate)
+    def metered_evaluate(eval_dataset: Any = None, *args: Any, **kwargs: Any) -> Any:
+        samples = _length(eval_dataset if eval_dataset is not None else trainer.eval_dataset)
+        run = functools.partial(evaluate, eval_dataset, *args, **kwargs)
+        in_train = callback.session is not None
+        metrics = callback._meter_loop("test", run, samples)
+        if not in_train and trainer.state.log_history:
+            trainer.state.log_history[-1].update(callback.last_metrics)  # evaluate's own entry
+        return metrics
+
+    @functools.wraps(predict)
+    def metered_predict(test_dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        run = functools.partial(predict, test_dataset, *args, **kwargs)
+        return callback._meter_loop("predict", run, _length(test_dataset))
+
+    trainer.evaluate = metered_evaluate  # type: ignore[method-assign]
+    trainer.predict = metered_predict  # type: ignore[method-assign]
+
+
+def _length(dataset: Any) -> int:
+    """Samples in a dataset that knows its length, else 0 (no per-sample figure)."""
+    return len(dataset) if isinstance(dataset, Sized) else 0
+
+
+def _cuda_synchronize() -> Callable[[], None] | None:
+    return torch.cuda.synchronize if torch.cuda.is_available() else None

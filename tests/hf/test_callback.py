@@ -110,3 +110,26 @@ def test_resume_from_checkpoint_continues_the_total(tmp_path: Path, trace: str) 
 
     epoch2 = entries(second, "energy/train_epoch_j")[-1]
     assert entries(second, "energy/total_j")[-1] >= first_total + epoch2 * 0.99
+
+
+def test_attached_callback_meters_evaluate_and_predict_outside_train(
+    tmp_path: Path, trace: str
+) -> None:
+    trainer = make_trainer(tmp_path, 1)
+    callback = attach(trainer, EnergyCallback(meters=trace))
+    trainer.train()
+    trained_total = callback.summary["totals"]["energy_j"]  # type: ignore[index]
+
+    metrics = trainer.evaluate()
+    assert metrics["energy/test_j"] > 0 and "eval_loss" in metrics
+    assert metrics["energy/test_j_per_sample"] == pytest.approx(metrics["energy/test_j"] / 32)
+    assert trainer.state.log_history[-1]["energy/test_j"] == metrics["energy/test_j"]
+    assert metrics["energy/total_j"] >= trained_total + metrics["energy/test_j"] * 0.99
+
+    output = trainer.predict(dataset()[:20])
+    assert output.predictions.shape[0] == 20
+    assert output.metrics["energy/predict_j"] > 0
+    assert output.metrics["energy/predict_j_per_sample"] == pytest.approx(
+        output.metrics["energy/predict_j"] / 20
+    )
+    assert callback.summary["totals"]["kind"] == "replayed"  # type: ignore[index]
