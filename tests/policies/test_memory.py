@@ -1,0 +1,65 @@
+"""OOM recognition and recovery plans, and the leak trend."""
+
+from __future__ import annotations
+
+import pytest
+
+from green_callbacks.policies import (
+    LeakWatch,
+    OOMPlanConfig,
+    PolicyConfigError,
+    is_out_of_memory,
+    plan_after_oom,
+)
+
+MIB = 2**20
+
+
+def test_real_torch_out_of_memory_type_is_recognised() -> None:
+    torch = pytest.importorskip("torch", reason="needs torch for its OutOfMemoryError type")
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (MemoryError(), True),
+    (RuntimeError("DefaultCPUAllocator: you tried to allocate 8 GB; out of memory"), True),
+    (RuntimeError("shape mismatch"), False),
+    (ValueError("out of memory"), False),  # only plain RuntimeErrors are matched by text
+])  # fmt: skip
+def test_errors_are_told_apart(error: BaseException, expected: bool) -> None:
+    assert is_out_of_memory(error) is expected
+
+
+def test_batch_shrinks_by_the_factor_down_to_the_floor() -> None:
+    config = OOMPlanConfig(factor=0.5, min_batch_size=10)
+    sizes, plan = [64], plan_after_oom(64, config)
+    while plan.retry:
+        sizes.append(plan.batch_size)
+        plan = plan_after_oom(plan.batch_size, config)
+
+    assert sizes == [64, 32, 16, 10]
+    assert "already the floor (min_batch_size=10)" in plan.message
+
+
+def test_a_steady_climb_is_flagged_with_growth_and_epochs_left() -> None:
+    watch = LeakWatch(window=3, min_growth_bytes=10 * MIB)
+    trends = [watch.observe(used * MIB, limit_bytes=1000 * MIB) for used in (100, 150, 200)]
+
+    assert not trends[0].leaking and not trends[1].leaking  # not enough epochs yet
+    assert trends[2].leaking and trends[2].growth_bytes_per_epoch == pytest.approx(50 * MIB)
+    assert trends[2].epochs_left == pytest.approx(16.0)
+    assert "50.0 MiB per epoch" in trends[2].message and "about 16 epochs left" in trends[2].message
+
+
+@pytest.mark.parametrize("usage", [(100, 150, 140, 200), (100, 101, 102, 103)])
+def test_noise_and_slow_growth_are_not_flagged(usage: tuple[int, ...]) -> None:
+    watch = LeakWatch(window=4, min_growth_bytes=10 * MIB)
+    trends = [watch.observe(used * MIB) for used in usage]
+    assert not trends[-1].leaking
+
+
+def test_bad_settings_say_what_to_pass() -> None:
+    with pytest.raises(PolicyConfigError, match="factor must be between 0 and 1"):
+        OOMPlanConfig(factor=1.0)
+    with pytest.raises(PolicyConfigError, match="window must be >= 3"):
+        LeakWatch(window=2)
