@@ -11,6 +11,15 @@ TOTAL_J = "energy/total_j"
 CARBON_TOTAL_G = "carbon/total_g"
 """Emissions of the whole run so far, when an intensity is set. Units: gCO2e."""
 
+STOP_SAVED_ESTIMATE_J = "energy/early_stop_saved_estimate_j"
+"""Energy an early stop saved against running every planned epoch: an estimate. Units: J."""
+
+CHECKPOINT_J = "energy/checkpoint_j"
+"""Measured energy of the latest energy-planned checkpoint save. Units: J."""
+
+CHECKPOINT_OVERHEAD = "energy/checkpoint_overhead"
+"""Energy of all checkpoint saves so far over the run's total energy. Units: fraction."""
+
 
 def epoch_j(phase: str) -> str:
     """Energy of one epoch of ``phase`` (train excludes validation run inside it). Units: J."""

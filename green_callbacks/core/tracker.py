@@ -369,6 +369,29 @@ class EnergyTracker:
         window.start_s, window.start_model, window.closed = now, model, False
         return result
 
+    def peek(self, window: Window) -> float:
+        """Energy since ``window`` opened, interpolated: no sensor read, nothing recorded. Units: J.
+
+        For checks made at every batch (has a checkpoint interval been spent?).
+
+        Example:
+            >>> from green_callbacks.testing import FakeClock, FakeMeter
+            >>> clock = FakeClock()
+            >>> meter = FakeMeter({"gpu:0": 100.0}, clock=clock)
+            >>> tracker = EnergyTracker([meter], sample_interval_s=None, clock=clock).start()
+            >>> clock.advance(1.0); tracker.poll()
+            >>> since = tracker.open("phase", "since_save", exact=False)
+            >>> clock.advance(2.0)
+            >>> tracker.peek(since), tracker.peek(since)
+            (200.0, 200.0)
+        """
+        if window.start_model is None or window.closed:
+            raise TrackerStateError("peek() needs an open window opened with exact=False")
+        deltas = interpolated_deltas(
+            (window.start_s, window.start_model), (self._clock(), self._model)
+        )
+        return sum(deltas) if self._all_top else sum(self._layout.total_of(deltas))
+
     def _record(
         self, window: Window, now: float, deltas: tuple[float, ...], interpolated: bool
     ) -> WindowResult:

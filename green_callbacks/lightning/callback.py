@@ -10,6 +10,7 @@ from typing import Any
 
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.session import Distributed, EnergyCallbackArgs
+from green_callbacks.errors import GreenCallbacksError
 from green_callbacks.meters.share import RankShare
 
 try:
@@ -154,6 +155,21 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         pl_module.log_dict(
             metrics, on_step=on_step, on_epoch=not on_step, sync_dist=distributed, reduce_fx="max"
         )
+
+
+def energy_callback(trainer: Any, user: str) -> EnergyCallback:
+    """The trainer's EnergyCallback, whose figures ``user`` acts on; a clear error if none."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, EnergyCallback):
+            return callback
+    raise EnergyCallbackMissingError(
+        f"{user} acts on the figures of green_callbacks.lightning.EnergyCallback, and this "
+        f"Trainer has none; pass both: Trainer(callbacks=[EnergyCallback(), {user}(...)])"
+    )
+
+
+class EnergyCallbackMissingError(GreenCallbacksError, RuntimeError):
+    """A policy callback found no EnergyCallback to take its figures from."""
 
 
 def _distributed(trainer: Any) -> Distributed | None:

@@ -1,0 +1,81 @@
+"""Catch termination signals and hold them until training reaches a safe point.
+
+A scheduler's pre-emption warning (SIGUSR1, SIGTERM...) arrives at any
+instant, in the middle of a step. :class:`SignalLatch` only notes it; the
+checkpoint callbacks look at the latch after each batch, save, and end
+training. The handlers that were installed before are still called
+(except the default action, which would kill the process before the save).
+
+Example:
+    >>> import os, signal
+    >>> latch = SignalLatch(["SIGUSR1"]).install()
+    >>> os.kill(os.getpid(), signal.SIGUSR1)
+    >>> latch.pop(), latch.pop()
+    ('SIGUSR1', '')
+    >>> latch.restore()
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from green_callbacks.errors import GreenCallbacksError, warn
+
+
+class SignalNameError(GreenCallbacksError, ValueError):
+    """A signal name this platform does not know."""
+
+
+def signal_number(name: str | int) -> signal.Signals:
+    """``"SIGTERM"``, ``"TERM"`` or ``15`` -> ``signal.SIGTERM``, else a clear error."""
+    try:
+        if isinstance(name, int):
+            return signal.Signals(name)
+        upper = name.upper()
+        return signal.Signals[upper if upper.startswith("SIG") else f"SIG{upper}"]
+    except (KeyError, ValueError):
+        known = ", ".join(sorted(s.name for s in signal.Signals)[:8])
+        raise SignalNameError(
+            f"unknown signal {name!r}; pass a name such as 'SIGTERM' or 'SIGUSR1' ({known}, ...)"
+        ) from None
+
+
+class SignalLatch:
+    """Notes the first of ``signals`` received, for :meth:`pop` at a safe point."""
+
+    def __init__(self, signals: Sequence[str | int]):
+        self.signals = tuple(signal_number(s) for s in signals)
+        self._received = ""
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def install(self) -> SignalLatch:
+        """Install the handlers (main thread only; elsewhere warn and do nothing)."""
+        if threading.current_thread() is not threading.main_thread():
+            warn("signal handlers can only be installed from the main thread; not latching signals")
+            return self
+        for number in self.signals:
+            self._previous[number] = signal.getsignal(number)
+            signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if not self._received:
+            self._received = signal.Signals(number).name
+        previous = self._previous.get(signal.Signals(number))
+        if callable(previous):
+            previous(number, frame)
+
+    def pop(self) -> str:
+        """The name of the signal received since the last pop, or ``""``."""
+        received, self._received = self._received, ""
+        return received
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for number, previous in self._previous.items():
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
