@@ -50,6 +50,10 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._close_session()
 
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """An interrupted run (a pre-emption signal, an error) still gets its summary."""
+        self._close_session()
+
     # -- training and validation ----------------------------------------
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
