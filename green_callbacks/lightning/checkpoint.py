@@ -162,7 +162,7 @@ class EnergyCheckpoint(pl.callbacks.ModelCheckpoint):
         self._since = session.tracker.open("phase", "since_checkpoint", exact=False)
         self.last_model_path = str(folder / f"{self.CHECKPOINT_NAME_LAST}.ckpt")
         self.last_decision = decision
-        total = session.tracker.totals().energy_j
+        total = session.totals()[keys.TOTAL_J]  # the job-wide total (a collective under DDP)
         if trainer.is_global_zero:
             overhead = {
                 keys.CHECKPOINT_J: cost,
