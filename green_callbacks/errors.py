@@ -39,6 +39,10 @@ class MissingExtraError(GreenCallbacksError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
+class EnergyCallbackMissingError(GreenCallbacksError, RuntimeError):
+    """A policy callback found no EnergyCallback to take its figures from."""
+
+
 class EnergySourceWarning(UserWarning):
     """A source of energy readings was skipped or dropped; figures carry on without it."""
 

@@ -9,8 +9,9 @@ that :class:`~green_callbacks.meters.RaplMeter` reads.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from green_callbacks.errors import MeterReadError
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock, Domain, Kind, Reading
@@ -162,3 +163,26 @@ def constant_power_trace(folder: Path, power_w: float, *, name: str = "constant.
     path = Path(folder) / name
     path.write_text(f"time_s,power_w\n0,{power_w}\n3600,{power_w}\n", encoding="utf-8")
     return f"replay:{path}"
+
+
+CallbackT = TypeVar("CallbackT")
+
+
+def fake_metered(
+    callback_class: Callable[..., CallbackT], power_w: float = 100.0, **kwargs: Any
+) -> tuple[CallbackT, FakeClock]:
+    """A framework's EnergyCallback metering a FakeMeter of ``power_w`` on a FakeClock.
+
+    The whole session runs on the fake clock (no sampler thread), so energy is
+    exactly ``power_w`` x the seconds the test advances the clock, for epoch
+    figures and interpolated checks (``tracker.peek``) alike.
+
+    Returns:
+        The callback (``callback_class(meters=..., **kwargs)``) and its clock.
+    """
+    clock = FakeClock()
+    callback = callback_class(meters=FakeMeter({"gpu:0": power_w}, clock=clock), **kwargs)
+    callback._session_options = {  # type: ignore[attr-defined]
+        "clock": clock, "sleep": clock.sleep, "sample_interval_s": None,
+    }  # fmt: skip
+    return callback, clock

@@ -44,3 +44,16 @@ def step_j(phase: str) -> str:
 def loop_j(phase: str) -> str:
     """Energy of a whole test or predict loop. Units: J."""
     return f"energy/{phase}_j"
+
+
+OOM_BATCH_SIZE = "oom/batch_size"
+"""The batch size an ``OOMGuard`` continued with after an out-of-memory error. Units: samples."""
+
+OOM_RECOVERIES = "oom/recoveries"
+"""Out-of-memory errors survived so far in this run (pre-flight included). Units: count."""
+
+HOST_RSS_MIB = "memory/host_rss_mib"
+"""This process's resident memory at the end of the epoch (``OOMGuard``). Units: MiB."""
+
+DEVICE_ALLOCATED_MIB = "memory/device_allocated_mib"
+"""Accelerator memory allocated by the framework at the end of the epoch. Units: MiB."""

@@ -109,6 +109,7 @@ class EnergyCallbackArgs:
             trace_path, summary_path, sync_cuda,
         )  # fmt: skip
         self._session: EnergySession | None = None
+        self._session_options: dict[str, Any] = {}  # tests: a fake clock (testing.fake_metered)
         self._pending_state: dict[str, Any] = {}
         self.summary: dict[str, Any] | None = None
         """The end-of-run summary (docs/tracker.md), once a run has stopped."""
@@ -124,7 +125,7 @@ class EnergyCallbackArgs:
 
     def _open_session(self, **options: Any) -> EnergySession:
         """Start a session (``options`` as :class:`EnergySession`), continuing any loaded state."""
-        self._session = EnergySession(self.config, **options).start()
+        self._session = EnergySession(self.config, **options, **self._session_options).start()
         self._session.load_state_dict(self._pending_state)
         self._pending_state = {}
         return self._session

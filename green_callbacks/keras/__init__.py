@@ -4,5 +4,8 @@ Needs ``pip install 'green-callbacks[keras]'``.
 """
 
 from green_callbacks.keras.callback import EnergyCallback
+from green_callbacks.keras.checkpoint import EnergyCheckpoint
+from green_callbacks.keras.early_stopping import EnergyEarlyStopping
+from green_callbacks.keras.oom_guard import OOMGuard
 
-__all__ = ["EnergyCallback"]
+__all__ = ["EnergyCallback", "EnergyCheckpoint", "EnergyEarlyStopping", "OOMGuard"]

@@ -8,11 +8,13 @@ before the figures exist.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
+from green_callbacks.errors import EnergyCallbackMissingError
 
 try:
     import keras
@@ -39,6 +41,10 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
         self._in_fit = False
         self._val_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)
+        _BY_MODEL[model] = self  # Keras callbacks cannot see each other: policies look here
 
     # -- fit ---------------------------------------------------------------
 
@@ -112,6 +118,25 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
     def provenance(self) -> dict[str, str]:
         """Where the figures come from (available while a run is metered)."""
         return self._session.provenance() if self._session is not None else {}
+
+
+_BY_MODEL: weakref.WeakKeyDictionary[Any, EnergyCallback] = weakref.WeakKeyDictionary()
+
+
+def energy_callback(model: Any, user: str) -> EnergyCallback:
+    """The EnergyCallback metering ``model``'s current ``fit``; a clear error if none.
+
+    Call it from ``on_train_begin`` or later: the EnergyCallback, listed first,
+    has started its session by then.
+    """
+    found = _BY_MODEL.get(model)
+    if found is None or found.session is None:
+        raise EnergyCallbackMissingError(
+            f"{user} acts on the figures of green_callbacks.keras.EnergyCallback, and this fit "
+            f"has none; pass both, EnergyCallback first: "
+            f"model.fit(..., callbacks=[EnergyCallback(), {user}(...)])"
+        )
+    return found
 
 
 def _cuda_synchronize() -> Callable[[], None] | None:

@@ -3,10 +3,13 @@
 Needs ``pip install 'green-callbacks[lightning]'``.
 """
 
-from green_callbacks.lightning.callback import EnergyCallback, EnergyCallbackMissingError
+from green_callbacks.errors import EnergyCallbackMissingError
+from green_callbacks.lightning.callback import EnergyCallback
 from green_callbacks.lightning.checkpoint import EnergyCheckpoint
 from green_callbacks.lightning.early_stopping import EnergyEarlyStopping
+from green_callbacks.lightning.oom_guard import OOMGuard
 
 __all__ = [
     "EnergyCallback", "EnergyCallbackMissingError", "EnergyCheckpoint", "EnergyEarlyStopping",
+    "OOMGuard",
 ]  # fmt: skip

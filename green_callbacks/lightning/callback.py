@@ -10,7 +10,7 @@ from typing import Any
 
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.session import Distributed, EnergyCallbackArgs
-from green_callbacks.errors import GreenCallbacksError
+from green_callbacks.errors import EnergyCallbackMissingError
 from green_callbacks.meters.share import RankShare
 
 try:
@@ -170,10 +170,6 @@ def energy_callback(trainer: Any, user: str) -> EnergyCallback:
         f"{user} acts on the figures of green_callbacks.lightning.EnergyCallback, and this "
         f"Trainer has none; pass both: Trainer(callbacks=[EnergyCallback(), {user}(...)])"
     )
-
-
-class EnergyCallbackMissingError(GreenCallbacksError, RuntimeError):
-    """A policy callback found no EnergyCallback to take its figures from."""
 
 
 def _distributed(trainer: Any) -> Distributed | None:

@@ -76,6 +76,7 @@ class EnergyCheckpoint(pl.callbacks.ModelCheckpoint):
         self._energy: EnergyCallback | None = None
         self._latch: SignalLatch | None = None
         self._since: Window | None = None
+        self._saving = False
 
     @property
     def state_key(self) -> str:
@@ -149,7 +150,11 @@ class EnergyCheckpoint(pl.callbacks.ModelCheckpoint):
         folder = Path(str(self.dirpath))
         name = f"energy-epoch={trainer.current_epoch}-step={trainer.global_step}.ckpt"
         part = folder / f".{name}.part"
-        trainer.save_checkpoint(part, self.save_weights_only)
+        self._saving = True  # the planner state inside the file counts this save
+        try:
+            trainer.save_checkpoint(part, self.save_weights_only)
+        finally:
+            self._saving = False
         if trainer.is_global_zero:
             os.replace(part, folder / name)
             _replace_with_link(folder / name, folder / f"{self.CHECKPOINT_NAME_LAST}.ckpt")
@@ -184,7 +189,7 @@ class EnergyCheckpoint(pl.callbacks.ModelCheckpoint):
     # -- resume ----------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "planner": self.planner.state_dict()}
+        return {**super().state_dict(), "planner": self.planner.state_dict(saving=self._saving)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)

@@ -12,9 +12,16 @@ from green_callbacks.policies.checkpointing import (
 )
 from green_callbacks.policies.memory import (
     LeakWatch,
+    MemoryLeakWarning,
     MemoryTrend,
+    OOMEvent,
+    OOMFloorError,
+    OOMGuardConfigError,
+    OOMGuardState,
     OOMPlan,
     OOMPlanConfig,
+    host_memory,
+    host_peak_rss,
     is_out_of_memory,
     plan_after_oom,
 )
@@ -27,7 +34,9 @@ from green_callbacks.policies.stopping import (
 )
 
 __all__ = [
-    "CheckpointPlanConfig", "CheckpointPlanner", "LeakWatch", "MemoryTrend", "OOMPlan",
+    "CheckpointPlanConfig", "CheckpointPlanner", "LeakWatch", "MemoryLeakWarning", "MemoryTrend",
+    "OOMEvent", "OOMFloorError", "OOMGuardConfigError", "OOMGuardState", "OOMPlan",
     "OOMPlanConfig", "PolicyConfigError", "SaveDecision", "SaveReason", "StopDecision",
-    "StopReason", "StoppingConfig", "StoppingPolicy", "is_out_of_memory", "plan_after_oom",
+    "StopReason", "StoppingConfig", "StoppingPolicy", "host_memory", "host_peak_rss",
+    "is_out_of_memory", "plan_after_oom"
 ]  # fmt: skip

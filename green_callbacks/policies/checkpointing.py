@@ -137,8 +137,16 @@ class CheckpointPlanner:
         """Energy spent saving as a fraction of ``training_j``."""
         return self.saved_j / training_j if training_j > 0 else 0.0
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"costs_j": list(self._costs), "saves": self.saves, "saved_j": self.saved_j}
+    def state_dict(self, *, saving: bool = False) -> dict[str, Any]:
+        """The schedule's state; ``saving``: taken inside a save, which then counts as done.
+
+        A save's own cost is measured only once it is written, so the state a
+        checkpoint holds counts that save but not its energy.
+        """
+        return {
+            "costs_j": list(self._costs), "saves": self.saves + int(saving),
+            "saved_j": self.saved_j,
+        }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._costs.clear()

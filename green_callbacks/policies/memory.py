@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 
+from green_callbacks.errors import GreenCallbacksError
 from green_callbacks.policies.stopping import PolicyConfigError
 
 # (module, attribute) of real out-of-memory exception types, checked only if imported.
@@ -36,8 +39,11 @@ def is_out_of_memory(error: BaseException) -> bool:
 
     Checks the real exception types first (``torch.OutOfMemoryError``,
     ``tf.errors.ResourceExhaustedError``, ``MemoryError``); matches the
-    message only for errors raised as a plain ``RuntimeError``.
+    message only for errors raised as a plain ``RuntimeError``. An
+    :class:`OOMFloorError` (a guard gave up) is not retried again.
     """
+    if isinstance(error, OOMFloorError):
+        return False
     if isinstance(error, MemoryError):
         return True
     for module_name, path in _OOM_TYPES:
@@ -147,6 +153,104 @@ class LeakWatch:
             "look for tensors kept across steps (losses appended without .item(), caches)"
         )
         return MemoryTrend(True, slope, epochs_left, message)
+
+
+class MemoryLeakWarning(ResourceWarning):
+    """Memory in use climbed epoch after epoch: the run may end in an out-of-memory crash."""
+
+
+class OOMFloorError(GreenCallbacksError, MemoryError):
+    """Out of memory at the smallest batch size allowed; the message says what to try instead."""
+
+
+class OOMGuardConfigError(GreenCallbacksError, ValueError):
+    """An OOMGuard cannot change the batch size of this model or data; the message says how."""
+
+
+@dataclass(frozen=True)
+class OOMEvent:
+    """One out-of-memory error an ``OOMGuard`` handled.
+
+    Attributes:
+        epoch: the epoch it happened in (0-based), or -1 in the pre-flight pass.
+        step: optimizer steps done before it.
+        batch_size: the batch size that ran out of memory.
+        new_batch_size: the batch size training went on with (None at the floor).
+        checkpoint: the emergency checkpoint written, if any.
+        message: what happened, for the user.
+    """
+
+    epoch: int
+    step: int
+    batch_size: int
+    new_batch_size: int | None
+    checkpoint: str | None
+    message: str
+
+
+class OOMGuardState:
+    """What every framework's ``OOMGuard`` decides, without the framework.
+
+    Args:
+        plan: how to shrink the batch after an OOM.
+        leak_window: epochs the memory trend is fitted over.
+        min_leak_mib: average growth per epoch below which no leak is flagged. Units: MiB.
+    """
+
+    def __init__(self, plan: OOMPlanConfig, leak_window: int = 5, min_leak_mib: float = 64.0):
+        self.plan = plan
+        self.events: list[OOMEvent] = []
+        self._watches = {
+            where: LeakWatch(leak_window, min_leak_mib * 2**20) for where in ("host", "device")
+        }
+
+    def out_of_memory(
+        self, batch_size: int, *, epoch: int, step: int, checkpoint: str | None = None
+    ) -> OOMPlan:
+        """Record an OOM at ``batch_size`` and return the plan; raise nothing."""
+        plan = plan_after_oom(batch_size, self.plan)
+        where = "in the pre-flight pass" if epoch < 0 else f"in epoch {epoch} after step {step}"
+        saved = f"; emergency checkpoint {checkpoint}" if checkpoint else ""
+        message = f"{plan.message} ({where}{saved})"
+        self.events.append(
+            OOMEvent(epoch, step, batch_size, plan.batch_size if plan.retry else None,
+                     checkpoint, message)
+        )  # fmt: skip
+        return plan
+
+    def floor_error(self) -> OOMFloorError:
+        """The error to raise after an OOM the plan cannot retry."""
+        return OOMFloorError(self.events[-1].message)
+
+    def memory(self, where: str, used_bytes: float, limit_bytes: float | None) -> MemoryTrend:
+        """This epoch's memory in use on ``host`` or ``device``; warns when it looks like a leak."""
+        trend = self._watches[where].observe(used_bytes, limit_bytes)
+        if trend.leaking:
+            warnings.warn(f"green_callbacks: {where} {trend.message}", MemoryLeakWarning,
+                          stacklevel=2)  # fmt: skip
+        return trend
+
+
+def host_memory() -> tuple[float, float]:
+    """This process's resident memory, and the most it may use (cgroup limit or RAM). Units: B."""
+    import psutil
+
+    limit = float(psutil.virtual_memory().total)
+    try:  # a container's cgroup v2 limit, when lower than the machine's RAM
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limit = min(limit, float(text))
+    except OSError:
+        pass
+    return float(psutil.Process().memory_info().rss), limit
+
+
+def host_peak_rss() -> float:
+    """The most resident memory this process has used so far. Units: bytes."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(peak if sys.platform == "darwin" else peak * 1024)  # KiB on Linux
 
 
 def _slope(values: list[float]) -> float:

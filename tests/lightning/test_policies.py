@@ -27,7 +27,7 @@ from green_callbacks.lightning import (  # noqa: E402
     EnergyEarlyStopping,
 )
 from green_callbacks.policies import SaveReason, StopReason  # noqa: E402
-from green_callbacks.testing import FakeClock, FakeMeter, constant_power_trace  # noqa: E402
+from green_callbacks.testing import FakeClock, constant_power_trace, fake_metered  # noqa: E402
 
 STEP_J = 100.0
 STEPS_PER_EPOCH = 4
@@ -84,8 +84,7 @@ def fit(
 
 
 def fake_energy() -> tuple[EnergyCallback, FakeClock]:
-    clock = FakeClock()
-    return EnergyCallback(meters=FakeMeter({"gpu:0": 100.0}, clock=clock)), clock
+    return fake_metered(EnergyCallback)
 
 
 def logged(tmp_path: Path, key: str) -> list[float]:
@@ -171,13 +170,14 @@ def test_signal_saves_stops_and_resume_continues_steps_and_total(tmp_path: Path)
     stopped_total = energy.summary["totals"]["energy_j"]  # type: ignore[index]
     assert stopped_total == pytest.approx(600.0)
 
-    energy2 = EnergyCallback(meters=FakeMeter({"gpu:0": 100.0}, clock=clock))
+    energy2, clock2 = fake_energy()
     saver2 = EnergyCheckpoint(tmp_path / "ckpt", every_kj=100.0, signals=("SIGUSR1",))
     resumed = fit(
-        tmp_path / "second", ScriptedModel([0.5], clock), [energy2, saver2], epochs=3,
+        tmp_path / "second", ScriptedModel([0.5], clock2), [energy2, saver2], epochs=3,
         ckpt_path="last",  # Lightning resolves it through the ModelCheckpoint it is
     )  # fmt: skip
 
     assert resumed.global_step == 3 * STEPS_PER_EPOCH  # the planned steps, none twice
     total = energy2.summary["totals"]["energy_j"]  # type: ignore[index]
     assert total == pytest.approx(3 * STEPS_PER_EPOCH * STEP_J)  # continuous across the stop
+    assert saver2.planner.saves == 1  # the signal save, counted in the checkpoint it wrote

@@ -69,3 +69,11 @@ def test_state_round_trip_keeps_costs_and_totals() -> None:
 def test_bad_configuration_says_what_to_pass(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(PolicyConfigError, match=match):
         CheckpointPlanConfig(**kwargs)
+
+
+def test_state_taken_inside_a_save_counts_that_save() -> None:
+    planner = CheckpointPlanner(CheckpointPlanConfig(every_kj=1.0))
+    planner.record(5.0)
+    inside = planner.state_dict(saving=True)
+    assert (inside["saves"], inside["saved_j"]) == (2, 5.0)  # its own cost is not known yet
+    assert planner.state_dict()["saves"] == 1

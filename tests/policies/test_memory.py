@@ -63,3 +63,36 @@ def test_bad_settings_say_what_to_pass() -> None:
         OOMPlanConfig(factor=1.0)
     with pytest.raises(PolicyConfigError, match="window must be >= 3"):
         LeakWatch(window=2)
+
+
+def test_guard_state_records_each_oom_and_gives_up_at_the_floor() -> None:
+    from green_callbacks.policies import OOMFloorError, OOMGuardState
+
+    state = OOMGuardState(OOMPlanConfig(factor=0.5, min_batch_size=16))
+    assert state.out_of_memory(64, epoch=2, step=40, checkpoint="/c/oom.ckpt").batch_size == 32
+    assert state.out_of_memory(32, epoch=2, step=40).batch_size == 16
+    assert not state.out_of_memory(16, epoch=-1, step=0).retry
+    first, _, last = state.events
+    assert (first.new_batch_size, last.new_batch_size) == (32, None)
+    assert "in epoch 2 after step 40; emergency checkpoint /c/oom.ckpt" in first.message
+    assert "pre-flight" in last.message
+    error = state.floor_error()
+    assert isinstance(error, OOMFloorError) and "min_batch_size=16" in str(error)
+    assert isinstance(error, MemoryError) and not is_out_of_memory(error)  # never retried again
+
+
+def test_guard_state_warns_on_a_leak_with_its_figures() -> None:
+    from green_callbacks.policies import MemoryLeakWarning, OOMGuardState
+
+    state = OOMGuardState(OOMPlanConfig(), leak_window=3, min_leak_mib=10)
+    with pytest.warns(MemoryLeakWarning, match=r"device memory grew .* 20\.0 MiB per epoch"):
+        for used in (100, 120, 140):
+            trend = state.memory("device", used * MIB, 200 * MIB)
+    assert trend.epochs_left == pytest.approx(3.0)
+
+
+def test_host_memory_reads_this_process() -> None:
+    from green_callbacks.policies import host_memory, host_peak_rss
+
+    used, limit = host_memory()
+    assert 0 < used < limit and host_peak_rss() >= used * 0.5

@@ -1,0 +1,297 @@
+"""OOMGuard for Keras 3: find out-of-memory errors before they cost energy, survive them after.
+
+The decisions are :class:`green_callbacks.policies.OOMGuardState`'s. A Keras
+callback cannot catch an error raised inside ``fit``, so recovery goes through
+:meth:`OOMGuard.fit`, which calls ``model.fit`` and, after an OOM, saves the
+weights, shrinks the batch size and calls it again from the epoch that was
+interrupted (Keras resumes at an epoch's start). Used as a plain callback, the
+guard only watches memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from green_callbacks.core import keys
+from green_callbacks.policies.memory import (
+    OOMGuardConfigError,
+    OOMGuardState,
+    OOMPlanConfig,
+    host_memory,
+    host_peak_rss,
+    is_out_of_memory,
+)
+
+log = logging.getLogger(__name__)
+MIB = 2**20
+
+
+class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
+    """Pre-flight check, recovery from out-of-memory errors, and a leak watch.
+
+    Args:
+        factor: after an OOM the batch size is multiplied by this.
+        min_batch_size: the floor; an OOM at the floor raises :class:`OOMFloorError`.
+        preflight: before training, run one training step on the first batch
+            (weights, optimizer state and metrics are restored after it) and
+            shrink the batch size until it fits.
+        dirpath: where emergency weights go (default ``./oom_guard``).
+        leak_window: epochs the memory trend is fitted over.
+        min_leak_mib: average growth per epoch that counts as a leak. Units: MiB.
+
+    Example::
+
+        guard = OOMGuard(min_batch_size=8)
+        history = guard.fit(model, x, y, batch_size=256, epochs=10,
+                            callbacks=[EnergyCallback()])
+
+    :attr:`events` lists every OOM handled, :attr:`batch_size` the size
+    training finished with, :attr:`preflight_peak_bytes` the pre-flight's
+    memory peak. Each epoch's ``logs`` get ``memory/host_rss_mib`` (and
+    ``memory/device_allocated_mib`` on a GPU) and, after a recovery,
+    ``oom/batch_size`` and ``oom/recoveries``.
+    """
+
+    def __init__(
+        self,
+        *,
+        factor: float = 0.5,
+        min_batch_size: int = 1,
+        preflight: bool = True,
+        dirpath: str | Path = "oom_guard",
+        leak_window: int = 5,
+        min_leak_mib: float = 64.0,
+    ):
+        super().__init__()
+        self.state = OOMGuardState(OOMPlanConfig(factor, min_batch_size), leak_window, min_leak_mib)
+        self.preflight = preflight
+        self.dirpath = Path(dirpath)
+        self.batch_size: int | None = None
+        self.preflight_peak_bytes: float | None = None
+        self.preflight_peak_source = ""
+        self._epoch = 0
+        self._steps = 0
+        self._epochs: list[tuple[int, dict[str, Any]]] = []
+
+    @property
+    def events(self) -> list[Any]:
+        """Every out-of-memory error handled so far (:class:`OOMEvent`)."""
+        return self.state.events
+
+    # -- the guarded fit -------------------------------------------------
+
+    def fit(
+        self,
+        model: Any,
+        x: Any = None,
+        y: Any = None,
+        *,
+        batch_size: int = 32,
+        epochs: int = 1,
+        initial_epoch: int = 0,
+        callbacks: list[Any] | None = None,
+        **fit_kwargs: Any,
+    ) -> Any:
+        """``model.fit`` that survives out-of-memory errors by shrinking the batch.
+
+        Args:
+            x, y: arrays (or dicts or lists of arrays), sliced to any batch size;
+                or ``x`` a function ``batch_size -> dataset`` (a ``tf.data.Dataset``,
+                a ``PyDataset``...) and ``y`` None.
+            batch_size, epochs, initial_epoch, callbacks, fit_kwargs: as ``model.fit``.
+
+        Returns:
+            The ``History`` of the whole run, the epochs of interrupted attempts included.
+        """
+        data = _batching(x, y)
+        callbacks = [*(callbacks or []), *([] if self in (callbacks or []) else [self])]
+        self._epochs = []
+        if self.preflight:
+            batch_size = self._preflight(model, x, y, batch_size)
+        epoch = initial_epoch
+        while True:
+            self.batch_size = batch_size
+            try:
+                history = model.fit(
+                    *data(batch_size), batch_size=None if callable(x) else batch_size,
+                    epochs=epochs, initial_epoch=epoch, callbacks=callbacks, **fit_kwargs,
+                )  # fmt: skip
+                break
+            except Exception as err:
+                if not is_out_of_memory(err):
+                    raise
+                error = err
+            epoch = self._epoch  # the interrupted epoch runs again, from its start
+            batch_size = self._recover(model, batch_size, error)
+        return self._whole_history(history)
+
+    def _recover(self, model: Any, batch_size: int, error: BaseException) -> int:
+        gc.collect()
+        path = self._save_emergency(model)
+        plan = self.state.out_of_memory(
+            batch_size, epoch=self._epoch, step=self._steps, checkpoint=path
+        )
+        if not plan.retry:
+            raise self.state.floor_error() from error
+        log.warning("OOMGuard: %s; epoch %d starts again at the new size",
+                    self.events[-1].message, self._epoch)  # fmt: skip
+        model._initial_epoch = None  # let the retry start where the guard says
+        return plan.batch_size
+
+    def _save_emergency(self, model: Any) -> str | None:
+        """Write the weights atomically; a failed write is logged, not raised."""
+        name = f"oom-epoch={self._epoch}-step={self._steps}.weights.h5"
+        part = self.dirpath / f".part-{name}"
+        try:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            model.save_weights(str(part))
+            os.replace(part, self.dirpath / name)
+        except Exception as err:  # the recovery goes on without it
+            log.warning("OOMGuard: could not write the emergency weights %s: %s", part, err)
+            return None
+        return str(self.dirpath / name)
+
+    def _whole_history(self, history: Any) -> Any:
+        """The returned History, with the epochs of interrupted attempts before its own."""
+        history.epoch = [epoch for epoch, _ in self._epochs]
+        merged: dict[str, list[Any]] = {}
+        for _, logs in self._epochs:
+            for key, value in logs.items():
+                merged.setdefault(key, []).append(value)
+        history.history = merged
+        return history
+
+    # -- pre-flight ------------------------------------------------------
+
+    def _preflight(self, model: Any, x: Any, y: Any, batch_size: int) -> int:
+        if callable(x):
+            log.info("OOMGuard: no pre-flight pass for a dataset built by a function")
+            return batch_size
+        while True:
+            try:
+                self.preflight_peak_bytes, self.preflight_peak_source = _one_step(
+                    model, x, y, batch_size
+                )
+                return batch_size
+            except Exception as err:
+                if not is_out_of_memory(err):
+                    raise
+            gc.collect()
+            plan = self.state.out_of_memory(batch_size, epoch=-1, step=0)
+            if not plan.retry:
+                raise self.state.floor_error()
+            log.warning("OOMGuard: %s", self.events[-1].message)
+            batch_size = plan.batch_size
+
+    # -- callback hooks --------------------------------------------------
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._steps += 1
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs if logs is not None else {}
+        used, limit = host_memory()
+        logs[keys.HOST_RSS_MIB] = used / MIB
+        self.state.memory("host", used, limit)
+        device = _device_memory()
+        if device is not None:
+            logs[keys.DEVICE_ALLOCATED_MIB] = device[0] / MIB
+            self.state.memory("device", *device)
+        if self.events and self.batch_size is not None:
+            logs[keys.OOM_BATCH_SIZE] = self.batch_size
+            logs[keys.OOM_RECOVERIES] = len(self.events)
+        self._epochs.append((epoch, dict(logs)))
+
+
+def _batching(x: Any, y: Any) -> Callable[[int], tuple[Any, ...]]:
+    """How to get ``fit``'s data at a batch size; a clear error for data that cannot re-batch."""
+    if callable(x):
+        if y is not None:
+            raise OOMGuardConfigError("with x a function batch_size -> dataset, y must be None")
+        return lambda batch_size: (x(batch_size),)
+    if _is_dataset(x):
+        raise OOMGuardConfigError(
+            f"OOMGuard.fit changes the batch size, and a {type(x).__name__} has its batch size "
+            "built in; pass arrays, or a function that builds the dataset from a batch size: "
+            "guard.fit(model, lambda batch_size: make_dataset(batch_size), ...)"
+        )
+    return lambda batch_size: (x, y)
+
+
+def _is_dataset(x: Any) -> bool:
+    kind = type(x)
+    names = {c.__name__ for c in kind.__mro__}
+    return bool(names & {"DatasetV2", "PyDataset", "DataLoader", "Sequence"}) or (
+        hasattr(x, "__next__") and not hasattr(x, "shape")
+    )
+
+
+def _one_step(model: Any, x: Any, y: Any, batch_size: int) -> tuple[float, str]:
+    """One training step on the first batch that leaves no trace; the memory peak and source."""
+    optimizer = model.optimizer
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    weights = model.get_weights()
+    slots = [keras.ops.convert_to_numpy(v) for v in optimizer.variables] if optimizer else []
+    first = keras.tree.map_structure(lambda a: a[:batch_size], (x, y))
+    reset_peak = _device_peak(reset=True)
+    try:
+        model.train_on_batch(*first)
+    finally:
+        model.set_weights(weights)
+        for variable, value in zip(optimizer.variables if optimizer else [], slots, strict=True):
+            variable.assign(value)
+        model.reset_metrics()
+    if reset_peak is not None:
+        peak = _device_peak(reset=False)
+        if peak is not None:
+            return peak, "device peak allocated"
+    return host_peak_rss(), "host peak RSS"
+
+
+def _device_peak(*, reset: bool) -> float | None:
+    """The accelerator's peak allocated memory on the torch or TensorFlow backend, if any."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        return float(torch.cuda.max_memory_allocated())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            return None
+        if reset:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+        return float(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+    return None
+
+
+def _device_memory() -> tuple[float, float | None] | None:
+    """Accelerator memory allocated now and its total, on the torch or TensorFlow backend."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return float(torch.cuda.memory_allocated()), float(torch.cuda.mem_get_info()[1])
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return float(tf.config.experimental.get_memory_info("GPU:0")["current"]), None
+    return None

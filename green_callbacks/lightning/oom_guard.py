@@ -1,0 +1,271 @@
+"""OOMGuard for Lightning: find out-of-memory errors before they cost energy, survive them after.
+
+The decisions are :class:`green_callbacks.policies.OOMGuardState`'s. To go on
+inside the same ``trainer.fit`` after an OOM, the guard runs the fit loop the
+way Lightning's own ``BatchSizeFinder`` does: it wraps ``trainer.fit_loop.run``,
+and on an OOM writes an emergency checkpoint, shrinks the batch size, rebuilds
+the dataloaders and restarts the loop from the checkpoint's progress. Weights
+and optimizer state stay in memory untouched: an OOM in the forward or backward
+pass happens before the optimizer step.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities.parsing import (
+    lightning_getattr,
+    lightning_hasattr,
+    lightning_setattr,
+)
+
+from green_callbacks.core import keys
+from green_callbacks.policies.memory import (
+    OOMGuardConfigError,
+    OOMGuardState,
+    OOMPlanConfig,
+    host_memory,
+    host_peak_rss,
+    is_out_of_memory,
+)
+
+log = logging.getLogger(__name__)
+MIB = 2**20
+_RESTART_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
+
+
+class OOMGuard(pl.Callback):
+    """Pre-flight check, recovery from out-of-memory errors, and a leak watch.
+
+    Args:
+        batch_size_attr: where the batch size lives, found as Lightning's batch
+            size finder finds it: an attribute (or ``hparams`` entry) of the
+            LightningModule or its data module, which ``train_dataloader()``
+            reads when it builds its loader.
+        factor: after an OOM the batch size is multiplied by this.
+        min_batch_size: the floor; an OOM at the floor raises :class:`OOMFloorError`.
+        preflight: before training, run one forward and backward pass on the
+            first training batch (weights, buffers and gradients are restored
+            after it) and shrink the batch size until it fits.
+        recover: catch OOMs during training, save, shrink and go on. Single
+            process only: under DDP an OOM on one rank leaves the others in a
+            collective, so there the guard only pre-flights and watches.
+        dirpath: where emergency checkpoints go (default ``<default_root_dir>/oom_guard``).
+        leak_window: epochs the memory trend is fitted over.
+        min_leak_mib: average growth per epoch that counts as a leak. Units: MiB.
+
+    After training, :attr:`events` lists every OOM handled, :attr:`preflight_peak_bytes`
+    the memory peak of the pre-flight pass. Logs ``oom/batch_size``,
+    ``oom/recoveries``, ``memory/host_rss_mib`` and, on a GPU,
+    ``memory/device_allocated_mib``.
+    """
+
+    def __init__(
+        self,
+        batch_size_attr: str = "batch_size",
+        *,
+        factor: float = 0.5,
+        min_batch_size: int = 1,
+        preflight: bool = True,
+        recover: bool = True,
+        dirpath: str | Path | None = None,
+        leak_window: int = 5,
+        min_leak_mib: float = 64.0,
+    ):
+        self.batch_size_attr = batch_size_attr
+        self.state = OOMGuardState(OOMPlanConfig(factor, min_batch_size), leak_window, min_leak_mib)
+        self.preflight = preflight
+        self.recover = recover
+        self.dirpath = None if dirpath is None else Path(dirpath)
+        self.preflight_peak_bytes: float | None = None
+        self.preflight_peak_source = ""
+        self._original_run: Callable[[], None] | None = None
+
+    @property
+    def events(self) -> list[Any]:
+        """Every out-of-memory error handled so far (:class:`OOMEvent`)."""
+        return self.state.events
+
+    # -- lifecycle -------------------------------------------------------
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage != "fit":
+            return
+        if not lightning_hasattr(pl_module, self.batch_size_attr):
+            raise OOMGuardConfigError(
+                f"OOMGuard changes the batch size through {self.batch_size_attr!r}, and neither "
+                f"the LightningModule, its hparams nor its data module has it; store the batch "
+                f"size there (self.{self.batch_size_attr} = 64) and build train_dataloader() "
+                f"from it, or name yours with OOMGuard(batch_size_attr=...)"
+            )
+        if trainer.world_size > 1 and self.recover:
+            log.warning("OOMGuard: recovery is single-process only; under DDP it only "
+                        "pre-flights and watches memory")  # fmt: skip
+        loop = trainer.fit_loop
+        self._original_run = loop.run
+        loop.run = self._guarded_run(trainer)  # instance attribute: unwrapped in teardown
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self._original_run is not None:
+            vars(trainer.fit_loop).pop("run", None)
+            self._original_run = None
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        used, limit = host_memory()
+        figures = {keys.HOST_RSS_MIB: used / MIB}
+        self.state.memory("host", used, limit)
+        device = pl_module.device
+        if device.type == "cuda":
+            allocated = float(torch.cuda.memory_allocated(device))
+            figures[keys.DEVICE_ALLOCATED_MIB] = allocated / MIB
+            self.state.memory("device", allocated, float(torch.cuda.mem_get_info(device)[1]))
+        pl_module.log_dict(figures, on_epoch=True, reduce_fx="max")
+
+    # -- the guarded fit loop --------------------------------------------
+
+    def _guarded_run(self, trainer: Any) -> Callable[[], None]:
+        def run() -> None:
+            assert self._original_run is not None
+            if self.preflight:
+                self._preflight(trainer)
+            restarted = False
+            while True:
+                try:
+                    with warnings.catch_warnings():
+                        if restarted:  # the guard's own restart; its warning said what happened
+                            warnings.filterwarnings("ignore", message=_RESTART_WARNING)
+                        return self._original_run()
+                except Exception as err:
+                    if not (self.recover and trainer.world_size == 1 and is_out_of_memory(err)):
+                        raise
+                    error = err
+                self._recover(trainer, error)  # outside the except: the traceback is freed
+                restarted = True
+
+        return run
+
+    def _batch_size(self, trainer: Any) -> int:
+        size = lightning_getattr(trainer.lightning_module, self.batch_size_attr)
+        if not isinstance(size, int):
+            raise OOMGuardConfigError(
+                f"OOMGuard needs an integer batch size in {self.batch_size_attr!r}, found {size!r}"
+            )
+        return size
+
+    def _shrink(self, trainer: Any, batch_size: int) -> None:
+        lightning_setattr(trainer.lightning_module, self.batch_size_attr, batch_size)
+        trainer.fit_loop._combined_loader = None  # rebuilt from the new size when the loop runs
+        trainer.fit_loop.epoch_loop.val_loop._combined_loader = None
+        for logger in trainer.loggers:
+            logger.log_metrics(
+                {keys.OOM_BATCH_SIZE: batch_size, keys.OOM_RECOVERIES: len(self.events)},
+                step=trainer.global_step,
+            )
+
+    def _recover(self, trainer: Any, error: BaseException) -> None:
+        _free_memory(trainer)
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(False)
+        path = self._save_emergency(trainer, checkpoint)
+        batch_size = self._batch_size(trainer)
+        plan = self.state.out_of_memory(
+            batch_size, epoch=trainer.current_epoch, step=trainer.global_step, checkpoint=path
+        )
+        if not plan.retry:
+            raise self.state.floor_error() from error
+        log.warning(
+            "OOMGuard: %s; the interrupted epoch finishes at the new size", self.events[-1].message
+        )
+        # Continue from the progress the checkpoint recorded: Lightning's mid-epoch restart
+        # retries the failed batch; the weights and optimizer in memory are those of the save.
+        trainer.fit_loop.load_state_dict(checkpoint["loops"]["fit_loop"])
+        self._shrink(trainer, plan.batch_size)
+
+    def _save_emergency(self, trainer: Any, checkpoint: dict[str, Any]) -> str | None:
+        """Write the emergency checkpoint atomically; a failed write is logged, not raised."""
+        folder = self.dirpath or Path(trainer.default_root_dir) / "oom_guard"
+        name = f"oom-epoch={trainer.current_epoch}-step={trainer.global_step}.ckpt"
+        part = folder / f".{name}.part"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            trainer.strategy.save_checkpoint(checkpoint, part)
+            os.replace(part, folder / name)
+        except Exception as err:  # the recovery goes on without it
+            log.warning("OOMGuard: could not write the emergency checkpoint %s: %s", part, err)
+            return None
+        return str(folder / name)
+
+    # -- pre-flight ------------------------------------------------------
+
+    def _preflight(self, trainer: Any) -> None:
+        module = trainer.lightning_module
+        if not module.automatic_optimization:
+            log.info("OOMGuard: no pre-flight pass with manual optimization (it would step)")
+            return
+        while True:
+            loop = trainer.fit_loop
+            loop.setup_data()
+            if loop._combined_loader is None:
+                return
+            batch = next(iter(loop._combined_loader.flattened[0]))
+            try:
+                self.preflight_peak_bytes, self.preflight_peak_source = _one_pass(module, batch)
+                return
+            except Exception as err:
+                if not is_out_of_memory(err):
+                    raise
+            _free_memory(trainer)
+            plan = self.state.out_of_memory(self._batch_size(trainer), epoch=-1, step=0)
+            if not plan.retry:
+                raise self.state.floor_error()
+            log.warning("OOMGuard: %s", self.events[-1].message)
+            self._shrink(trainer, plan.batch_size)
+
+
+def _one_pass(module: Any, batch: Any) -> tuple[float, str]:
+    """A forward and backward pass that leaves no trace; returns the memory peak and its source."""
+    device = module.device
+    buffers = {name: b.detach().clone() for name, b in module.named_buffers()}
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        with _muted(module):
+            output = module.training_step(module._apply_batch_transfer_handler(batch), 0)
+            loss = output["loss"] if isinstance(output, dict) else output
+            if isinstance(loss, torch.Tensor) and loss.requires_grad:
+                loss.backward()  # type: ignore[no-untyped-call]
+    finally:
+        module.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                buffer.copy_(buffers[name])
+    if cuda:
+        return float(torch.cuda.max_memory_allocated(device)), f"{device} max allocated"
+    return host_peak_rss(), "host peak RSS"
+
+
+@contextmanager
+def _muted(module: Any) -> Iterator[None]:
+    """``self.log`` calls inside the pre-flight step go nowhere."""
+    module.log = module.log_dict = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        del module.log, module.log_dict
+
+
+def _free_memory(trainer: Any) -> None:
+    for optimizer in trainer.optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

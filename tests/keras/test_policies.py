@@ -1,0 +1,273 @@
+"""EnergyEarlyStopping, EnergyCheckpoint and OOMGuard in real Keras 3 fits (torch backend).
+
+Energy is made deterministic with a FakeMeter (100 W) on a FakeClock that a
+callback listed first advances by 1 s per training batch: 100 J per batch,
+400 J per epoch. Out-of-memory faults are real ``torch.OutOfMemoryError``s
+raised from inside a layer, as the allocator raises them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
+np = pytest.importorskip("numpy")
+
+from green_callbacks.core import keys  # noqa: E402
+from green_callbacks.errors import EnergyCallbackMissingError  # noqa: E402
+from green_callbacks.keras import (  # noqa: E402
+    EnergyCallback,
+    EnergyCheckpoint,
+    EnergyEarlyStopping,
+    OOMGuard,
+)
+from green_callbacks.policies import (  # noqa: E402
+    OOMFloorError,
+    OOMGuardConfigError,
+    SaveReason,
+    StopReason,
+)
+from green_callbacks.testing import FakeClock, fake_metered  # noqa: E402
+
+BATCH = 16
+BATCHES_PER_EPOCH = 4
+
+
+class Ticks(keras.callbacks.Callback):  # type: ignore[misc]
+    """Moves the fake clock 1 s per training batch, then samples the meter (the sampler
+    thread's job in a real run); optionally signals at a global batch."""
+
+    def __init__(
+        self, energy: EnergyCallback, clock: FakeClock, signal_at: int | None = None
+    ) -> None:
+        super().__init__()
+        self.energy, self.clock, self.signal_at, self.batches = energy, clock, signal_at, 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.clock.advance(1.0)
+        if self.energy.session is not None:
+            self.energy.session.tracker.poll()
+        self.batches += 1
+        if self.batches == self.signal_at:  # a scheduler's pre-emption warning
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+class Scripted(keras.callbacks.Callback):  # type: ignore[misc]
+    """Puts a scripted ``val_acc`` into each epoch's logs (before the policies read them)."""
+
+    def __init__(self, accuracies: list[float]) -> None:
+        super().__init__()
+        self.accuracies = accuracies
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        assert logs is not None
+        logs["val_acc"] = self.accuracies[min(epoch, len(self.accuracies) - 1)]
+
+
+class FaultyMemory(keras.layers.Layer):  # type: ignore[misc]
+    """Raises a real torch.OutOfMemoryError on batches larger than ``fits`` from step ``after``."""
+
+    def __init__(self, fits: int, after: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fits, self.after, self.calls, self.sizes = fits, after, 0, []
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        if training:
+            size = int(inputs.shape[0])
+            if self.calls >= self.after and size > self.fits:
+                import torch
+
+                raise torch.OutOfMemoryError(
+                    f"CUDA out of memory. Tried to allocate a batch of {size} (fault injected "
+                    "by the test)"
+                )
+            self.calls += 1
+            self.sizes.append(size)
+        return inputs
+
+
+def model(fault: FaultyMemory | None = None) -> keras.Model:
+    layers = [keras.Input((8,))]
+    if fault is not None:
+        layers.append(fault)
+    layers += [keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
+    net = keras.Sequential(layers)
+    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return net
+
+
+def data(samples: int = BATCH * BATCHES_PER_EPOCH) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(samples, 8)).astype("float32"), rng.integers(0, 2, size=samples)
+
+
+def energy() -> tuple[EnergyCallback, FakeClock]:
+    return fake_metered(EnergyCallback)
+
+
+def fit(net: keras.Model, callbacks: list[Any], epochs: int = 10) -> Any:
+    x, y = data()
+    return net.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
+
+
+# -- EnergyEarlyStopping ---------------------------------------------------
+
+
+def test_budget_stops_before_an_epoch_that_would_overrun() -> None:
+    meter, clock = energy()
+    stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", budget_j=1000.0)
+    history = fit(model(), [Ticks(meter, clock), meter, Scripted([0.5]), stopper])
+
+    # 400 J per epoch: after 800 J a third epoch would reach 1200 J > 1000 J.
+    assert history.epoch == [0, 1]
+    assert history.history[keys.TOTAL_J][-1] == pytest.approx(800.0)
+    assert stopper.decision is not None and stopper.decision.reason is StopReason.BUDGET
+    assert history.history[keys.STOP_SAVED_ESTIMATE_J] == [pytest.approx(8 * 400.0)]
+
+
+def test_target_stops_and_best_weights_come_back() -> None:
+    meter, clock = energy()
+    net = model()
+    snapshots: list[list[np.ndarray]] = []
+    keep = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: snapshots.append(net.get_weights())
+    )
+    stopper = EnergyEarlyStopping(
+        monitor="val_acc", mode="max", min_gain_per_kj=0.05, patience=2, restore_best_weights=True
+    )
+    accuracies = [0.5, 0.8, 0.85, 0.79, 0.80, 0.81]
+    history = fit(net, [Ticks(meter, clock), meter, Scripted(accuracies), keep, stopper])
+
+    assert history.epoch == [0, 1, 2, 3, 4]
+    assert stopper.decision is not None
+    assert stopper.decision.reason is StopReason.DIMINISHING_RETURNS
+    for now, best in zip(net.get_weights(), snapshots[2], strict=True):  # the 0.85 epoch
+        np.testing.assert_array_equal(now, best)
+
+
+def test_energy_early_stopping_needs_the_energy_callback_first() -> None:
+    stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", target=0.9)
+    with pytest.raises(EnergyCallbackMissingError, match=r"EnergyCallback\(\), EnergyEarly"):
+        fit(model(), [Scripted([0.5]), stopper], epochs=1)
+
+
+# -- EnergyCheckpoint ------------------------------------------------------
+
+
+def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(tmp_path: Path) -> None:
+    meter, clock = energy()
+    net = model()
+    saver = EnergyCheckpoint(tmp_path / "backup", every_kj=1000.0, signals=("SIGUSR1",))
+    history = fit(net, [Ticks(meter, clock, signal_at=6), meter, saver], epochs=3)
+
+    # batch 6 is the 2nd of epoch 1: saved there, stopped, handler given back
+    assert saver.last_decision is not None and saver.last_decision.reason is SaveReason.SIGNAL
+    assert history.epoch == [0, 1] and meter.summary is not None
+    assert meter.summary["totals"]["energy_j"] == pytest.approx(600.0)
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+    pointer = json.loads((tmp_path / "backup" / "latest.json").read_text())
+    assert pointer["folder"].endswith("-epoch=1-batch=2")
+    weights_at_save = net.get_weights()
+
+    # a new process would build everything again: so do we
+    meter2, clock2 = energy()
+    net2 = model()
+    saver2 = EnergyCheckpoint(tmp_path / "backup", every_kj=1000.0, signals=("SIGUSR1",))
+    restored: list[list[np.ndarray]] = []
+    peek = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: restored.append(net2.get_weights())
+    )
+    history2 = fit(net2, [Ticks(meter2, clock2), meter2, saver2, peek], epochs=3)
+
+    assert saver2.resumed_from is not None
+    for got, want in zip(restored[0], weights_at_save, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert history2.epoch == [1, 2]  # Keras resumes at the start of the interrupted epoch
+    # the total continues: 600 J before, 8 batches x 100 J after
+    assert history2.history[keys.TOTAL_J][-1] == pytest.approx(600.0 + 800.0)
+    assert saver2.planner.saves == 1  # the signal save, counted in the state it wrote
+
+
+def test_every_kj_saves_atomically_and_keeps_the_last_two(tmp_path: Path) -> None:
+    meter, clock = energy()
+    saver = EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, keep_last=2)
+    fit(model(), [Ticks(meter, clock), meter, saver], epochs=3)
+
+    folders = sorted(p.name for p in (tmp_path / "backup").iterdir() if p.is_dir())
+    assert saver.planner.saves == 4  # 1200 J in steps of 300 J
+    assert len(folders) == 2 and not [f for f in folders if f.startswith(".")]
+    pointer = json.loads((tmp_path / "backup" / "latest.json").read_text())
+    assert pointer["folder"] == folders[-1]
+    state = json.loads((tmp_path / "backup" / folders[-1] / "state.json").read_text())
+    assert state["planner"]["saves"] == 4
+
+
+# -- OOMGuard --------------------------------------------------------------
+
+
+def test_oom_mid_training_is_survived_with_a_smaller_batch(tmp_path: Path) -> None:
+    meter, clock = energy()
+    fault = FaultyMemory(fits=4, after=6)  # 16 fits for 6 steps (1.5 epochs), then only 4
+    net = model(fault)
+    guard = OOMGuard(preflight=False, dirpath=tmp_path / "oom")
+    x, y = data()
+    history = guard.fit(net, x, y, batch_size=16, epochs=3, verbose=0,
+                        callbacks=[Ticks(meter, clock), meter])  # fmt: skip
+
+    assert [(e.batch_size, e.new_batch_size) for e in guard.events] == [(16, 8), (8, 4)]
+    assert all(e.epoch == 1 and e.step == 6 for e in guard.events)
+    assert guard.batch_size == 4 and set(fault.sizes[6:]) == {4}
+    # nothing lost: epoch 0 done once at 16, epochs 1 and 2 done at 4, one history
+    assert history.epoch == [0, 1, 2]
+    assert history.history[keys.OOM_BATCH_SIZE] == [4, 4]
+    for event in guard.events:
+        assert event.checkpoint is not None and Path(event.checkpoint).exists()
+    # the energy total counts every batch run, the ones of the interrupted epoch included
+    steps = len(fault.sizes)
+    assert history.history[keys.TOTAL_J][-1] == pytest.approx(100.0 * steps)
+
+
+def test_preflight_shrinks_before_training_and_leaves_no_trace() -> None:
+    fault = FaultyMemory(fits=20)
+    net = model(fault)
+    before = net.get_weights()
+    guard = OOMGuard()
+    first: list[list[np.ndarray]] = []
+    peek = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: first.append(net.get_weights())
+    )
+    x, y = data()
+    guard.fit(net, x, y, batch_size=64, epochs=1, verbose=0, callbacks=[peek])
+
+    assert [(e.epoch, e.batch_size, e.new_batch_size) for e in guard.events] == [
+        (-1, 64, 32), (-1, 32, 16),
+    ]  # fmt: skip
+    assert set(fault.sizes) == {16} and guard.preflight_peak_bytes
+    for got, want in zip(first[0], before, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_oom_at_the_floor_is_a_clear_error(tmp_path: Path) -> None:
+    guard = OOMGuard(preflight=False, min_batch_size=8, dirpath=tmp_path)
+    x, y = data()
+    with pytest.raises(OOMFloorError, match="min_batch_size=8"):
+        guard.fit(model(FaultyMemory(fits=2)), x, y, batch_size=16, epochs=2, verbose=0)
+    assert [(e.batch_size, e.new_batch_size) for e in guard.events] == [(16, 8), (8, None)]
+
+
+def test_datasets_with_a_fixed_batch_size_are_refused_clearly() -> None:
+    class Batches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> Any:
+            return data(16)
+
+    with pytest.raises(OOMGuardConfigError, match="function that builds the dataset"):
+        OOMGuard().fit(model(), Batches(), epochs=1)
