@@ -47,8 +47,9 @@ class EnergyCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         max_loss_kj: without ``every_kj``: never leave more than this unsaved. Units: kJ.
         keep_last: how many backups to keep.
         signals: on any of these, save after the current batch and stop training.
-        delete_on_finish: remove the backups once a ``fit`` ends normally
-            (as ``BackupAndRestore(delete_checkpoint=True)``).
+        delete_on_finish: remove the backups once a ``fit`` ends without a
+            signal, as ``BackupAndRestore`` does by default, so that the next
+            run starts afresh instead of resuming a finished one.
 
     Each backup is a folder (``model.weights.h5`` with the optimizer, and
     ``state.json`` with the epoch to resume at, the energy totals and the
@@ -68,7 +69,7 @@ class EnergyCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         max_loss_kj: float | None = None,
         keep_last: int = 2,
         signals: Sequence[str | int] = ("SIGTERM",),
-        delete_on_finish: bool = False,
+        delete_on_finish: bool = True,
     ):
         super().__init__()
         if keep_last < 1:

@@ -133,6 +133,7 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
         return self._whole_history(history)
 
     def _recover(self, model: Any, batch_size: int, error: BaseException) -> int:
+        _forget_step_functions(model)
         gc.collect()
         path = self._save_emergency(model)
         plan = self.state.out_of_memory(
@@ -183,6 +184,7 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
             except Exception as err:
                 if not is_out_of_memory(err):
                     raise
+            _forget_step_functions(model)
             gc.collect()
             plan = self.state.out_of_memory(batch_size, epoch=-1, step=0)
             if not plan.retry:
@@ -211,6 +213,17 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
             logs[keys.OOM_BATCH_SIZE] = self.batch_size
             logs[keys.OOM_RECOVERIES] = len(self.events)
         self._epochs.append((epoch, dict(logs)))
+
+
+def _forget_step_functions(model: Any) -> None:
+    """Drop the compiled step functions an OOM interrupted; the retry compiles them afresh.
+
+    (On TensorFlow a ``tf.function`` whose first call failed cannot create
+    the optimizer's variables on a later call.)
+    """
+    for name in ("train_function", "test_function", "predict_function"):
+        if hasattr(model, name):
+            setattr(model, name, None)
 
 
 def _batching(x: Any, y: Any) -> Callable[[int], tuple[Any, ...]]:

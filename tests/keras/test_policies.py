@@ -192,11 +192,12 @@ def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(tmp_path: P
     # the total continues: 600 J before, 8 batches x 100 J after
     assert history2.history[keys.TOTAL_J][-1] == pytest.approx(600.0 + 800.0)
     assert saver2.planner.saves == 1  # the signal save, counted in the state it wrote
+    assert not (tmp_path / "backup").exists()  # finished: the next run starts afresh
 
 
 def test_every_kj_saves_atomically_and_keeps_the_last_two(tmp_path: Path) -> None:
     meter, clock = energy()
-    saver = EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, keep_last=2)
+    saver = EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, keep_last=2, delete_on_finish=False)
     fit(model(), [Ticks(meter, clock), meter, saver], epochs=3)
 
     folders = sorted(p.name for p in (tmp_path / "backup").iterdir() if p.is_dir())
