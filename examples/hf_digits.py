@@ -3,7 +3,10 @@
 A tiny BERT built from a config (no download) classifies scikit-learn's bundled
 digits, reading each 8x8 image's 64 pixel intensities (0-16) as tokens.
 
-    python examples/hf_digits.py [--epochs 2] [--out runs/hf]
+With ``--min-gain-per-kj G`` an ``EnergyEarlyStopping`` also stops training
+once the evaluation loss improves by less than G per kJ over two evaluations.
+
+    python examples/hf_digits.py [--epochs 2] [--out runs/hf] [--min-gain-per-kj 0.5]
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
-from green_callbacks.hf import attach
+from green_callbacks.hf import EnergyEarlyStopping, attach
 
 
 def datasets() -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
@@ -34,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", default="runs/hf")
+    parser.add_argument("--min-gain-per-kj", type=float, default=None)
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -53,12 +57,19 @@ def main() -> None:
         eval_dataset=evaluation,
     )  # fmt: skip
     attach(trainer)  # the one added line: before report_to loggers, so they get the figures too
+    stopper = None
+    if args.min_gain_per_kj is not None:  # after attach's EnergyCallback, so it sees the figures
+        stopper = EnergyEarlyStopping("eval_loss", "min", min_gain_per_kj=args.min_gain_per_kj,
+                                      patience=2)  # fmt: skip
+        trainer.add_callback(stopper)
     trainer.train()
     for entry in trainer.state.log_history:
         energy = {k: round(v, 2) for k, v in entry.items() if k.startswith(("energy/", "power/"))}
         loss = entry.get("loss", entry.get("eval_loss"))
         if energy:
             print(f"epoch {entry.get('epoch')}: loss {loss:.3f}  {energy}")
+    if stopper is not None and stopper.decision is not None:
+        print(f"stopped early: {stopper.decision.message}")
 
 
 if __name__ == "__main__":

@@ -4,5 +4,6 @@ Needs ``pip install 'green-callbacks[hf]'``.
 """
 
 from green_callbacks.hf.callback import STATE_FILE, EnergyCallback, attach
+from green_callbacks.hf.early_stopping import EnergyEarlyStopping
 
-__all__ = ["STATE_FILE", "EnergyCallback", "attach"]
+__all__ = ["STATE_FILE", "EnergyCallback", "EnergyEarlyStopping", "attach"]
