@@ -128,7 +128,9 @@ class OOMGuard(pl.Callback):
             allocated = float(torch.cuda.memory_allocated(device))
             figures[keys.DEVICE_ALLOCATED_MIB] = allocated / MIB
             self.state.memory("device", allocated, float(torch.cuda.mem_get_info(device)[1]))
-        pl_module.log_dict(figures, on_epoch=True, reduce_fx="max")
+        pl_module.log_dict(  # under DDP: the largest rank's figure
+            figures, on_epoch=True, reduce_fx="max", sync_dist=trainer.world_size > 1
+        )
 
     # -- the guarded fit loop --------------------------------------------
 
