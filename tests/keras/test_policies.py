@@ -1,9 +1,9 @@
-"""EnergyEarlyStopping, EnergyCheckpoint and OOMGuard in real Keras 3 fits (torch backend).
+"""EnergyEarlyStopping, EnergyCheckpoint and OOMGuard in real Keras 3 fits (every backend).
 
 Energy is made deterministic with a FakeMeter (100 W) on a FakeClock that a
 callback listed first advances by 1 s per training batch: 100 J per batch,
-400 J per epoch. Out-of-memory faults are real ``torch.OutOfMemoryError``s
-raised from inside a layer, as the allocator raises them.
+400 J per epoch. Out-of-memory faults are real out-of-memory exceptions
+raised from inside a layer, of the type the backend's allocator raises.
 """
 
 from __future__ import annotations
@@ -71,7 +71,12 @@ class Scripted(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 class FaultyMemory(keras.layers.Layer):  # type: ignore[misc]
-    """Raises a real torch.OutOfMemoryError on batches larger than ``fits`` from step ``after``."""
+    """Runs out of memory on batches larger than ``fits`` from step ``after`` on.
+
+    It raises the backend's real out-of-memory type (``torch.OutOfMemoryError``,
+    ``tf.errors.ResourceExhaustedError``), as the allocator would. The model
+    runs eagerly so that the layer sees every step's concrete batch size.
+    """
 
     def __init__(self, fits: int, after: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -81,15 +86,23 @@ class FaultyMemory(keras.layers.Layer):  # type: ignore[misc]
         if training:
             size = int(inputs.shape[0])
             if self.calls >= self.after and size > self.fits:
-                import torch
-
-                raise torch.OutOfMemoryError(
-                    f"CUDA out of memory. Tried to allocate a batch of {size} (fault injected "
-                    "by the test)"
-                )
+                raise out_of_memory(f"Tried to allocate a batch of {size} (fault injected)")
             self.calls += 1
             self.sizes.append(size)
         return inputs
+
+
+def out_of_memory(message: str) -> Exception:
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return torch.OutOfMemoryError(f"CUDA out of memory. {message}")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.errors.ResourceExhaustedError(None, None, f"OOM when allocating: {message}")
+    return MemoryError(message)
 
 
 def model(fault: FaultyMemory | None = None) -> keras.Model:
@@ -98,7 +111,11 @@ def model(fault: FaultyMemory | None = None) -> keras.Model:
         layers.append(fault)
     layers += [keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
     net = keras.Sequential(layers)
-    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=fault is not None,
+    )
     return net
 
 
