@@ -8,8 +8,9 @@ from green_callbacks.lightning.callback import EnergyCallback
 from green_callbacks.lightning.checkpoint import EnergyCheckpoint
 from green_callbacks.lightning.early_stopping import EnergyEarlyStopping
 from green_callbacks.lightning.oom_guard import OOMGuard
+from green_callbacks.lightning.pruning import StructuredPruning
 
 __all__ = [
     "EnergyCallback", "EnergyCallbackMissingError", "EnergyCheckpoint", "EnergyEarlyStopping",
-    "OOMGuard",
+    "OOMGuard", "StructuredPruning",
 ]  # fmt: skip

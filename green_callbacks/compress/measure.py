@@ -1,0 +1,116 @@
+"""Inference energy and time per sample, measured with the metering core, models interleaved.
+
+Framework-free: a model is a function that runs one inference batch. To
+compare an original with its compressed version fairly on a busy machine,
+the models take turns in rounds and each one's figure is its median round,
+so a drift in the machine's load hits both alike.
+
+Example (a FakeMeter on a FakeClock stands in for the hardware and for time):
+    >>> from green_callbacks.testing import FakeClock, FakeMeter
+    >>> clock = FakeClock()
+    >>> costs = compare_inference(
+    ...     {"big": lambda: clock.advance(0.02), "small": lambda: clock.advance(0.01)},
+    ...     batch_size=10, meters=FakeMeter({"cpu:0": 50.0}, clock=clock), clock=clock,
+    ...     rounds=3, min_round_s=0.1)
+    >>> round(costs["big"].j_per_sample, 6), round(costs["small"].j_per_sample, 6)
+    (0.1, 0.05)
+    >>> costs["small"].energy_kind
+    'measured'
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from green_callbacks.core.tracker import EnergyTracker
+from green_callbacks.errors import GreenCallbacksError
+from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
+
+
+@dataclass(frozen=True)
+class InferenceCost:
+    """One model's inference cost on this device.
+
+    Attributes:
+        j_per_sample: median over rounds of energy / samples. Units: J.
+        s_per_sample: median over rounds of time / samples. Units: s.
+        batch_size: samples per call.
+        batches: calls measured in all (warm-up aside).
+        energy_kind: ``measured``, ``estimated``, ``replayed`` or ``mixed``.
+        energy_source: the meters, as ``domain=label`` pairs.
+    """
+
+    j_per_sample: float
+    s_per_sample: float
+    batch_size: int
+    batches: int
+    energy_kind: str
+    energy_source: str
+
+
+class MeasureConfigError(GreenCallbacksError, ValueError):
+    """Bad arguments to an inference measurement."""
+
+
+def compare_inference(
+    models: Mapping[str, Callable[[], Any]],
+    *,
+    batch_size: int,
+    meters: Any = "auto",
+    rounds: int = 5,
+    min_round_s: float = 0.5,
+    warmup_batches: int = 2,
+    clock: Clock = DEFAULT_CLOCK,
+) -> dict[str, InferenceCost]:
+    """Measure each model's inference energy and time per sample, in interleaved rounds.
+
+    Args:
+        models: name -> a function running one inference batch of ``batch_size``
+            samples (it must finish its work: synchronize a GPU inside it).
+        batch_size: samples per call.
+        meters: as :class:`EnergyTracker`.
+        rounds: rounds per model; each figure is the median round.
+        min_round_s: each round repeats its model's batch for at least this long,
+            so that a round spans several sensor updates. Units: s.
+        warmup_batches: unmeasured calls per model first (compilation, caches).
+        clock: the tracker's clock (tests pass a fake one).
+    """
+    if not models:
+        raise MeasureConfigError("compare_inference needs at least one model")
+    if batch_size < 1 or rounds < 1:
+        raise MeasureConfigError(
+            f"batch_size and rounds must be >= 1, got batch_size={batch_size}, rounds={rounds}"
+        )
+    for run in models.values():
+        for _ in range(warmup_batches):
+            run()
+    tracker = EnergyTracker(meters, sample_interval_s=None, clock=clock).start()
+    per_sample: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
+    calls = dict.fromkeys(models, 0)
+    try:
+        for _ in range(rounds):
+            for name, run in models.items():
+                window = tracker.open("phase", name, exact=True)
+                start, done = clock(), 0
+                while done == 0 or clock() - start < min_round_s:
+                    run()
+                    done += 1
+                result = tracker.close(window, exact=True)
+                samples = done * batch_size
+                per_sample[name].append((result.energy_j / samples, result.duration_s / samples))
+                calls[name] += done
+        kind = tracker.kind
+        source = ", ".join(f"{d.name}={d.label()}" for d in tracker.domains)
+    finally:
+        tracker.stop()
+    costs = {}
+    for name, figures in per_sample.items():
+        j_per_sample = statistics.median(j for j, _ in figures)
+        s_per_sample = statistics.median(s for _, s in figures)
+        costs[name] = InferenceCost(
+            j_per_sample, s_per_sample, batch_size, calls[name], kind, source
+        )
+    return costs

@@ -1,0 +1,286 @@
+"""PyTorch models: the report's figures, and structural pruning with torch-pruning.
+
+Needs ``pip install 'green-callbacks[torch]'`` (and ``[prune]`` for pruning).
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from green_callbacks._optional import missing_extra, require
+from green_callbacks.compress.measure import compare_inference
+from green_callbacks.compress.report import CompressionReport, ModelFigures, judge
+from green_callbacks.errors import GreenCallbacksError
+
+try:
+    import torch
+except ImportError as err:  # pragma: no cover - exercised where torch is absent
+    raise missing_extra(err, "torch", purpose="green_callbacks.compress.torch_models") from err
+
+
+class CompressConfigError(GreenCallbacksError, ValueError):
+    """A compression step got arguments it cannot work with; the message says which."""
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """The model to go on with (the compressed one if accepted, else the original) and why."""
+
+    model: torch.nn.Module
+    report: CompressionReport
+
+
+# -- figures -----------------------------------------------------------------
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: torch.nn.Module, example: torch.Tensor) -> float | None:
+    """Multiply-accumulates of one sample's forward pass (None where ops cannot be counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.inference_mode(), counter:
+            model(example[:1])
+    except Exception:  # quantized kernels without a flop formula
+        return None
+    flops = counter.get_total_flops()
+    return flops / 2 if flops else None
+
+
+def saved_size(model: torch.nn.Module) -> tuple[int, int]:
+    """Bytes of ``torch.save(model.state_dict())``, raw and gzip-compressed. Units: bytes."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    data = buffer.getvalue()
+    return len(data), len(gzip.compress(data, compresslevel=6))
+
+
+def accuracy(model: torch.nn.Module, loader: Iterable[Any]) -> float:
+    """Top-1 accuracy over ``loader``'s ``(inputs, labels)`` batches."""
+    device = _device(model)
+    right = total = 0
+    model.eval()
+    with torch.inference_mode():
+        for inputs, labels in loader:
+            predicted = model(inputs.to(device)).argmax(dim=-1).cpu()
+            right += int((predicted == labels).sum())
+            total += len(labels)
+    if total == 0:
+        raise CompressConfigError("the held-out loader gave no samples to measure accuracy on")
+    return right / total
+
+
+def inference_batch(loader: Iterable[Any], batch_size: int) -> torch.Tensor:
+    """``batch_size`` inputs from ``loader``'s batches (cycled if it has fewer)."""
+    inputs: list[torch.Tensor] = []
+    have = 0
+    while have < batch_size:
+        before = have
+        for batch in loader:
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            inputs.append(x)
+            have += len(x)
+            if have >= batch_size:
+                break
+        if have == before:
+            raise CompressConfigError("the held-out loader is empty")
+    return torch.cat(inputs)[:batch_size]
+
+
+def compare_models(
+    original: torch.nn.Module,
+    compressed: torch.nn.Module,
+    *,
+    technique: str,
+    eval_loader: Iterable[Any],
+    max_accuracy_drop: float | None = None,
+    batch_size: int = 64,
+    meters: Any = "auto",
+    rounds: int = 5,
+    min_round_s: float = 0.5,
+) -> CompressionReport:
+    """Measure both models on this device and judge the compressed one.
+
+    Inference energy and time per sample are measured at ``batch_size`` in
+    interleaved rounds (:func:`~green_callbacks.compress.measure.compare_inference`);
+    accuracy on ``eval_loader``.
+    """
+    batch = inference_batch(eval_loader, batch_size)
+    runs = {"original": _runner(original, batch), "compressed": _runner(compressed, batch)}
+    costs = compare_inference(
+        runs, batch_size=batch_size, meters=meters, rounds=rounds, min_round_s=min_round_s
+    )
+    figures = {}
+    for name, model in (("original", original), ("compressed", compressed)):
+        cost = costs[name]
+        example = batch.to(_device(model))
+        size, gzipped = saved_size(model)
+        figures[name] = ModelFigures(
+            params=count_params(model), macs=count_macs(model, example),
+            size_bytes=size, gzip_bytes=gzipped, accuracy=accuracy(model, eval_loader),
+            j_per_sample=cost.j_per_sample, s_per_sample=cost.s_per_sample,
+            batch_size=batch_size, energy_kind=cost.energy_kind, energy_source=cost.energy_source,
+        )  # fmt: skip
+    return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
+
+
+def _runner(model: torch.nn.Module, batch: torch.Tensor) -> Callable[[], None]:
+    device = _device(model)
+    x = batch.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    model.eval()
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(x)
+        if sync is not None:
+            sync()
+
+    return run
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+# -- structural pruning --------------------------------------------------------
+
+
+def prune_channels(
+    model: torch.nn.Module,
+    example_inputs: torch.Tensor,
+    ratio: float,
+    *,
+    ignored_layers: Sequence[torch.nn.Module] | None = None,
+    iterative_steps: int = 1,
+) -> Any:
+    """Remove ``ratio`` of the channels of every prunable layer, in place; returns the pruner.
+
+    Structural: torch-pruning follows the dependency graph, so coupled layers
+    (a convolution and the batch norm and layer after it) shrink together and
+    the model is really smaller. The output layer is left whole unless
+    ``ignored_layers`` says otherwise. With ``iterative_steps > 1``, call
+    ``pruner.step()`` again for each further step (the callbacks fine-tune
+    in between).
+    """
+    if not 0 < ratio < 1:
+        raise CompressConfigError(f"ratio is the share of channels removed, in (0, 1): got {ratio}")
+    tp = require("torch_pruning", "prune", purpose="Structural pruning")
+    ignored = list(ignored_layers) if ignored_layers is not None else _output_layers(model)
+    pruner = tp.pruner.MetaPruner(
+        model, example_inputs, importance=tp.importance.GroupMagnitudeImportance(p=2),
+        pruning_ratio=ratio, iterative_steps=iterative_steps, ignored_layers=ignored,
+    )  # fmt: skip
+    pruner.step()
+    return pruner
+
+
+def _output_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The last Linear (or convolution): its outputs are the model's classes."""
+    layers: list[torch.nn.Module] = [
+        m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+    ]
+    return layers[-1:]
+
+
+def prune(
+    model: torch.nn.Module,
+    *,
+    ratio: float,
+    eval_loader: Iterable[Any],
+    max_accuracy_drop: float | None = None,
+    finetune: Callable[[torch.nn.Module], Any] | None = None,
+    batch_size: int = 64,
+    meters: Any = "auto",
+    rounds: int = 5,
+    min_round_s: float = 0.5,
+) -> Compressed:
+    """One-shot structural pruning of a copy of ``model``, measured and judged.
+
+    Args:
+        model: left untouched; a copy is pruned.
+        ratio: share of channels removed from each prunable layer (0.5: half).
+        eval_loader: held-out ``(inputs, labels)`` batches for accuracy and inference.
+        max_accuracy_drop: the largest accuracy loss allowed (absolute: 0.02 is
+            two points); beyond it the original is returned.
+        finetune: called with the pruned copy to recover accuracy before judging.
+        batch_size, meters, rounds, min_round_s: how inference is measured.
+    """
+    pruned = copy.deepcopy(model)
+    pruned.eval()
+    prune_channels(pruned, inference_batch(eval_loader, 1).to(_device(pruned)), ratio)
+    if finetune is not None:
+        finetune(pruned)
+    report = compare_models(
+        model, pruned, technique=f"pruning (torch-pruning, {ratio:.0%} of channels)",
+        eval_loader=eval_loader, max_accuracy_drop=max_accuracy_drop, batch_size=batch_size,
+        meters=meters, rounds=rounds, min_round_s=min_round_s,
+    )  # fmt: skip
+    return Compressed(pruned if report.accepted else model, report)
+
+
+# -- post-training quantization --------------------------------------------------
+
+QUANTIZATION_METHODS = {
+    "int8_weight_only": "Int8WeightOnlyConfig",
+    "int8_dynamic": "Int8DynamicActivationInt8WeightConfig",
+}
+"""torchao configurations by name: int8 weights; int8 weights and int8 dynamic activations."""
+
+
+def quantize_linear(model: torch.nn.Module, method: str = "int8_weight_only") -> torch.nn.Module:
+    """Quantize the Linear layers of ``model`` in place with torchao; returns it.
+
+    ``torch.ao.quantization``'s eager ``quantize``/``quantize_dynamic`` are
+    deprecated in PyTorch 2.x in favour of torchao, which is what this uses.
+    """
+    if method not in QUANTIZATION_METHODS:
+        raise CompressConfigError(
+            f"unknown quantization method {method!r}; choose one of {sorted(QUANTIZATION_METHODS)}"
+        )
+    quantization = require("torchao.quantization", "quantize", purpose="Quantization")
+    config = getattr(quantization, QUANTIZATION_METHODS[method])()
+    quantization.quantize_(model, config)
+    return model
+
+
+def quantize(
+    model: torch.nn.Module,
+    *,
+    method: str = "int8_weight_only",
+    eval_loader: Iterable[Any],
+    max_accuracy_drop: float | None = None,
+    batch_size: int = 64,
+    meters: Any = "auto",
+    rounds: int = 5,
+    min_round_s: float = 0.5,
+) -> Compressed:
+    """Post-training quantization of a copy of ``model``, measured and judged.
+
+    Args:
+        model: left untouched; a copy is quantized.
+        method: a key of :data:`QUANTIZATION_METHODS`.
+        eval_loader, max_accuracy_drop, batch_size, meters, rounds, min_round_s: as :func:`prune`.
+
+    The report warns when the quantized model is slower or costs more energy
+    per sample on this device: int8 kernels are not faster everywhere (on a
+    CPU without them, dynamic int8 activations can be several times slower).
+    """
+    quantized = quantize_linear(copy.deepcopy(model).eval(), method)
+    report = compare_models(
+        model, quantized, technique=f"quantization (torchao {method})", eval_loader=eval_loader,
+        max_accuracy_drop=max_accuracy_drop, batch_size=batch_size, meters=meters, rounds=rounds,
+        min_round_s=min_round_s,
+    )  # fmt: skip
+    return Compressed(quantized if report.accepted else model, report)

@@ -1,0 +1,150 @@
+"""StructuredPruning for Lightning: prune channels in scheduled steps, fine-tune, measure, judge.
+
+The surgery is :func:`green_callbacks.compress.torch_models.prune_channels`
+(torch-pruning's dependency graph: the model really shrinks); the verdict is
+:func:`green_callbacks.compress.report.judge`'s, on figures measured here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from green_callbacks.compress.report import CompressionReport
+from green_callbacks.compress.torch_models import (
+    CompressConfigError,
+    compare_models,
+    inference_batch,
+    prune_channels,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StructuredPruning(pl.Callback):
+    """Removes ``ratio`` of the channels over the epochs in ``at_epochs``, fine-tuning between.
+
+    Args:
+        ratio: share of channels removed from each prunable layer by the end (0.5: half).
+        at_epochs: after which training epochs (0-based) to prune; the ratio is
+            reached in equal steps, and the epochs after each step fine-tune.
+        max_accuracy_drop: at the end of ``fit``, if accuracy on the held-out
+            set fell by more than this (absolute), the original model is put back.
+        eval_loader: held-out ``(inputs, labels)`` batches; default the
+            trainer's validation loader.
+        batch_size, meters, rounds, min_round_s: how inference energy is
+            measured for the report (:func:`compare_models`).
+        report_path: where the JSON report goes (default
+            ``<default_root_dir>/compression_report.json``).
+
+    The report compares the model as it was just before the first step (the
+    "original", trained for ``at_epochs[0] + 1`` epochs) with the pruned and
+    fine-tuned one at the end of ``fit``; a rejected pruning puts that
+    original back. Training an unpruned twin to the end would be a fairer
+    baseline, at twice the energy: run the fit without this callback for that.
+    After ``fit``, :attr:`report` holds the :class:`CompressionReport`; its
+    figures go to the loggers as ``compress/...``. The optimizer is rebuilt
+    (``configure_optimizers``) after each step, since the parameters changed.
+    """
+
+    def __init__(
+        self,
+        ratio: float,
+        *,
+        at_epochs: Sequence[int] = (0,),
+        max_accuracy_drop: float | None = None,
+        eval_loader: Iterable[Any] | None = None,
+        batch_size: int = 64,
+        meters: Any = "auto",
+        rounds: int = 5,
+        min_round_s: float = 0.5,
+        report_path: str | Path | None = None,
+    ):
+        if not 0 < ratio < 1:
+            raise CompressConfigError(
+                f"ratio is the share of channels removed, in (0, 1): got {ratio}"
+            )
+        if not at_epochs or any(e < 0 for e in at_epochs):
+            raise CompressConfigError(f"at_epochs must list epochs >= 0, got {list(at_epochs)}")
+        self.ratio = ratio
+        self.at_epochs = tuple(sorted(set(at_epochs)))
+        self.max_accuracy_drop = max_accuracy_drop
+        self.eval_loader = eval_loader
+        self.measure = {"batch_size": batch_size, "meters": meters, "rounds": rounds,
+                        "min_round_s": min_round_s}  # fmt: skip
+        self.report_path = None if report_path is None else Path(report_path)
+        self.report: CompressionReport | None = None
+        self._original: torch.nn.Module | None = None
+        self._pruner: Any = None
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        last = self.at_epochs[-1]
+        if trainer.max_epochs is not None and 0 <= trainer.max_epochs <= last:
+            raise CompressConfigError(
+                f"StructuredPruning prunes after epoch {last}, but max_epochs={trainer.max_epochs}"
+                f"; raise max_epochs (leave epochs after the last step to fine-tune)"
+            )
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.current_epoch not in self.at_epochs:
+            return
+        if self._pruner is None:
+            self._original = _detached_copy(pl_module)  # the model as trained up to now
+            loader = trainer.train_dataloader
+            example = inference_batch(loader, 1).to(pl_module.device)
+            was_training = pl_module.training
+            pl_module.eval()
+            self._pruner = prune_channels(
+                pl_module, example, self.ratio, iterative_steps=len(self.at_epochs)
+            )
+            pl_module.train(was_training)
+        else:
+            self._pruner.step()
+        trainer.strategy.setup_optimizers(trainer)  # the parameters are new tensors
+        step = self.at_epochs.index(trainer.current_epoch) + 1
+        log.info("StructuredPruning: step %d of %d after epoch %d",
+                 step, len(self.at_epochs), trainer.current_epoch)  # fmt: skip
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._original is None or self._pruner is None:
+            return
+        original = self._original
+        loader = self.eval_loader if self.eval_loader is not None else trainer.val_dataloaders
+        if loader is None:
+            raise CompressConfigError(
+                "StructuredPruning needs held-out data for its report: give the Trainer a "
+                "validation loader or StructuredPruning(eval_loader=...)"
+            )
+        report = compare_models(
+            original, pl_module, technique=f"pruning (torch-pruning, {self.ratio:.0%} of channels)",
+            eval_loader=loader, max_accuracy_drop=self.max_accuracy_drop, **self.measure,
+        )  # fmt: skip
+        self.report = report
+        if not report.accepted:
+            for name, child in original.named_children():
+                setattr(pl_module, name, child)
+            trainer.strategy.setup_optimizers(trainer)
+        path = self.report_path or Path(trainer.default_root_dir) / "compression_report.json"
+        if trainer.is_global_zero:
+            report.write_json(path)
+            for logger in trainer.loggers:
+                logger.log_metrics(report.metrics(), step=trainer.global_step)
+        log.info("StructuredPruning: %s (report in %s)", report.verdict, path)
+        for warning in report.warnings:
+            log.warning("StructuredPruning: %s", warning)
+
+
+def _detached_copy(module: Any) -> Any:
+    """A deep copy of a LightningModule without its trainer (which must not be copied)."""
+    trainer = module._trainer
+    module._trainer = None
+    try:
+        return copy.deepcopy(module)
+    finally:
+        module._trainer = trainer
