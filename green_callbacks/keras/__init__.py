@@ -7,5 +7,8 @@ from green_callbacks.keras.callback import EnergyCallback
 from green_callbacks.keras.checkpoint import EnergyCheckpoint
 from green_callbacks.keras.early_stopping import EnergyEarlyStopping
 from green_callbacks.keras.oom_guard import OOMGuard
+from green_callbacks.keras.pruning import MagnitudePruning
 
-__all__ = ["EnergyCallback", "EnergyCheckpoint", "EnergyEarlyStopping", "OOMGuard"]
+__all__ = [
+    "EnergyCallback", "EnergyCheckpoint", "EnergyEarlyStopping", "MagnitudePruning", "OOMGuard",
+]  # fmt: skip

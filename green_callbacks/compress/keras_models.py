@@ -1,0 +1,234 @@
+"""Keras 3 models (any backend): the report's figures, magnitude pruning and quantization.
+
+No library prunes Keras 3 models (tensorflow-model-optimization works on
+``tf_keras`` models only), so magnitude pruning is done here: the smallest
+weights of each Dense and convolution kernel are set to zero. That keeps
+the dense shapes, so the model is not faster; it compresses better on disk
+(``gzip_bytes``), which the report shows. Quantization is Keras's own
+``model.quantize(mode)``.
+
+Needs ``pip install 'green-callbacks[keras]'``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from green_callbacks._optional import missing_extra
+from green_callbacks.compress.measure import compare_inference
+from green_callbacks.compress.report import CompressionReport, ModelFigures, judge
+from green_callbacks.errors import GreenCallbacksError
+
+try:
+    import keras
+    import numpy as np
+except ImportError as err:  # pragma: no cover - exercised where keras is absent
+    raise missing_extra(err, "keras", purpose="green_callbacks.compress.keras_models") from err
+
+
+class KerasCompressError(GreenCallbacksError, ValueError):
+    """A compression step got arguments it cannot work with; the message says which."""
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """The model to go on with (the compressed one if accepted, else the original) and why."""
+
+    model: Any
+    report: CompressionReport
+
+
+# -- figures -----------------------------------------------------------------
+
+
+def copy_model(model: Any) -> Any:
+    """A copy with the same architecture and weights, for inference."""
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def count_macs(model: Any) -> float | None:
+    """Multiply-accumulates per sample of the Dense and convolution layers (None if none)."""
+    total = 0.0
+    for layer in _kernel_layers(model):
+        kernel = tuple(layer.kernel.shape)
+        if isinstance(layer, keras.layers.Dense):
+            total += math.prod(kernel)
+        else:  # a convolution: kernel MACs at every output position
+            try:
+                positions = math.prod(d or 1 for d in layer.output.shape[1:-1])
+            except (AttributeError, ValueError):  # a layer never called symbolically
+                return None
+            total += math.prod(kernel) * positions
+    return total or None
+
+
+def saved_size(model: Any) -> tuple[int, int]:
+    """Bytes of the model's saved weights, raw and gzip-compressed. Units: bytes.
+
+    Measured on a copy without an optimizer: ``save_weights`` of a compiled,
+    trained model would also hold the optimizer's state.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.weights.h5"
+        bare = model if getattr(model, "optimizer", None) is None else copy_model(model)
+        bare.save_weights(str(path))
+        data = path.read_bytes()
+    return len(data), len(gzip.compress(data, compresslevel=6))
+
+
+def accuracy(model: Any, x: Any, y: Any, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on ``x`` against integer labels ``y``."""
+    predicted = np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+    return float(np.mean(predicted == np.asarray(y).reshape(predicted.shape)))
+
+
+def compare_models(
+    original: Any,
+    compressed: Any,
+    *,
+    technique: str,
+    x: Any,
+    y: Any,
+    max_accuracy_drop: float | None = None,
+    batch_size: int = 64,
+    meters: Any = "auto",
+    rounds: int = 5,
+    min_round_s: float = 0.5,
+) -> CompressionReport:
+    """Measure both models on this device (held-out ``x``, ``y``) and judge the compressed one."""
+    if len(x) < 1:
+        raise KerasCompressError("the held-out x is empty")
+    batch = np.resize(np.asarray(x), (batch_size, *np.asarray(x).shape[1:]))
+    runs = {
+        "original": lambda: original(batch, training=False),
+        "compressed": lambda: compressed(batch, training=False),
+    }
+    costs = compare_inference(
+        runs, batch_size=batch_size, meters=meters, rounds=rounds, min_round_s=min_round_s
+    )
+    figures = {}
+    for name, model in (("original", original), ("compressed", compressed)):
+        cost = costs[name]
+        size, gzipped = saved_size(model)
+        figures[name] = ModelFigures(
+            params=_nonzero_params(model), macs=count_macs(model), size_bytes=size,
+            gzip_bytes=gzipped, accuracy=accuracy(model, x, y), j_per_sample=cost.j_per_sample,
+            s_per_sample=cost.s_per_sample, batch_size=batch_size,
+            energy_kind=cost.energy_kind, energy_source=cost.energy_source,
+        )  # fmt: skip
+    return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
+
+
+def _nonzero_params(model: Any) -> int:
+    """Parameters that are not zero (pruned weights do not count)."""
+    return int(sum(np.count_nonzero(w) for w in model.get_weights()))
+
+
+# -- magnitude pruning -------------------------------------------------------
+
+
+def _kernel_layers(model: Any) -> list[Any]:
+    """Dense and convolution layers, nested models included."""
+    kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+    found = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, kinds):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(_kernel_layers(layer))
+    return found
+
+
+def check_sparsity(sparsity: float) -> None:
+    if not 0 <= sparsity < 1:
+        raise KerasCompressError(
+            f"sparsity is the share of weights zeroed, in [0, 1): got {sparsity}"
+        )
+
+
+def magnitude_masks(model: Any, sparsity: float) -> dict[str, Any]:
+    """Per kernel, a 0/1 mask keeping its largest ``1 - sparsity`` share of weights by size."""
+    if not 0 <= sparsity < 1:
+        raise KerasCompressError(
+            f"sparsity is the share of weights zeroed, in [0, 1): got {sparsity}"
+        )
+    masks = {}
+    for layer in _kernel_layers(model):
+        weights = np.abs(keras.ops.convert_to_numpy(layer.kernel))
+        drop = int(weights.size * sparsity)
+        if drop == 0:
+            masks[layer.kernel.path] = np.ones_like(weights)
+            continue
+        threshold = np.partition(weights.ravel(), drop - 1)[drop - 1]
+        masks[layer.kernel.path] = (weights > threshold).astype(weights.dtype)
+    return masks
+
+
+def apply_masks(model: Any, masks: dict[str, Any]) -> None:
+    """Zero the masked weights of ``model``'s kernels."""
+    for layer in _kernel_layers(model):
+        mask = masks.get(layer.kernel.path)
+        if mask is not None:
+            layer.kernel.assign(keras.ops.convert_to_numpy(layer.kernel) * mask)
+
+
+def prune_magnitude(
+    model: Any,
+    *,
+    sparsity: float,
+    x: Any,
+    y: Any,
+    max_accuracy_drop: float | None = None,
+    batch_size: int = 64,
+    meters: Any = "auto",
+    rounds: int = 5,
+    min_round_s: float = 0.5,
+) -> Compressed:
+    """One-shot magnitude pruning of a copy of ``model`` (no fine-tuning), measured and judged."""
+    pruned = copy_model(model)
+    apply_masks(pruned, magnitude_masks(pruned, sparsity))
+    report = compare_models(
+        model, pruned, technique=f"pruning (magnitude, {sparsity:.0%} of weights)", x=x, y=y,
+        max_accuracy_drop=max_accuracy_drop, batch_size=batch_size, meters=meters,
+        rounds=rounds, min_round_s=min_round_s,
+    )  # fmt: skip
+    return Compressed(pruned if report.accepted else model, report)
+
+
+# -- quantization ------------------------------------------------------------
+
+
+def quantize(
+    model: Any,
+    *,
+    mode: str = "int8",
+    x: Any,
+    y: Any,
+    max_accuracy_drop: float | None = None,
+    batch_size: int = 64,
+    meters: Any = "auto",
+    rounds: int = 5,
+    min_round_s: float = 0.5,
+) -> Compressed:
+    """Keras's post-training ``model.quantize(mode)`` on a copy, measured and judged.
+
+    Args:
+        mode: ``"int8"``, ``"int4"`` or ``"float8"`` (Keras's modes that need no calibration data).
+    """
+    if mode not in ("int8", "int4", "float8"):
+        raise KerasCompressError(f"mode must be 'int8', 'int4' or 'float8', got {mode!r}")
+    quantized = copy_model(model)
+    quantized.quantize(mode)
+    report = compare_models(
+        model, quantized, technique=f"quantization (keras {mode})", x=x, y=y,
+        max_accuracy_drop=max_accuracy_drop, batch_size=batch_size, meters=meters,
+        rounds=rounds, min_round_s=min_round_s,
+    )  # fmt: skip
+    return Compressed(quantized if report.accepted else model, report)

@@ -1,0 +1,126 @@
+"""MagnitudePruning for Keras 3 (any backend): zero the smallest weights on a schedule, judge.
+
+tensorflow-model-optimization prunes ``tf_keras`` models only; this callback
+covers Keras 3 models. The masks are :func:`green_callbacks.compress.keras_models.magnitude_masks`;
+the verdict is :func:`green_callbacks.compress.report.judge`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from green_callbacks.compress.keras_models import (
+    KerasCompressError,
+    apply_masks,
+    check_sparsity,
+    compare_models,
+    copy_model,
+    magnitude_masks,
+)
+from green_callbacks.compress.report import CompressionReport
+
+log = logging.getLogger(__name__)
+
+
+class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
+    """Raises kernel sparsity to ``sparsity`` from ``begin_epoch`` to ``end_epoch``, then judges.
+
+    Args:
+        sparsity: share of each Dense/convolution kernel's weights zeroed by the end.
+        begin_epoch, end_epoch: masks are recomputed at the end of each epoch
+            in this range (0-based, inclusive), the sparsity rising linearly;
+            the pruned weights stay zero through every later training step.
+        validation_data: held-out ``(x, y)`` with integer labels, for the report.
+        max_accuracy_drop: if accuracy fell by more than this (absolute), the
+            weights from before the first step are put back.
+        batch_size, meters, rounds, min_round_s: how inference energy is measured.
+        report_path: where the JSON report goes (optional).
+
+    Zeroed weights keep the dense shapes: the model is no faster and the
+    report says so; it compresses better (``gzip_bytes``). After ``fit``,
+    :attr:`report` holds the :class:`CompressionReport`, and its figures are
+    in the ``logs`` of ``on_train_end`` as ``compress/...``.
+    """
+
+    def __init__(
+        self,
+        sparsity: float = 0.5,
+        *,
+        begin_epoch: int = 0,
+        end_epoch: int = 0,
+        validation_data: tuple[Any, Any] | None = None,
+        max_accuracy_drop: float | None = None,
+        batch_size: int = 64,
+        meters: Any = "auto",
+        rounds: int = 5,
+        min_round_s: float = 0.5,
+        report_path: str | Path | None = None,
+    ):
+        super().__init__()
+        check_sparsity(sparsity)
+        if not 0 <= begin_epoch <= end_epoch:
+            raise KerasCompressError(
+                f"need 0 <= begin_epoch <= end_epoch, got {begin_epoch} and {end_epoch}"
+            )
+        self.sparsity = sparsity
+        self.begin_epoch, self.end_epoch = begin_epoch, end_epoch
+        self.validation_data = validation_data
+        self.max_accuracy_drop = max_accuracy_drop
+        self.measure = {"batch_size": batch_size, "meters": meters, "rounds": rounds,
+                        "min_round_s": min_round_s}  # fmt: skip
+        self.report_path = None if report_path is None else Path(report_path)
+        self.report: CompressionReport | None = None
+        self._masks: dict[str, Any] | None = None
+        self._original: Any = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._masks, self._original, self.report = None, None, None
+        epochs = self.params.get("epochs") if self.params else None
+        if epochs is not None and self.end_epoch >= epochs:
+            raise KerasCompressError(
+                f"MagnitudePruning ends at epoch {self.end_epoch}, but fit runs {epochs} epochs; "
+                "lower end_epoch or raise epochs (leave epochs after it to fine-tune)"
+            )
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._masks is not None:  # the optimizer step moved pruned weights: zero them again
+            apply_masks(self.model, self._masks)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.begin_epoch <= epoch <= self.end_epoch:
+            if self._original is None:
+                self._original = copy_model(self.model)  # the model as trained up to now
+            steps = self.end_epoch - self.begin_epoch + 1
+            target = self.sparsity * (epoch - self.begin_epoch + 1) / steps
+            self._masks = magnitude_masks(self.model, target)
+            apply_masks(self.model, self._masks)
+            log.info("MagnitudePruning: %.0f%% of kernel weights zeroed after epoch %d",
+                     100 * target, epoch)  # fmt: skip
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._original is None:
+            return
+        if self.validation_data is None:
+            raise KerasCompressError(
+                "MagnitudePruning needs held-out data for its report: "
+                "MagnitudePruning(validation_data=(x_val, y_val))"
+            )
+        x, y = self.validation_data
+        report = compare_models(
+            self._original, self.model, x=x, y=y, max_accuracy_drop=self.max_accuracy_drop,
+            technique=f"pruning (magnitude, {self.sparsity:.0%} of weights)", **self.measure,
+        )  # fmt: skip
+        self.report = report
+        if not report.accepted:
+            self.model.set_weights(self._original.get_weights())
+        if self.report_path is not None:
+            report.write_json(self.report_path)
+        if logs is not None:
+            logs.update(report.metrics())
+        log.info("MagnitudePruning: %s", report.verdict)
+        for warning in report.warnings:
+            log.warning("MagnitudePruning: %s", warning)

@@ -1,0 +1,104 @@
+"""Magnitude pruning and quantization of a real Keras 3 digits MLP, measured and judged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
+np = pytest.importorskip("numpy")
+datasets = pytest.importorskip("sklearn.datasets", reason="needs the 'demo' extra")
+
+from green_callbacks.compress.keras_models import (  # noqa: E402
+    KerasCompressError,
+    prune_magnitude,
+    quantize,
+)
+from green_callbacks.keras import MagnitudePruning  # noqa: E402
+from green_callbacks.testing import constant_power_trace  # noqa: E402
+
+
+def digits() -> tuple[Any, Any, Any, Any]:
+    data = datasets.load_digits()
+    x, y = (data.data / 16.0).astype("float32"), data.target
+    return x[:1300], y[:1300], x[1300:], y[1300:]
+
+
+def mlp() -> Any:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10),
+    ])  # fmt: skip
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    return model
+
+
+def measured(tmp_path: Path) -> dict[str, Any]:
+    return {"meters": constant_power_trace(tmp_path, 40.0), "rounds": 1, "min_round_s": 0.05}
+
+
+def zero_share(model: Any) -> float:
+    kernels = [w for w in model.get_weights() if w.ndim == 2]
+    return sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels)
+
+
+def test_scheduled_magnitude_pruning_keeps_weights_zero_and_reports(tmp_path: Path) -> None:
+    x, y, x_val, y_val = digits()
+    model = mlp()
+    pruning = MagnitudePruning(
+        0.6, begin_epoch=0, end_epoch=1, validation_data=(x_val, y_val), max_accuracy_drop=0.05,
+        report_path=tmp_path / "report.json", **measured(tmp_path),
+    )  # fmt: skip
+    model.fit(x, y, epochs=4, batch_size=64, verbose=0, callbacks=[pruning])
+
+    assert zero_share(model) == pytest.approx(0.6, abs=0.005)  # kept zero through fine-tuning
+    report = pruning.report
+    assert report is not None and report.accepted, report and report.verdict
+    ratios = report.ratios()
+    assert ratios["params"] == pytest.approx(0.4, abs=0.02)  # nonzero parameters
+    assert ratios["gzip_bytes"] < 0.9 and report.compressed.macs == report.original.macs
+    assert (tmp_path / "report.json").exists()
+
+
+def test_rejected_pruning_puts_the_weights_back(tmp_path: Path) -> None:
+    x, y, x_val, y_val = digits()
+    model = mlp()
+    pruning = MagnitudePruning(
+        0.98, begin_epoch=1, end_epoch=1, validation_data=(x_val, y_val), max_accuracy_drop=0.0,
+        **measured(tmp_path),
+    )  # fmt: skip
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[pruning])
+
+    assert pruning.report is not None and not pruning.report.accepted
+    assert zero_share(model) < 0.01  # the weights from before pruning are back
+
+
+def test_one_shot_functions_measure_and_judge(tmp_path: Path) -> None:
+    x, y, x_val, y_val = digits()
+    model = mlp()
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+
+    pruned = prune_magnitude(model, sparsity=0.5, x=x_val, y=y_val, max_accuracy_drop=0.1,
+                             **measured(tmp_path))  # fmt: skip
+    assert pruned.report.accepted and pruned.model is not model
+    assert zero_share(pruned.model) == pytest.approx(0.5, abs=0.005)
+    assert zero_share(model) < 0.01
+
+    quantized = quantize(model, mode="int8", x=x_val, y=y_val, max_accuracy_drop=0.02,
+                         **measured(tmp_path))  # fmt: skip
+    report = quantized.report
+    assert report.accepted and report.accuracy_drop() is not None
+    bigger = report.compressed.size_bytes > report.original.size_bytes
+    assert any("larger on disk" in w for w in report.warnings) == bigger
+    assert quantized.model(x_val[:3], training=False).shape == (3, 10)
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(KerasCompressError, match=r"in \[0, 1\): got 1.0"):
+        MagnitudePruning(1.0)
+    with pytest.raises(KerasCompressError, match="mode must be"):
+        quantize(mlp(), mode="int2", x=np.zeros((1, 64)), y=np.zeros(1))
