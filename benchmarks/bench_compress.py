@@ -35,22 +35,23 @@ def main() -> None:
     args = arguments(__doc__.splitlines()[0])
     import torch
 
-    from green_callbacks.compress import torch_models
+    from green_callbacks.compress import Measurement, torch_models
     from green_callbacks.lightning.demo import DigitsCNN, digits_loaders
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     epochs = 2 if args.quick else 8
-    measure = {"batch_size": 256, "rounds": 3 if args.quick else 7,
-               "min_round_s": 0.2 if args.quick else 1.0}  # fmt: skip
+    measure = Measurement(
+        batch_size=256, rounds=3 if args.quick else 7, min_round_s=0.2 if args.quick else 1.0
+    )
     train_loader, val_loader = digits_loaders(batch_size=32, seed=0)
 
     cnn = DigitsCNN(channels=32)
     train(cnn, train_loader, epochs)
     reports = [
         torch_models.prune(
-            cnn, ratio=0.5, eval_loader=val_loader, max_accuracy_drop=0.02,
-            finetune=lambda pruned: train(pruned, train_loader, max(epochs // 2, 1)), **measure,
+            cnn, ratio=0.5, eval_loader=val_loader, max_accuracy_drop=0.02, measure=measure,
+            finetune=lambda pruned: train(pruned, train_loader, max(epochs // 2, 1)),
         ).report
     ]  # fmt: skip
 
@@ -61,7 +62,7 @@ def main() -> None:
     for method in ("int8_weight_only", "int8_dynamic"):
         reports.append(
             torch_models.quantize(
-                mlp, method=method, eval_loader=val_loader, max_accuracy_drop=0.02, **measure
+                mlp, method=method, eval_loader=val_loader, max_accuracy_drop=0.02, measure=measure
             ).report
         )
 

@@ -17,6 +17,7 @@ import argparse
 import lightning.pytorch as pl
 import torch
 
+from green_callbacks.compress import Measurement
 from green_callbacks.lightning import EnergyCallback, StructuredPruning
 from green_callbacks.lightning.demo import DigitsCNN, digits_loaders
 
@@ -32,7 +33,8 @@ def main() -> None:
     torch.manual_seed(0)
     train, val = digits_loaders(batch_size=32, seed=0)
     pruning = StructuredPruning(
-        args.ratio, at_epochs=(1, 2), max_accuracy_drop=args.max_accuracy_drop, batch_size=256,
+        args.ratio, at_epochs=(1, 2), max_accuracy_drop=args.max_accuracy_drop,
+        measure=Measurement(batch_size=256),
         report_path=f"{args.out}/compression_report.json",
     )  # fmt: skip
     trainer = pl.Trainer(

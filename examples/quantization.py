@@ -22,7 +22,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from green_callbacks.compress import CompressionReport, keras_models, torch_models
+from green_callbacks.compress import CompressionReport, Measurement, keras_models, torch_models
 
 
 def show(report: CompressionReport, path: str) -> None:
@@ -64,7 +64,11 @@ def main() -> None:
             optimizer.step()
     for method in ("int8_weight_only", "int8_dynamic"):
         result = torch_models.quantize(
-            model, method=method, eval_loader=val, max_accuracy_drop=0.02, batch_size=256
+            model,
+            method=method,
+            eval_loader=val,
+            max_accuracy_drop=0.02,
+            measure=Measurement(batch_size=256),
         )
         show(result.report, f"{args.out}/torch_{method}.json")
 
@@ -76,7 +80,12 @@ def main() -> None:
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
     net.fit(x_tr, y_tr, epochs=args.epochs, batch_size=32, verbose=0)
     result = keras_models.quantize(
-        net, mode="int8", x=x_va, y=y_va, max_accuracy_drop=0.02, batch_size=256
+        net,
+        mode="int8",
+        x=x_va,
+        y=y_va,
+        max_accuracy_drop=0.02,
+        measure=Measurement(batch_size=256),
     )
     show(result.report, f"{args.out}/keras_int8.json")
 

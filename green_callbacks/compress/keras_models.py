@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from green_callbacks._optional import missing_extra
-from green_callbacks.compress.measure import compare_inference
+from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement, compare_inference
 from green_callbacks.compress.report import CompressionReport, ModelFigures, judge
 from green_callbacks.errors import GreenCallbacksError
 
@@ -94,21 +94,22 @@ def compare_models(
     x: Any,
     y: Any,
     max_accuracy_drop: float | None = None,
-    batch_size: int = 64,
-    meters: Any = "auto",
-    rounds: int = 5,
-    min_round_s: float = 0.5,
+    measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> CompressionReport:
     """Measure both models on this device (held-out ``x``, ``y``) and judge the compressed one."""
     if len(x) < 1:
         raise KerasCompressError("the held-out x is empty")
-    batch = np.resize(np.asarray(x), (batch_size, *np.asarray(x).shape[1:]))
+    batch = np.resize(np.asarray(x), (measure.batch_size, *np.asarray(x).shape[1:]))
     runs = {
         "original": lambda: original(batch, training=False),
         "compressed": lambda: compressed(batch, training=False),
     }
     costs = compare_inference(
-        runs, batch_size=batch_size, meters=meters, rounds=rounds, min_round_s=min_round_s
+        runs,
+        batch_size=measure.batch_size,
+        meters=measure.meters,
+        rounds=measure.rounds,
+        min_round_s=measure.min_round_s,
     )
     figures = {}
     for name, model in (("original", original), ("compressed", compressed)):
@@ -117,7 +118,7 @@ def compare_models(
         figures[name] = ModelFigures(
             params=_nonzero_params(model), macs=count_macs(model), size_bytes=size,
             gzip_bytes=gzipped, accuracy=accuracy(model, x, y), j_per_sample=cost.j_per_sample,
-            s_per_sample=cost.s_per_sample, batch_size=batch_size,
+            s_per_sample=cost.s_per_sample, batch_size=measure.batch_size,
             energy_kind=cost.energy_kind, energy_source=cost.energy_source,
         )  # fmt: skip
     return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
@@ -183,18 +184,14 @@ def prune_magnitude(
     x: Any,
     y: Any,
     max_accuracy_drop: float | None = None,
-    batch_size: int = 64,
-    meters: Any = "auto",
-    rounds: int = 5,
-    min_round_s: float = 0.5,
+    measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
     """One-shot magnitude pruning of a copy of ``model`` (no fine-tuning), measured and judged."""
     pruned = copy_model(model)
     apply_masks(pruned, magnitude_masks(pruned, sparsity))
     report = compare_models(
         model, pruned, technique=f"pruning (magnitude, {sparsity:.0%} of weights)", x=x, y=y,
-        max_accuracy_drop=max_accuracy_drop, batch_size=batch_size, meters=meters,
-        rounds=rounds, min_round_s=min_round_s,
+        max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(pruned if report.accepted else model, report)
 
@@ -209,10 +206,7 @@ def quantize(
     x: Any,
     y: Any,
     max_accuracy_drop: float | None = None,
-    batch_size: int = 64,
-    meters: Any = "auto",
-    rounds: int = 5,
-    min_round_s: float = 0.5,
+    measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
     """Keras's post-training ``model.quantize(mode)`` on a copy, measured and judged.
 
@@ -225,7 +219,58 @@ def quantize(
     quantized.quantize(mode)
     report = compare_models(
         model, quantized, technique=f"quantization (keras {mode})", x=x, y=y,
-        max_accuracy_drop=max_accuracy_drop, batch_size=batch_size, meters=meters,
-        rounds=rounds, min_round_s=min_round_s,
+        max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
+
+
+# -- distillation ------------------------------------------------------------
+
+
+def distill(
+    teacher: Any,
+    student: Any,
+    x: Any,
+    y: Any,
+    *,
+    x_val: Any,
+    y_val: Any,
+    temperature: float = 2.0,
+    student_loss_weight: float = 0.5,
+    epochs: int = 5,
+    batch_size: int = 32,
+    optimizer: Any = "adam",
+    callbacks: list[Any] | None = None,
+    max_accuracy_drop: float | None = None,
+    measure: Measurement = DEFAULT_MEASUREMENT,
+) -> Compressed:
+    """Train ``student`` on ``teacher``'s soft targets with Keras's ``Distiller``, then judge it.
+
+    Args:
+        teacher, student: Keras models returning logits; the teacher is frozen.
+        x, y: training data with integer labels.
+        x_val, y_val: held-out data for the report.
+        temperature, student_loss_weight: as ``keras.distillation``
+            (``LogitsDistillation(temperature)``; the labels' share of the loss).
+        epochs, batch_size, optimizer, callbacks: for the distillation ``fit``
+            (pass ``EnergyCallback()`` to meter it).
+        max_accuracy_drop: the student may lose this much accuracy against the teacher.
+        measure: how inference is measured (:class:`Measurement`).
+
+    Returns:
+        The student if accepted, else the teacher, with the report.
+    """
+    distiller = keras.distillation.Distiller(
+        teacher=teacher, student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=temperature),
+        student_loss_weight=student_loss_weight,
+    )  # fmt: skip
+    distiller.compile(
+        optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    distiller.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=0)
+    report = compare_models(
+        teacher, student, technique=f"distillation (keras Distiller, T={temperature:g})",
+        x=x_val, y=y_val, max_accuracy_drop=max_accuracy_drop, measure=measure,
+    )  # fmt: skip
+    return Compressed(student if report.accepted else teacher, report)

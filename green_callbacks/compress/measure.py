@@ -31,6 +31,26 @@ from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """How the compression report measures inference.
+
+    Attributes:
+        batch_size: samples per inference call.
+        meters: as :class:`EnergyTracker` (``"auto"``: this machine's best sources).
+        rounds: rounds per model; each figure is the median round.
+        min_round_s: each round runs its model for at least this long. Units: s.
+    """
+
+    batch_size: int = 64
+    meters: Any = "auto"
+    rounds: int = 5
+    min_round_s: float = 0.5
+
+
+DEFAULT_MEASUREMENT = Measurement()
+
+
+@dataclass(frozen=True)
 class InferenceCost:
     """One model's inference cost on this device.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from green_callbacks._optional import missing_extra, require
-from green_callbacks.compress.measure import compare_inference
+from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement, compare_inference
 from green_callbacks.compress.report import CompressionReport, ModelFigures, judge
 from green_callbacks.errors import GreenCallbacksError
 
@@ -103,21 +103,22 @@ def compare_models(
     technique: str,
     eval_loader: Iterable[Any],
     max_accuracy_drop: float | None = None,
-    batch_size: int = 64,
-    meters: Any = "auto",
-    rounds: int = 5,
-    min_round_s: float = 0.5,
+    measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> CompressionReport:
     """Measure both models on this device and judge the compressed one.
 
-    Inference energy and time per sample are measured at ``batch_size`` in
+    Inference energy and time per sample are measured at ``measure.batch_size`` in
     interleaved rounds (:func:`~green_callbacks.compress.measure.compare_inference`);
     accuracy on ``eval_loader``.
     """
-    batch = inference_batch(eval_loader, batch_size)
+    batch = inference_batch(eval_loader, measure.batch_size)
     runs = {"original": _runner(original, batch), "compressed": _runner(compressed, batch)}
     costs = compare_inference(
-        runs, batch_size=batch_size, meters=meters, rounds=rounds, min_round_s=min_round_s
+        runs,
+        batch_size=measure.batch_size,
+        meters=measure.meters,
+        rounds=measure.rounds,
+        min_round_s=measure.min_round_s,
     )
     figures = {}
     for name, model in (("original", original), ("compressed", compressed)):
@@ -128,7 +129,8 @@ def compare_models(
             params=count_params(model), macs=count_macs(model, example),
             size_bytes=size, gzip_bytes=gzipped, accuracy=accuracy(model, eval_loader),
             j_per_sample=cost.j_per_sample, s_per_sample=cost.s_per_sample,
-            batch_size=batch_size, energy_kind=cost.energy_kind, energy_source=cost.energy_source,
+            batch_size=measure.batch_size, energy_kind=cost.energy_kind,
+            energy_source=cost.energy_source,
         )  # fmt: skip
     return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
 
@@ -201,10 +203,7 @@ def prune(
     eval_loader: Iterable[Any],
     max_accuracy_drop: float | None = None,
     finetune: Callable[[torch.nn.Module], Any] | None = None,
-    batch_size: int = 64,
-    meters: Any = "auto",
-    rounds: int = 5,
-    min_round_s: float = 0.5,
+    measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
     """One-shot structural pruning of a copy of ``model``, measured and judged.
 
@@ -215,7 +214,7 @@ def prune(
         max_accuracy_drop: the largest accuracy loss allowed (absolute: 0.02 is
             two points); beyond it the original is returned.
         finetune: called with the pruned copy to recover accuracy before judging.
-        batch_size, meters, rounds, min_round_s: how inference is measured.
+        measure: how inference is measured (:class:`Measurement`).
     """
     pruned = copy.deepcopy(model)
     pruned.eval()
@@ -224,8 +223,7 @@ def prune(
         finetune(pruned)
     report = compare_models(
         model, pruned, technique=f"pruning (torch-pruning, {ratio:.0%} of channels)",
-        eval_loader=eval_loader, max_accuracy_drop=max_accuracy_drop, batch_size=batch_size,
-        meters=meters, rounds=rounds, min_round_s=min_round_s,
+        eval_loader=eval_loader, max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(pruned if report.accepted else model, report)
 
@@ -261,17 +259,14 @@ def quantize(
     method: str = "int8_weight_only",
     eval_loader: Iterable[Any],
     max_accuracy_drop: float | None = None,
-    batch_size: int = 64,
-    meters: Any = "auto",
-    rounds: int = 5,
-    min_round_s: float = 0.5,
+    measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
     """Post-training quantization of a copy of ``model``, measured and judged.
 
     Args:
         model: left untouched; a copy is quantized.
         method: a key of :data:`QUANTIZATION_METHODS`.
-        eval_loader, max_accuracy_drop, batch_size, meters, rounds, min_round_s: as :func:`prune`.
+        eval_loader, max_accuracy_drop, measure: as :func:`prune`.
 
     The report warns when the quantized model is slower or costs more energy
     per sample on this device: int8 kernels are not faster everywhere (on a
@@ -280,7 +275,56 @@ def quantize(
     quantized = quantize_linear(copy.deepcopy(model).eval(), method)
     report = compare_models(
         model, quantized, technique=f"quantization (torchao {method})", eval_loader=eval_loader,
-        max_accuracy_drop=max_accuracy_drop, batch_size=batch_size, meters=meters, rounds=rounds,
-        min_round_s=min_round_s,
+        max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
+
+
+# -- distillation ----------------------------------------------------------------
+
+
+def check_distillation(temperature: float, alpha: float) -> None:
+    if temperature <= 0 or not 0 <= alpha <= 1:
+        raise CompressConfigError(
+            f"need temperature > 0 and 0 <= alpha <= 1, got temperature={temperature}, "
+            f"alpha={alpha}"
+        )
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+) -> torch.Tensor:
+    """``alpha`` x soft-target KL at ``temperature`` (scaled by T^2) + (1 - alpha) x cross-entropy.
+
+    The T^2 factor keeps the soft term's gradients on the scale of the hard
+    one as the temperature changes (Hinton et al., 2015).
+    """
+    check_distillation(temperature, alpha)
+    functional = torch.nn.functional
+    soft = functional.kl_div(
+        functional.log_softmax(student_logits / temperature, dim=-1),
+        functional.log_softmax(teacher_logits / temperature, dim=-1),
+        reduction="batchmean", log_target=True,
+    ) * temperature**2  # fmt: skip
+    return alpha * soft + (1 - alpha) * functional.cross_entropy(student_logits, labels)
+
+
+def distilled(
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    *,
+    eval_loader: Iterable[Any],
+    max_accuracy_drop: float | None = None,
+    measure: Measurement = DEFAULT_MEASUREMENT,
+) -> Compressed:
+    """Judge a student trained by distillation against its teacher (the original)."""
+    report = compare_models(
+        teacher, student, technique="distillation", eval_loader=eval_loader,
+        max_accuracy_drop=max_accuracy_drop, measure=measure,
+    )  # fmt: skip
+    return Compressed(student if report.accepted else teacher, report)

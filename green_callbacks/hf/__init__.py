@@ -4,6 +4,9 @@ Needs ``pip install 'green-callbacks[hf]'``.
 """
 
 from green_callbacks.hf.callback import STATE_FILE, EnergyCallback, attach
+from green_callbacks.hf.distillation import DistillationTrainer
 from green_callbacks.hf.early_stopping import EnergyEarlyStopping
 
-__all__ = ["STATE_FILE", "EnergyCallback", "EnergyEarlyStopping", "attach"]
+__all__ = [
+    "STATE_FILE", "DistillationTrainer", "EnergyCallback", "EnergyEarlyStopping", "attach",
+]  # fmt: skip

@@ -21,6 +21,7 @@ from green_callbacks.compress.keras_models import (
     copy_model,
     magnitude_masks,
 )
+from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import CompressionReport
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         validation_data: held-out ``(x, y)`` with integer labels, for the report.
         max_accuracy_drop: if accuracy fell by more than this (absolute), the
             weights from before the first step are put back.
-        batch_size, meters, rounds, min_round_s: how inference energy is measured.
+        measure: how inference is measured for the report (:class:`Measurement`).
         report_path: where the JSON report goes (optional).
 
     Zeroed weights keep the dense shapes: the model is no faster and the
@@ -54,10 +55,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         end_epoch: int = 0,
         validation_data: tuple[Any, Any] | None = None,
         max_accuracy_drop: float | None = None,
-        batch_size: int = 64,
-        meters: Any = "auto",
-        rounds: int = 5,
-        min_round_s: float = 0.5,
+        measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
     ):
         super().__init__()
@@ -70,8 +68,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         self.begin_epoch, self.end_epoch = begin_epoch, end_epoch
         self.validation_data = validation_data
         self.max_accuracy_drop = max_accuracy_drop
-        self.measure = {"batch_size": batch_size, "meters": meters, "rounds": rounds,
-                        "min_round_s": min_round_s}  # fmt: skip
+        self.measure = measure
         self.report_path = None if report_path is None else Path(report_path)
         self.report: CompressionReport | None = None
         self._masks: dict[str, Any] | None = None
@@ -112,7 +109,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         x, y = self.validation_data
         report = compare_models(
             self._original, self.model, x=x, y=y, max_accuracy_drop=self.max_accuracy_drop,
-            technique=f"pruning (magnitude, {self.sparsity:.0%} of weights)", **self.measure,
+            technique=f"pruning (magnitude, {self.sparsity:.0%} of weights)", measure=self.measure,
         )  # fmt: skip
         self.report = report
         if not report.accepted:

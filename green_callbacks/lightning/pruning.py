@@ -16,6 +16,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import CompressionReport
 from green_callbacks.compress.torch_models import (
     CompressConfigError,
@@ -38,8 +39,7 @@ class StructuredPruning(pl.Callback):
             set fell by more than this (absolute), the original model is put back.
         eval_loader: held-out ``(inputs, labels)`` batches; default the
             trainer's validation loader.
-        batch_size, meters, rounds, min_round_s: how inference energy is
-            measured for the report (:func:`compare_models`).
+        measure: how inference is measured for the report (:class:`Measurement`).
         report_path: where the JSON report goes (default
             ``<default_root_dir>/compression_report.json``).
 
@@ -60,10 +60,7 @@ class StructuredPruning(pl.Callback):
         at_epochs: Sequence[int] = (0,),
         max_accuracy_drop: float | None = None,
         eval_loader: Iterable[Any] | None = None,
-        batch_size: int = 64,
-        meters: Any = "auto",
-        rounds: int = 5,
-        min_round_s: float = 0.5,
+        measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
     ):
         if not 0 < ratio < 1:
@@ -76,8 +73,7 @@ class StructuredPruning(pl.Callback):
         self.at_epochs = tuple(sorted(set(at_epochs)))
         self.max_accuracy_drop = max_accuracy_drop
         self.eval_loader = eval_loader
-        self.measure = {"batch_size": batch_size, "meters": meters, "rounds": rounds,
-                        "min_round_s": min_round_s}  # fmt: skip
+        self.measure = measure
         self.report_path = None if report_path is None else Path(report_path)
         self.report: CompressionReport | None = None
         self._original: torch.nn.Module | None = None
@@ -123,7 +119,7 @@ class StructuredPruning(pl.Callback):
             )
         report = compare_models(
             original, pl_module, technique=f"pruning (torch-pruning, {self.ratio:.0%} of channels)",
-            eval_loader=loader, max_accuracy_drop=self.max_accuracy_drop, **self.measure,
+            eval_loader=loader, max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
         )  # fmt: skip
         self.report = report
         if not report.accepted:

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch", reason="needs the 'torch' extra")
 pytest.importorskip("torch_pruning", reason="needs the 'prune' extra")
 pytest.importorskip("sklearn", reason="needs the 'demo' extra")
 
+from green_callbacks.compress import Measurement  # noqa: E402
 from green_callbacks.compress.torch_models import (  # noqa: E402
     CompressConfigError,
     count_macs,
@@ -59,8 +60,8 @@ def test_prune_measures_judges_and_keeps_the_pruned_model(tmp_path: Path) -> Non
     model, train, val = trained()
     result = prune(
         model, ratio=0.5, eval_loader=val, max_accuracy_drop=0.05,
-        finetune=lambda pruned: fit(pruned, train, 2), batch_size=128,
-        meters=constant_power_trace(tmp_path, POWER_W), rounds=2, min_round_s=0.05,
+        finetune=lambda pruned: fit(pruned, train, 2),
+        measure=Measurement(128, constant_power_trace(tmp_path, POWER_W), 2, 0.05),
     )  # fmt: skip
 
     report = result.report
@@ -82,8 +83,8 @@ def test_a_pruned_model_that_loses_too_much_is_rejected_and_the_original_kept(
 ) -> None:
     model, _, val = trained()
     result = prune(
-        model, ratio=0.9, eval_loader=val, max_accuracy_drop=0.01, batch_size=64,
-        meters=constant_power_trace(tmp_path, POWER_W), rounds=1, min_round_s=0.01,
+        model, ratio=0.9, eval_loader=val, max_accuracy_drop=0.01,
+        measure=Measurement(64, constant_power_trace(tmp_path, POWER_W), 1, 0.01),
     )  # fmt: skip
 
     assert not result.report.accepted and result.model is model

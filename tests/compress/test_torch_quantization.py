@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch", reason="needs the 'torch' extra")
 pytest.importorskip("torchao", reason="needs the 'quantize' extra")
 pytest.importorskip("sklearn", reason="needs the 'demo' extra")
 
+from green_callbacks.compress import Measurement  # noqa: E402
 from green_callbacks.compress.torch_models import (  # noqa: E402
     CompressConfigError,
     quantize,
@@ -34,8 +35,8 @@ def trained_mlp() -> tuple[Any, Any]:
 def test_quantized_copy_is_smaller_runs_and_is_judged(tmp_path: Path, method: str) -> None:
     model, val = trained_mlp()
     result = quantize(
-        model, method=method, eval_loader=val, max_accuracy_drop=0.02, batch_size=128,
-        meters=constant_power_trace(tmp_path, 40.0), rounds=1, min_round_s=0.05,
+        model, method=method, eval_loader=val, max_accuracy_drop=0.02,
+        measure=Measurement(128, constant_power_trace(tmp_path, 40.0), 1, 0.05),
     )  # fmt: skip
 
     report = result.report

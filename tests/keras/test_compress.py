@@ -11,6 +11,7 @@ keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
 np = pytest.importorskip("numpy")
 datasets = pytest.importorskip("sklearn.datasets", reason="needs the 'demo' extra")
 
+from green_callbacks.compress import Measurement  # noqa: E402
 from green_callbacks.compress.keras_models import (  # noqa: E402
     KerasCompressError,
     prune_magnitude,
@@ -38,7 +39,7 @@ def mlp() -> Any:
 
 
 def measured(tmp_path: Path) -> dict[str, Any]:
-    return {"meters": constant_power_trace(tmp_path, 40.0), "rounds": 1, "min_round_s": 0.05}
+    return {"measure": Measurement(64, constant_power_trace(tmp_path, 40.0), 1, 0.05)}
 
 
 def zero_share(model: Any) -> float:
@@ -102,3 +103,27 @@ def test_bad_arguments_are_named() -> None:
         MagnitudePruning(1.0)
     with pytest.raises(KerasCompressError, match="mode must be"):
         quantize(mlp(), mode="int2", x=np.zeros((1, 64)), y=np.zeros(1))
+
+
+def test_distilled_student_is_judged_against_its_teacher(tmp_path: Path) -> None:
+    from green_callbacks.compress.keras_models import distill
+    from green_callbacks.keras import EnergyCallback
+
+    x, y, x_val, y_val = digits()
+    teacher = mlp()
+    teacher.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    student = keras.Sequential([
+        keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10),
+    ])  # fmt: skip
+    energy = EnergyCallback(meters=constant_power_trace(tmp_path, 40.0, name="fit.csv"))
+    result = distill(
+        teacher, student, x, y, x_val=x_val, y_val=y_val, temperature=3.0, epochs=5,
+        optimizer=keras.optimizers.Adam(0.01),
+        callbacks=[energy], max_accuracy_drop=0.2, **measured(tmp_path),
+    )  # fmt: skip
+
+    report = result.report
+    assert report.compressed.params < report.original.params / 4
+    assert report.accepted and result.model is student, report.verdict
+    assert report.compressed.accuracy is not None and report.compressed.accuracy > 0.5
+    assert energy.summary is not None and energy.summary["totals"]["energy_j"] > 0

@@ -15,6 +15,7 @@ pytest.importorskip("sklearn", reason="needs the 'demo' extra")
 
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
+from green_callbacks.compress import Measurement  # noqa: E402
 from green_callbacks.compress.torch_models import CompressConfigError, count_params  # noqa: E402
 from green_callbacks.lightning import StructuredPruning  # noqa: E402
 from green_callbacks.lightning.demo import DigitsCNN, digits_loaders  # noqa: E402
@@ -35,7 +36,7 @@ def fit(tmp_path: Path, pruning: StructuredPruning, epochs: int) -> tuple[Any, A
 
 
 def measured(tmp_path: Path) -> dict[str, Any]:
-    return {"meters": constant_power_trace(tmp_path, 40.0), "rounds": 1, "min_round_s": 0.05}
+    return {"measure": Measurement(64, constant_power_trace(tmp_path, 40.0), 1, 0.05)}
 
 
 def convs(model: Any) -> list[int]:

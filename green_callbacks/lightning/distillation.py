@@ -1,0 +1,93 @@
+"""Distillation for Lightning: a student trained on a frozen teacher's soft targets, then judged.
+
+The loss is :func:`green_callbacks.compress.torch_models.distillation_loss`;
+the verdict, student against teacher, :func:`~green_callbacks.compress.torch_models.distilled`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
+from green_callbacks.compress.torch_models import (
+    Compressed,
+    check_distillation,
+    distillation_loss,
+    distilled,
+)
+
+
+class Distillation(pl.LightningModule):
+    """Trains ``student`` (a LightningModule) on a frozen ``teacher``'s soft targets.
+
+    Args:
+        student: the model to train; its ``configure_optimizers``,
+            ``validation_step`` and ``test_step`` are used as they are.
+        teacher: a trained ``torch.nn.Module`` returning logits; frozen (eval mode, no gradients).
+        temperature: softens both distributions (higher: more of the teacher's "dark knowledge").
+        alpha: weight of the soft-target term; ``1 - alpha`` goes to the labels.
+
+    Training batches are ``(inputs, labels)``; logs ``distill_loss``. After
+    ``fit``, :meth:`report` measures the student against the teacher and
+    keeps the teacher if the student loses more than ``max_accuracy_drop``.
+    """
+
+    def __init__(
+        self,
+        student: pl.LightningModule,
+        teacher: torch.nn.Module,
+        *,
+        temperature: float = 2.0,
+        alpha: float = 0.5,
+    ):
+        super().__init__()
+        check_distillation(temperature, alpha)
+        self.student = student
+        # the student's own self.log calls (in its validation_step) go through this module
+        student.log, student.log_dict = self.log, self.log_dict  # type: ignore[method-assign]
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.temperature, self.alpha = temperature, alpha
+
+    def forward(self, x: Any) -> Any:
+        return self.student(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        loss = distillation_loss(
+            self.student(x), teacher_logits, y, temperature=self.temperature, alpha=self.alpha
+        )
+        self.log("distill_loss", loss)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Any:
+        return self.student.validation_step(batch, batch_idx)
+
+    def test_step(self, batch: Any, batch_idx: int) -> Any:
+        return self.student.test_step(batch, batch_idx)
+
+    def configure_optimizers(self) -> Any:
+        return self.student.configure_optimizers()
+
+    def train(self, mode: bool = True) -> Distillation:
+        super().train(mode)
+        self.teacher.eval()  # stays frozen: dropout off, batch-norm statistics fixed
+        return self
+
+    def report(
+        self,
+        eval_loader: Iterable[Any],
+        *,
+        max_accuracy_drop: float | None = None,
+        measure: Measurement = DEFAULT_MEASUREMENT,
+    ) -> Compressed:
+        """The student measured against the teacher; ``.model`` is the one to keep."""
+        return distilled(
+            self.teacher, self.student, eval_loader=eval_loader,
+            max_accuracy_drop=max_accuracy_drop, measure=measure,
+        )  # fmt: skip

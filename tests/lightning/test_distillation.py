@@ -1,0 +1,64 @@
+"""Distillation in a real Lightning fit: a small digits CNN learns from a larger trained one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pl = pytest.importorskip("lightning.pytorch", reason="needs the 'lightning' extra")
+torch = pytest.importorskip("torch", reason="needs the 'lightning' extra")
+pytest.importorskip("sklearn", reason="needs the 'demo' extra")
+
+from green_callbacks.compress import Measurement  # noqa: E402
+from green_callbacks.compress.torch_models import (  # noqa: E402
+    CompressConfigError,
+    count_params,
+    distillation_loss,
+)
+from green_callbacks.lightning import Distillation, EnergyCallback  # noqa: E402
+from green_callbacks.lightning.demo import DigitsCNN, digits_loaders  # noqa: E402
+from green_callbacks.testing import constant_power_trace  # noqa: E402
+from tests.compress.test_torch_pruning import fit as train  # noqa: E402
+
+
+def test_the_loss_mixes_soft_and_hard_targets() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    labels = torch.tensor([0])
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    # student equal to teacher: the soft term is zero, only the hard part remains
+    assert distillation_loss(logits, logits, labels, alpha=0.25) == pytest.approx(0.75 * hard)
+    other = torch.tensor([[0.0, 2.0, 0.0]])
+    assert distillation_loss(other, logits, labels, alpha=1.0) > 0
+    with pytest.raises(CompressConfigError, match="temperature=0"):
+        distillation_loss(logits, logits, labels, temperature=0)
+
+
+def test_a_student_distilled_from_a_teacher_is_smaller_and_judged(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    train_loader, val_loader = digits_loaders(batch_size=64, seed=0)
+    teacher = DigitsCNN(channels=32)
+    train(teacher, train_loader, 4)
+    student = DigitsCNN(channels=4)
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+
+    module = Distillation(student, teacher, temperature=3.0, alpha=0.7)
+    energy = EnergyCallback(meters=constant_power_trace(tmp_path, 40.0))
+    trainer = pl.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, callbacks=[energy],
+    )  # fmt: skip
+    trainer.fit(module, train_loader, val_loader)
+
+    # the teacher stayed frozen; the student's own validation logged through the wrapper
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+    assert "val_acc" in trainer.callback_metrics and "distill_loss" in trainer.callback_metrics
+    result = module.report(
+        val_loader, max_accuracy_drop=0.10,
+        measure=Measurement(128, constant_power_trace(tmp_path, 40.0, name="r.csv"), 1, 0.05),
+    )  # fmt: skip
+    report = result.report
+    assert report.original.params == count_params(teacher) > report.compressed.params
+    assert report.technique == "distillation"
+    assert (result.model is student) == report.accepted
+    assert report.compressed.accuracy is not None and report.compressed.accuracy > 0.5
