@@ -237,16 +237,20 @@ QUANTIZATION_METHODS = {
 """torchao configurations by name: int8 weights; int8 weights and int8 dynamic activations."""
 
 
+def check_quantization_method(method: str) -> None:
+    if method not in QUANTIZATION_METHODS:
+        raise CompressConfigError(
+            f"unknown quantization method {method!r}; choose one of {sorted(QUANTIZATION_METHODS)}"
+        )
+
+
 def quantize_linear(model: torch.nn.Module, method: str = "int8_weight_only") -> torch.nn.Module:
     """Quantize the Linear layers of ``model`` in place with torchao; returns it.
 
     ``torch.ao.quantization``'s eager ``quantize``/``quantize_dynamic`` are
     deprecated in PyTorch 2.x in favour of torchao, which is what this uses.
     """
-    if method not in QUANTIZATION_METHODS:
-        raise CompressConfigError(
-            f"unknown quantization method {method!r}; choose one of {sorted(QUANTIZATION_METHODS)}"
-        )
+    check_quantization_method(method)
     quantization = require("torchao.quantization", "quantize", purpose="Quantization")
     config = getattr(quantization, QUANTIZATION_METHODS[method])()
     quantization.quantize_(model, config)

@@ -127,3 +127,19 @@ def test_distilled_student_is_judged_against_its_teacher(tmp_path: Path) -> None
     assert report.accepted and result.model is student, report.verdict
     assert report.compressed.accuracy is not None and report.compressed.accuracy > 0.5
     assert energy.summary is not None and energy.summary["totals"]["energy_j"] > 0
+
+
+def test_post_training_quantization_callback_quantizes_when_accepted(tmp_path: Path) -> None:
+    from green_callbacks.keras import PostTrainingQuantization
+
+    x, y, x_val, y_val = digits()
+    model = mlp()
+    quantization = PostTrainingQuantization(
+        "int8", validation_data=(x_val, y_val), max_accuracy_drop=0.05, **measured(tmp_path)
+    )
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[quantization])
+
+    report = quantization.report
+    assert report is not None and report.accepted, report and report.verdict
+    assert all(layer.quantization_mode == "int8" for layer in model.layers)
+    assert model(x_val[:2], training=False).shape == (2, 10)

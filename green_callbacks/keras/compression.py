@@ -1,7 +1,7 @@
-"""MagnitudePruning for Keras 3 (any backend): zero the smallest weights on a schedule, judge.
+"""Compression callbacks for Keras 3 (any backend): magnitude pruning, post-training quantization.
 
-tensorflow-model-optimization prunes ``tf_keras`` models only; this callback
-covers Keras 3 models. The masks are :func:`green_callbacks.compress.keras_models.magnitude_masks`;
+tensorflow-model-optimization prunes ``tf_keras`` models only; these cover
+Keras 3 models. The surgery is in :mod:`green_callbacks.compress.keras_models`;
 the verdict is :func:`green_callbacks.compress.report.judge`'s.
 """
 
@@ -20,6 +20,7 @@ from green_callbacks.compress.keras_models import (
     compare_models,
     copy_model,
     magnitude_masks,
+    quantize,
 )
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import CompressionReport
@@ -114,10 +115,63 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         self.report = report
         if not report.accepted:
             self.model.set_weights(self._original.get_weights())
-        if self.report_path is not None:
-            report.write_json(self.report_path)
-        if logs is not None:
-            logs.update(report.metrics())
-        log.info("MagnitudePruning: %s", report.verdict)
-        for warning in report.warnings:
-            log.warning("MagnitudePruning: %s", warning)
+        _publish(report, self.report_path, logs, type(self).__name__)
+
+
+class PostTrainingQuantization(keras.callbacks.Callback):  # type: ignore[misc]
+    """When ``fit`` ends, quantizes the model with ``model.quantize(mode)``, if it pays.
+
+    Args:
+        mode: ``"int8"``, ``"int4"`` or ``"float8"``.
+        validation_data: held-out ``(x, y)`` with integer labels, for the report.
+        max_accuracy_drop: the quantized model may lose this much accuracy
+            (absolute); beyond it the model stays as it is.
+        measure: how inference is measured for the report (:class:`Measurement`).
+        report_path: where the JSON report goes (optional).
+
+    A quantized copy is measured against the model first; the model itself
+    is quantized only if the copy is accepted. :attr:`report` holds the
+    :class:`CompressionReport`; its figures go into the ``logs`` of
+    ``on_train_end`` as ``compress/...``.
+    """
+
+    def __init__(
+        self,
+        mode: str = "int8",
+        *,
+        validation_data: tuple[Any, Any],
+        max_accuracy_drop: float | None = None,
+        measure: Measurement = DEFAULT_MEASUREMENT,
+        report_path: str | Path | None = None,
+    ):
+        super().__init__()
+        self.mode = mode
+        self.validation_data = validation_data
+        self.max_accuracy_drop = max_accuracy_drop
+        self.measure = measure
+        self.report_path = None if report_path is None else Path(report_path)
+        self.report: CompressionReport | None = None
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        x, y = self.validation_data
+        result = quantize(
+            self.model, mode=self.mode, x=x, y=y, max_accuracy_drop=self.max_accuracy_drop,
+            measure=self.measure,
+        )  # fmt: skip
+        self.report = result.report
+        if result.report.accepted:
+            self.model.quantize(self.mode)
+        _publish(result.report, self.report_path, logs, type(self).__name__)
+
+
+def _publish(
+    report: CompressionReport, path: Path | None, logs: dict[str, Any] | None, user: str
+) -> None:
+    """Write the report as JSON (if asked) and put its figures in the logs."""
+    if path is not None:
+        report.write_json(path)
+    if logs is not None:
+        logs.update(report.metrics())
+    log.info("%s: %s", user, report.verdict)
+    for warning in report.warnings:
+        log.warning("%s: %s", user, warning)

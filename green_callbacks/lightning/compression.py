@@ -1,7 +1,7 @@
-"""StructuredPruning for Lightning: prune channels in scheduled steps, fine-tune, measure, judge.
+"""Compression callbacks for Lightning: structural pruning and post-training quantization.
 
-The surgery is :func:`green_callbacks.compress.torch_models.prune_channels`
-(torch-pruning's dependency graph: the model really shrinks); the verdict is
+The surgery is in :mod:`green_callbacks.compress.torch_models` (torch-pruning's
+dependency graph, so the model really shrinks; torchao int8); the verdict is
 :func:`green_callbacks.compress.report.judge`'s, on figures measured here.
 """
 
@@ -20,9 +20,11 @@ from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import CompressionReport
 from green_callbacks.compress.torch_models import (
     CompressConfigError,
+    check_quantization_method,
     compare_models,
     inference_batch,
     prune_channels,
+    quantize_linear,
 )
 
 log = logging.getLogger(__name__)
@@ -111,29 +113,88 @@ class StructuredPruning(pl.Callback):
         if self._original is None or self._pruner is None:
             return
         original = self._original
-        loader = self.eval_loader if self.eval_loader is not None else trainer.val_dataloaders
-        if loader is None:
-            raise CompressConfigError(
-                "StructuredPruning needs held-out data for its report: give the Trainer a "
-                "validation loader or StructuredPruning(eval_loader=...)"
-            )
+        technique = f"pruning (torch-pruning, {self.ratio:.0%} of channels)"
         report = compare_models(
-            original, pl_module, technique=f"pruning (torch-pruning, {self.ratio:.0%} of channels)",
-            eval_loader=loader, max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
+            original, pl_module, technique=technique, measure=self.measure,
+            eval_loader=_held_out(trainer, self.eval_loader, type(self).__name__),
+            max_accuracy_drop=self.max_accuracy_drop,
         )  # fmt: skip
         self.report = report
         if not report.accepted:
             for name, child in original.named_children():
                 setattr(pl_module, name, child)
             trainer.strategy.setup_optimizers(trainer)
-        path = self.report_path or Path(trainer.default_root_dir) / "compression_report.json"
-        if trainer.is_global_zero:
-            report.write_json(path)
-            for logger in trainer.loggers:
-                logger.log_metrics(report.metrics(), step=trainer.global_step)
-        log.info("StructuredPruning: %s (report in %s)", report.verdict, path)
-        for warning in report.warnings:
-            log.warning("StructuredPruning: %s", warning)
+        _publish(trainer, report, self.report_path, type(self).__name__)
+
+
+class PostTrainingQuantization(pl.Callback):
+    """At the end of ``fit``, quantizes the module's Linear layers with torchao, if it pays.
+
+    Args:
+        method: a key of :data:`~green_callbacks.compress.torch_models.QUANTIZATION_METHODS`.
+        max_accuracy_drop: the quantized model may lose this much accuracy
+            (absolute) on the held-out set; beyond it the module stays float.
+        eval_loader: held-out ``(inputs, labels)`` batches; default the validation loader.
+        measure: how inference is measured for the report (:class:`Measurement`).
+        report_path: where the JSON report goes (default
+            ``<default_root_dir>/compression_report.json``).
+
+    A quantized copy is measured against the float module first; the module
+    itself is quantized only if the copy is accepted. :attr:`report` holds the
+    :class:`CompressionReport`, logged as ``compress/...``; its warnings say
+    when int8 costs more here than float32.
+    """
+
+    def __init__(
+        self,
+        method: str = "int8_weight_only",
+        *,
+        max_accuracy_drop: float | None = None,
+        eval_loader: Iterable[Any] | None = None,
+        measure: Measurement = DEFAULT_MEASUREMENT,
+        report_path: str | Path | None = None,
+    ):
+        check_quantization_method(method)
+        self.method = method
+        self.max_accuracy_drop = max_accuracy_drop
+        self.eval_loader = eval_loader
+        self.measure = measure
+        self.report_path = None if report_path is None else Path(report_path)
+        self.report: CompressionReport | None = None
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        candidate = quantize_linear(_detached_copy(pl_module).eval(), self.method)
+        report = compare_models(
+            pl_module, candidate, technique=f"quantization (torchao {self.method})",
+            eval_loader=_held_out(trainer, self.eval_loader, type(self).__name__),
+            max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
+        )  # fmt: skip
+        self.report = report
+        if report.accepted:
+            quantize_linear(pl_module, self.method)
+        _publish(trainer, report, self.report_path, type(self).__name__)
+
+
+def _held_out(trainer: Any, loader: Iterable[Any] | None, user: str) -> Iterable[Any]:
+    found = loader if loader is not None else trainer.val_dataloaders
+    if found is None:
+        raise CompressConfigError(
+            f"{user} needs held-out data for its report: give the Trainer a validation loader "
+            f"or {user}(eval_loader=...)"
+        )
+    return found
+
+
+def _publish(trainer: Any, report: CompressionReport, path: Path | None, user: str) -> None:
+    """Write the report as JSON and log its figures (global rank zero only)."""
+    path = path or Path(trainer.default_root_dir) / "compression_report.json"
+    if trainer.is_global_zero:
+        report.write_json(path)
+        for logger in trainer.loggers:
+            logger.log_metrics(report.metrics(), step=trainer.global_step)
+    log.info("%s: %s (report in %s)", user, report.verdict, path)
+    for warning in report.warnings:
+        log.warning("%s: %s", user, warning)
 
 
 def _detached_copy(module: Any) -> Any:

@@ -1,4 +1,4 @@
-"""StructuredPruning in a real Lightning fit of the digits CNN: steps, fine-tuning, verdicts."""
+"""Compression callbacks in real Lightning fits of the digits CNN: pruning steps, quantization."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from green_callbacks.lightning.demo import DigitsCNN, digits_loaders  # noqa: E4
 from green_callbacks.testing import constant_power_trace  # noqa: E402
 
 
-def fit(tmp_path: Path, pruning: StructuredPruning, epochs: int) -> tuple[Any, Any]:
+def fit(tmp_path: Path, pruning: Any, epochs: int) -> tuple[Any, Any]:
     torch.manual_seed(0)
     train, val = digits_loaders(batch_size=64, seed=0)
     model = DigitsCNN(channels=16)
@@ -74,3 +74,23 @@ def test_a_rejected_pruning_puts_the_original_back(tmp_path: Path) -> None:
 def test_a_schedule_past_the_last_epoch_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CompressConfigError, match="raise max_epochs"):
         fit(tmp_path, StructuredPruning(0.5, at_epochs=(3,)), epochs=3)
+
+
+@pytest.mark.parametrize("bar", [0.05, -1.0])  # -1: a bar no model can clear (+100 points)
+def test_post_training_quantization_applies_only_what_it_judged(tmp_path: Path, bar: float) -> None:
+    pytest.importorskip("torchao", reason="needs the 'quantize' extra")
+    from green_callbacks.compress.torch_models import saved_size
+    from green_callbacks.lightning import PostTrainingQuantization
+
+    quantization = PostTrainingQuantization(
+        "int8_weight_only", max_accuracy_drop=bar, report_path=tmp_path / "q.json",
+        **measured(tmp_path),
+    )  # fmt: skip
+    _, model = fit(tmp_path, quantization, epochs=1)
+
+    report = quantization.report
+    assert report is not None and report.accepted is (bar > 0)
+    assert report.compressed.size_bytes < report.original.size_bytes
+    assert (saved_size(model)[0] == report.compressed.size_bytes) is report.accepted
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert (tmp_path / "q.json").exists()
