@@ -15,31 +15,23 @@ from __future__ import annotations
 import gzip
 import io
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from green_callbacks._optional import missing_extra
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement, compare_inference
-from green_callbacks.compress.report import CompressionReport, ModelFigures, judge
-from green_callbacks.errors import GreenCallbacksError
+from green_callbacks.compress.report import (
+    CompressConfigError,
+    Compressed,
+    CompressionReport,
+    ModelFigures,
+    judge,
+)
 
 try:
     import keras
     import numpy as np
 except ImportError as err:  # pragma: no cover - exercised where keras is absent
     raise missing_extra(err, "keras", purpose="green_callbacks.compress.keras_models") from err
-
-
-class KerasCompressError(GreenCallbacksError, ValueError):
-    """A compression step got arguments it cannot work with; the message says which."""
-
-
-@dataclass(frozen=True)
-class Compressed:
-    """The model to go on with (the compressed one if accepted, else the original) and why."""
-
-    model: Any
-    report: CompressionReport
 
 
 # -- figures -----------------------------------------------------------------
@@ -98,7 +90,7 @@ def compare_models(
 ) -> CompressionReport:
     """Measure both models on this device (held-out ``x``, ``y``) and judge the compressed one."""
     if len(x) < 1:
-        raise KerasCompressError("the held-out x is empty")
+        raise CompressConfigError("the held-out x is empty")
     batch = np.resize(np.asarray(x), (measure.batch_size, *np.asarray(x).shape[1:]))
     runs = {
         "original": lambda: original(batch, training=False),
@@ -146,7 +138,7 @@ def _kernel_layers(model: Any) -> list[Any]:
 
 def check_sparsity(sparsity: float) -> None:
     if not 0 <= sparsity < 1:
-        raise KerasCompressError(
+        raise CompressConfigError(
             f"sparsity is the share of weights zeroed, in [0, 1): got {sparsity}"
         )
 
@@ -154,7 +146,7 @@ def check_sparsity(sparsity: float) -> None:
 def magnitude_masks(model: Any, sparsity: float) -> dict[str, Any]:
     """Per kernel, a 0/1 mask keeping its largest ``1 - sparsity`` share of weights by size."""
     if not 0 <= sparsity < 1:
-        raise KerasCompressError(
+        raise CompressConfigError(
             f"sparsity is the share of weights zeroed, in [0, 1): got {sparsity}"
         )
     masks = {}
@@ -214,7 +206,7 @@ def quantize(
         mode: ``"int8"``, ``"int4"`` or ``"float8"`` (Keras's modes that need no calibration data).
     """
     if mode not in ("int8", "int4", "float8"):
-        raise KerasCompressError(f"mode must be 'int8', 'int4' or 'float8', got {mode!r}")
+        raise CompressConfigError(f"mode must be 'int8', 'int4' or 'float8', got {mode!r}")
     quantized = copy_model(model)
     quantized.quantize(mode)
     report = compare_models(

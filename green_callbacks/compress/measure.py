@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from green_callbacks.compress.report import CompressConfigError
 from green_callbacks.core.tracker import EnergyTracker
-from green_callbacks.errors import GreenCallbacksError
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
 
 
@@ -71,10 +71,6 @@ class InferenceCost:
     energy_source: str
 
 
-class MeasureConfigError(GreenCallbacksError, ValueError):
-    """Bad arguments to an inference measurement."""
-
-
 def compare_inference(
     models: Mapping[str, Callable[[], Any]],
     *,
@@ -99,9 +95,9 @@ def compare_inference(
         clock: the tracker's clock (tests pass a fake one).
     """
     if not models:
-        raise MeasureConfigError("compare_inference needs at least one model")
+        raise CompressConfigError("compare_inference needs at least one model")
     if batch_size < 1 or rounds < 1:
-        raise MeasureConfigError(
+        raise CompressConfigError(
             f"batch_size and rounds must be >= 1, got batch_size={batch_size}, rounds={rounds}"
         )
     for run in models.values():

@@ -27,6 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from green_callbacks.core.session import write_json_atomic
+from green_callbacks.errors import GreenCallbacksError
+
+
+class CompressConfigError(GreenCallbacksError, ValueError):
+    """A compression step or measurement got arguments it cannot work with; the message says so."""
 
 
 @dataclass(frozen=True)
@@ -180,3 +185,11 @@ def judge(
     return CompressionReport(
         technique, original, compressed, max_accuracy_drop, accepted, verdict, tuple(warnings)
     )
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """The model to go on with (the compressed one if accepted, else the original) and why."""
+
+    model: Any
+    report: CompressionReport

@@ -9,30 +9,22 @@ import copy
 import gzip
 import io
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from green_callbacks._optional import missing_extra, require
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement, compare_inference
-from green_callbacks.compress.report import CompressionReport, ModelFigures, judge
-from green_callbacks.errors import GreenCallbacksError
+from green_callbacks.compress.report import (
+    CompressConfigError,
+    Compressed,
+    CompressionReport,
+    ModelFigures,
+    judge,
+)
 
 try:
     import torch
 except ImportError as err:  # pragma: no cover - exercised where torch is absent
     raise missing_extra(err, "torch", purpose="green_callbacks.compress.torch_models") from err
-
-
-class CompressConfigError(GreenCallbacksError, ValueError):
-    """A compression step got arguments it cannot work with; the message says which."""
-
-
-@dataclass(frozen=True)
-class Compressed:
-    """The model to go on with (the compressed one if accepted, else the original) and why."""
-
-    model: torch.nn.Module
-    report: CompressionReport
 
 
 # -- figures -----------------------------------------------------------------

@@ -14,8 +14,8 @@ import torch
 from transformers import Trainer
 
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
+from green_callbacks.compress.report import Compressed
 from green_callbacks.compress.torch_models import (
-    Compressed,
     check_distillation,
     distillation_loss,
     distilled,

@@ -14,7 +14,6 @@ from typing import Any
 import keras
 
 from green_callbacks.compress.keras_models import (
-    KerasCompressError,
     apply_masks,
     check_sparsity,
     compare_models,
@@ -23,7 +22,7 @@ from green_callbacks.compress.keras_models import (
     quantize,
 )
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
-from green_callbacks.compress.report import CompressionReport
+from green_callbacks.compress.report import CompressConfigError, CompressionReport
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         super().__init__()
         check_sparsity(sparsity)
         if not 0 <= begin_epoch <= end_epoch:
-            raise KerasCompressError(
+            raise CompressConfigError(
                 f"need 0 <= begin_epoch <= end_epoch, got {begin_epoch} and {end_epoch}"
             )
         self.sparsity = sparsity
@@ -79,7 +78,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         self._masks, self._original, self.report = None, None, None
         epochs = self.params.get("epochs") if self.params else None
         if epochs is not None and self.end_epoch >= epochs:
-            raise KerasCompressError(
+            raise CompressConfigError(
                 f"MagnitudePruning ends at epoch {self.end_epoch}, but fit runs {epochs} epochs; "
                 "lower end_epoch or raise epochs (leave epochs after it to fine-tune)"
             )
@@ -103,7 +102,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         if self._original is None:
             return
         if self.validation_data is None:
-            raise KerasCompressError(
+            raise CompressConfigError(
                 "MagnitudePruning needs held-out data for its report: "
                 "MagnitudePruning(validation_data=(x_val, y_val))"
             )

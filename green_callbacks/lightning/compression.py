@@ -17,9 +17,8 @@ import lightning.pytorch as pl
 import torch
 
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
-from green_callbacks.compress.report import CompressionReport
+from green_callbacks.compress.report import CompressConfigError, CompressionReport
 from green_callbacks.compress.torch_models import (
-    CompressConfigError,
     check_quantization_method,
     compare_models,
     inference_batch,

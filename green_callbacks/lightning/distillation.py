@@ -13,8 +13,8 @@ import lightning.pytorch as pl
 import torch
 
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
+from green_callbacks.compress.report import Compressed
 from green_callbacks.compress.torch_models import (
-    Compressed,
     check_distillation,
     distillation_loss,
     distilled,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from green_callbacks.compress import MeasureConfigError, ModelFigures, compare_inference, judge
+from green_callbacks.compress import CompressConfigError, ModelFigures, compare_inference, judge
 from green_callbacks.testing import FakeClock, FakeMeter
 
 BEFORE = ModelFigures(
@@ -73,5 +73,5 @@ def test_models_take_turns_and_each_gets_its_median_round() -> None:
 
 
 def test_bad_measurement_arguments_are_named() -> None:
-    with pytest.raises(MeasureConfigError, match="batch_size=0"):
+    with pytest.raises(CompressConfigError, match="batch_size=0"):
         compare_inference({"a": lambda: None}, batch_size=0)

@@ -11,9 +11,8 @@ torch = pytest.importorskip("torch", reason="needs the 'torch' extra")
 pytest.importorskip("torch_pruning", reason="needs the 'prune' extra")
 pytest.importorskip("sklearn", reason="needs the 'demo' extra")
 
-from green_callbacks.compress import Measurement  # noqa: E402
+from green_callbacks.compress import CompressConfigError, Measurement  # noqa: E402
 from green_callbacks.compress.torch_models import (  # noqa: E402
-    CompressConfigError,
     count_macs,
     count_params,
     prune,

@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the 'hf' extra")
 transformers = pytest.importorskip("transformers", reason="needs the 'hf' extra")
 
-from green_callbacks.compress import Measurement  # noqa: E402
-from green_callbacks.compress.torch_models import CompressConfigError, count_params  # noqa: E402
+from green_callbacks.compress import CompressConfigError, Measurement  # noqa: E402
+from green_callbacks.compress.torch_models import count_params  # noqa: E402
 from green_callbacks.hf import DistillationTrainer, EnergyCallback  # noqa: E402
 from green_callbacks.testing import constant_power_trace  # noqa: E402
 

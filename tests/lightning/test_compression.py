@@ -15,8 +15,8 @@ pytest.importorskip("sklearn", reason="needs the 'demo' extra")
 
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
-from green_callbacks.compress import Measurement  # noqa: E402
-from green_callbacks.compress.torch_models import CompressConfigError, count_params  # noqa: E402
+from green_callbacks.compress import CompressConfigError, Measurement  # noqa: E402
+from green_callbacks.compress.torch_models import count_params  # noqa: E402
 from green_callbacks.lightning import StructuredPruning  # noqa: E402
 from green_callbacks.lightning.demo import DigitsCNN, digits_loaders  # noqa: E402
 from green_callbacks.testing import constant_power_trace  # noqa: E402

@@ -10,9 +10,8 @@ pl = pytest.importorskip("lightning.pytorch", reason="needs the 'lightning' extr
 torch = pytest.importorskip("torch", reason="needs the 'lightning' extra")
 pytest.importorskip("sklearn", reason="needs the 'demo' extra")
 
-from green_callbacks.compress import Measurement  # noqa: E402
+from green_callbacks.compress import CompressConfigError, Measurement  # noqa: E402
 from green_callbacks.compress.torch_models import (  # noqa: E402
-    CompressConfigError,
     count_params,
     distillation_loss,
 )
