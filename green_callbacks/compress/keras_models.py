@@ -1,30 +1,32 @@
 """Keras 3 models (any backend): the report's figures, magnitude pruning and quantization.
 
 No library prunes Keras 3 models (tensorflow-model-optimization works on
-``tf_keras`` models only), so magnitude pruning is done here: the smallest
-weights of each Dense and convolution kernel are set to zero. That keeps
-the dense shapes, so the model is not faster; it compresses better on disk
-(``gzip_bytes``), which the report shows. Quantization is Keras's own
-``model.quantize(mode)``.
+``tf_keras`` models only, through :mod:`~green_callbacks.compress.tf_keras_models`),
+so magnitude pruning is done here: the smallest weights of each Dense and
+convolution kernel are set to zero. That keeps the dense shapes, so the model
+is not faster; it compresses better on disk (``gzip_bytes``), which the report
+shows. Quantization is Keras's own ``model.quantize(mode)``.
+
+The figures (:func:`compare_models`) also serve ``tf_keras`` models: they read
+weights with ``get_weights()`` and find layers by class name.
 
 Needs ``pip install 'green-callbacks[keras]'``.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import math
 from typing import Any
 
 from green_callbacks._optional import missing_extra
-from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement, compare_inference
+from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
     CompressConfigError,
     Compressed,
     CompressionReport,
-    ModelFigures,
     judge,
+    stored_size,
 )
 
 try:
@@ -39,6 +41,12 @@ except ImportError as err:  # pragma: no cover - exercised where keras is absent
 
 def copy_model(model: Any) -> Any:
     """A copy with the same architecture and weights, for inference."""
+    if not isinstance(model, keras.Model):
+        raise CompressConfigError(
+            f"expected a Keras 3 model, got {type(model).__module__}.{type(model).__name__}; "
+            "tf_keras (Keras 2) models are compressed with tensorflow-model-optimization "
+            "through green_callbacks.compress.tf_keras_models"
+        )
     twin = keras.models.clone_model(model)
     twin.set_weights(model.get_weights())
     return twin
@@ -49,7 +57,7 @@ def count_macs(model: Any) -> float | None:
     total = 0.0
     for layer in _kernel_layers(model):
         kernel = tuple(layer.kernel.shape)
-        if isinstance(layer, keras.layers.Dense):
+        if _is_a(layer, ("Dense",)):
             total += math.prod(kernel)
         else:  # a convolution: kernel MACs at every output position
             try:
@@ -67,9 +75,8 @@ def saved_size(model: Any) -> tuple[int, int]:
     ``save_weights`` of a compiled model would also hold optimizer state.
     """
     buffer = io.BytesIO()
-    np.savez(buffer, *(keras.ops.convert_to_numpy(v) for v in model.weights))
-    data = buffer.getvalue()
-    return len(data), len(gzip.compress(data, compresslevel=6))
+    np.savez(buffer, *model.get_weights())
+    return stored_size(buffer.getvalue())
 
 
 def accuracy(model: Any, x: Any, y: Any, batch_size: int = 256) -> float:
@@ -91,32 +98,28 @@ def compare_models(
     """Measure both models on this device (held-out ``x``, ``y``) and judge the compressed one."""
     if len(x) < 1:
         raise CompressConfigError("the held-out x is empty")
-    batch = np.resize(np.asarray(x), (measure.batch_size, *np.asarray(x).shape[1:]))
-    runs = {
+    batch = inference_batch(x, measure.batch_size)
+    costs = measure.compare({
         "original": lambda: original(batch, training=False),
         "compressed": lambda: compressed(batch, training=False),
-    }
-    costs = compare_inference(
-        runs,
-        batch_size=measure.batch_size,
-        meters=measure.meters,
-        rounds=measure.rounds,
-        min_round_s=measure.min_round_s,
-    )
-    figures = {}
-    for name, model in (("original", original), ("compressed", compressed)):
-        cost = costs[name]
-        size, gzipped = saved_size(model)
-        figures[name] = ModelFigures(
-            params=_nonzero_params(model), macs=count_macs(model), size_bytes=size,
-            gzip_bytes=gzipped, accuracy=accuracy(model, x, y), j_per_sample=cost.j_per_sample,
-            s_per_sample=cost.s_per_sample, batch_size=measure.batch_size,
-            energy_kind=cost.energy_kind, energy_source=cost.energy_source,
-        )  # fmt: skip
+    })  # fmt: skip
+    figures = {
+        name: costs[name].figures(
+            params=nonzero_params(model), macs=count_macs(model), sizes=saved_size(model),
+            accuracy=accuracy(model, x, y),
+        )
+        for name, model in (("original", original), ("compressed", compressed))
+    }  # fmt: skip
     return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
 
 
-def _nonzero_params(model: Any) -> int:
+def inference_batch(x: Any, batch_size: int) -> Any:
+    """``batch_size`` samples of ``x`` (repeated if ``x`` has fewer), for measuring inference."""
+    x = np.asarray(x)
+    return np.resize(x, (batch_size, *x.shape[1:]))
+
+
+def nonzero_params(model: Any) -> int:
     """Parameters that are not zero (pruned weights do not count)."""
     return int(sum(np.count_nonzero(w) for w in model.get_weights()))
 
@@ -124,12 +127,16 @@ def _nonzero_params(model: Any) -> int:
 # -- magnitude pruning -------------------------------------------------------
 
 
+def _is_a(layer: Any, names: tuple[str, ...]) -> bool:
+    """Whether ``layer``'s class or a base of it has one of ``names`` (Keras 3 or tf_keras)."""
+    return any(cls.__name__ in names for cls in type(layer).__mro__)
+
+
 def _kernel_layers(model: Any) -> list[Any]:
     """Dense and convolution layers, nested models included."""
-    kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
     found = []
     for layer in getattr(model, "layers", []):
-        if isinstance(layer, kinds):
+        if _is_a(layer, ("Dense", "Conv1D", "Conv2D", "Conv3D")):
             found.append(layer)
         elif hasattr(layer, "layers"):
             found.extend(_kernel_layers(layer))
@@ -145,10 +152,7 @@ def check_sparsity(sparsity: float) -> None:
 
 def magnitude_masks(model: Any, sparsity: float) -> dict[str, Any]:
     """Per kernel, a 0/1 mask keeping its largest ``1 - sparsity`` share of weights by size."""
-    if not 0 <= sparsity < 1:
-        raise CompressConfigError(
-            f"sparsity is the share of weights zeroed, in [0, 1): got {sparsity}"
-        )
+    check_sparsity(sparsity)
     masks = {}
     for layer in _kernel_layers(model):
         weights = np.abs(keras.ops.convert_to_numpy(layer.kernel))

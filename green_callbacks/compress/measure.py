@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from green_callbacks.compress.report import CompressConfigError
+from green_callbacks.compress.report import CompressConfigError, ModelFigures
 from green_callbacks.core.tracker import EnergyTracker
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
 
@@ -45,6 +45,13 @@ class Measurement:
     meters: Any = "auto"
     rounds: int = 5
     min_round_s: float = 0.5
+
+    def compare(self, models: Mapping[str, Callable[[], Any]]) -> dict[str, InferenceCost]:
+        """:func:`compare_inference` with these settings."""
+        return compare_inference(
+            models, batch_size=self.batch_size, meters=self.meters, rounds=self.rounds,
+            min_round_s=self.min_round_s,
+        )  # fmt: skip
 
 
 DEFAULT_MEASUREMENT = Measurement()
@@ -69,6 +76,17 @@ class InferenceCost:
     batches: int
     energy_kind: str
     energy_source: str
+
+    def figures(
+        self, *, params: int, macs: float | None, sizes: tuple[int, int], accuracy: float | None
+    ) -> ModelFigures:
+        """This cost with the model's other figures; ``sizes`` is (raw, gzip) bytes."""
+        return ModelFigures(
+            params=params, macs=macs, size_bytes=sizes[0], gzip_bytes=sizes[1],
+            accuracy=accuracy, j_per_sample=self.j_per_sample, s_per_sample=self.s_per_sample,
+            batch_size=self.batch_size, energy_kind=self.energy_kind,
+            energy_source=self.energy_source,
+        )  # fmt: skip
 
 
 def compare_inference(

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,11 @@ class ModelFigures:
     energy_kind: str
     energy_source: str
     gzip_bytes: int | None = None
+
+
+def stored_size(data: bytes) -> tuple[int, int]:
+    """Bytes of a saved model, raw and gzip-compressed (level 6). Units: bytes."""
+    return len(data), len(gzip.compress(data, compresslevel=6))
 
 
 RATIO_KEYS = ("params", "macs", "size_bytes", "gzip_bytes", "j_per_sample", "s_per_sample")

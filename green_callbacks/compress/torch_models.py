@@ -6,19 +6,18 @@ Needs ``pip install 'green-callbacks[torch]'`` (and ``[prune]`` for pruning).
 from __future__ import annotations
 
 import copy
-import gzip
 import io
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from green_callbacks._optional import missing_extra, require
-from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement, compare_inference
+from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
     CompressConfigError,
     Compressed,
     CompressionReport,
-    ModelFigures,
     judge,
+    stored_size,
 )
 
 try:
@@ -52,8 +51,7 @@ def saved_size(model: torch.nn.Module) -> tuple[int, int]:
     """Bytes of ``torch.save(model.state_dict())``, raw and gzip-compressed. Units: bytes."""
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    data = buffer.getvalue()
-    return len(data), len(gzip.compress(data, compresslevel=6))
+    return stored_size(buffer.getvalue())
 
 
 def accuracy(model: torch.nn.Module, loader: Iterable[Any]) -> float:
@@ -105,25 +103,14 @@ def compare_models(
     """
     batch = inference_batch(eval_loader, measure.batch_size)
     runs = {"original": _runner(original, batch), "compressed": _runner(compressed, batch)}
-    costs = compare_inference(
-        runs,
-        batch_size=measure.batch_size,
-        meters=measure.meters,
-        rounds=measure.rounds,
-        min_round_s=measure.min_round_s,
-    )
-    figures = {}
-    for name, model in (("original", original), ("compressed", compressed)):
-        cost = costs[name]
-        example = batch.to(_device(model))
-        size, gzipped = saved_size(model)
-        figures[name] = ModelFigures(
-            params=count_params(model), macs=count_macs(model, example),
-            size_bytes=size, gzip_bytes=gzipped, accuracy=accuracy(model, eval_loader),
-            j_per_sample=cost.j_per_sample, s_per_sample=cost.s_per_sample,
-            batch_size=measure.batch_size, energy_kind=cost.energy_kind,
-            energy_source=cost.energy_source,
-        )  # fmt: skip
+    costs = measure.compare(runs)
+    figures = {
+        name: costs[name].figures(
+            params=count_params(model), macs=count_macs(model, batch.to(_device(model))),
+            sizes=saved_size(model), accuracy=accuracy(model, eval_loader),
+        )
+        for name, model in (("original", original), ("compressed", compressed))
+    }  # fmt: skip
     return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
 
 
@@ -324,3 +311,59 @@ def distilled(
         max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(student if report.accepted else teacher, report)
+
+
+def distill(
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    train_loader: Iterable[Any],
+    *,
+    eval_loader: Iterable[Any],
+    epochs: int = 5,
+    optimizer: torch.optim.Optimizer | None = None,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    max_accuracy_drop: float | None = None,
+    measure: Measurement = DEFAULT_MEASUREMENT,
+) -> Compressed:
+    """Train ``student`` on a frozen ``teacher``'s soft targets and labels, then judge it.
+
+    A plain training loop over ``train_loader``'s ``(inputs, labels)`` batches
+    with :func:`distillation_loss` (Lightning users: ``lightning.Distillation``).
+    The teacher runs in eval mode without gradients; its mode is put back after.
+    The student is left in eval mode, ready for inference.
+
+    Args:
+        epochs: passes over ``train_loader``.
+        optimizer: over the student's parameters (default: Adam, learning rate 1e-3).
+        temperature, alpha: as :func:`distillation_loss`.
+        eval_loader, max_accuracy_drop, measure: as :func:`distilled`.
+
+    Returns:
+        The student if accepted, else the teacher, with the report.
+    """
+    check_distillation(temperature, alpha)
+    if epochs < 1:
+        raise CompressConfigError(f"epochs must be >= 1, got {epochs}")
+    optimizer = optimizer or torch.optim.Adam(student.parameters(), lr=1e-3)
+    device, teacher_was_training = _device(student), teacher.training
+    teacher.eval()
+    student.train()
+    try:
+        for _ in range(epochs):
+            for inputs, labels in train_loader:
+                inputs, labels = inputs.to(device), labels.to(device)
+                with torch.no_grad():
+                    teacher_logits = teacher(inputs)
+                loss = distillation_loss(
+                    student(inputs), teacher_logits, labels, temperature=temperature, alpha=alpha
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return distilled(
+            teacher, student, eval_loader=eval_loader, max_accuracy_drop=max_accuracy_drop,
+            measure=measure,
+        )  # fmt: skip
+    finally:
+        teacher.train(teacher_was_training)

@@ -61,3 +61,38 @@ def test_a_student_distilled_from_a_teacher_is_smaller_and_judged(tmp_path: Path
     assert report.technique == "distillation"
     assert (result.model is student) == report.accepted
     assert report.compressed.accuracy is not None and report.compressed.accuracy > 0.5
+
+
+def test_the_plain_pytorch_loop_trains_the_student_and_leaves_the_teacher(tmp_path: Path) -> None:
+    from green_callbacks.compress.torch_models import accuracy, distill
+
+    torch.manual_seed(0)
+    train_loader, val_loader = digits_loaders(batch_size=64, seed=0)
+    teacher = DigitsCNN(channels=32)
+    train(teacher, train_loader, 3)
+    teacher.train()  # the user's mode, to be put back
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = DigitsCNN(channels=4)
+    untrained = accuracy(student, val_loader)
+    measure = Measurement(128, constant_power_trace(tmp_path, 40.0), 1, 0.05)
+
+    result = distill(
+        teacher, student, train_loader, eval_loader=val_loader, epochs=3, temperature=3.0,
+        alpha=0.7, optimizer=torch.optim.Adam(student.parameters(), lr=1e-2),
+        max_accuracy_drop=0.2, measure=measure,
+    )  # fmt: skip
+    report = result.report
+    assert report.accepted and result.model is student, report.verdict
+    assert report.compressed.accuracy is not None and report.compressed.accuracy > untrained + 0.3
+    assert report.original.params > 10 * report.compressed.params
+    # the teacher learned nothing (batch-norm statistics included) and is back in training mode
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+    assert teacher.training
+
+    rejected = distill(
+        teacher, DigitsCNN(channels=4), train_loader, eval_loader=val_loader, epochs=1,
+        max_accuracy_drop=-1.0, measure=measure,
+    )  # fmt: skip
+    assert not rejected.report.accepted and rejected.model is teacher
+    with pytest.raises(CompressConfigError, match="epochs must be >= 1, got 0"):
+        distill(teacher, student, train_loader, eval_loader=val_loader, epochs=0)
