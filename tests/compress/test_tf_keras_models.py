@@ -1,4 +1,4 @@
-"""tfmot pruning, quantization-aware training and TFLite conversion of a real tf_keras digits MLP."""
+"""tfmot pruning, quantization-aware training and TFLite conversion of a tf_keras digits MLP."""
 
 from __future__ import annotations
 
