@@ -5,7 +5,9 @@ On scikit-learn's digits, one CPU thread, ``meters="auto"``:
 - pruning: the demo's CNN (32 channels) trained, then torch-pruning removes
   half of each layer's channels and the pruned copy is fine-tuned;
 - quantization: an MLP (64-512-512-10) trained, then torchao int8
-  (weight-only, and dynamic activations) on copies.
+  (weight-only, and dynamic activations) on copies; the same MLP in tf_keras,
+  converted to TensorFlow Lite with int8 weights (dynamic) and with int8
+  weights and activations (calibrated), against its float32 TFLite twin.
 
 Each row is a :class:`CompressionReport`: inference energy and time per sample
 measured at batch 256 with the original and the compressed model taking turns
@@ -29,6 +31,32 @@ def train(model: Any, loader: Any, epochs: int) -> None:
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
+
+
+def tflite_reports(train_loader: Any, val_loader: Any, epochs: int, measure: Any) -> list[Any]:
+    """The MLP in tf_keras, quantized to TensorFlow Lite (needs the 'tfmot' extra)."""
+    import tf_keras
+    import torch
+
+    from green_callbacks.compress import tf_keras_models
+
+    x, y = (torch.cat(parts).numpy() for parts in zip(*train_loader))
+    x_val, y_val = (torch.cat(parts).numpy() for parts in zip(*val_loader))
+    tf_keras.utils.set_random_seed(0)
+    layers = tf_keras.layers
+    mlp = tf_keras.Sequential([layers.Input(x.shape[1:]), layers.Flatten(),
+                               layers.Dense(512, activation="relu"),
+                               layers.Dense(512, activation="relu"), layers.Dense(10)])  # fmt: skip
+    mlp.compile(tf_keras.optimizers.Adam(2e-3),
+                tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
+    mlp.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return [
+        tf_keras_models.quantize(
+            mlp, mode=mode, x=x_val, y=y_val, calibration=x[:200], max_accuracy_drop=0.02,
+            measure=measure,
+        ).report
+        for mode in ("dynamic", "int8")
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -65,6 +93,8 @@ def main() -> None:
                 mlp, method=method, eval_loader=val_loader, max_accuracy_drop=0.02, measure=measure
             ).report
         )
+
+    reports.extend(tflite_reports(train_loader, val_loader, epochs, measure))
 
     table = [
         f"{'technique':48} {'mJ/sample':>17} {'us/sample':>15} {'accuracy':>13} {'size':>6} kept",

@@ -359,7 +359,7 @@ def distill(
                     student(inputs), teacher_logits, labels, temperature=temperature, alpha=alpha
                 )
                 optimizer.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
         return distilled(
             teacher, student, eval_loader=eval_loader, max_accuracy_drop=max_accuracy_drop,
