@@ -265,8 +265,36 @@ def distill(
         optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     distiller.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=0)
+    return distilled(
+        distiller, x=x_val, y=y_val, max_accuracy_drop=max_accuracy_drop, measure=measure
+    )
+
+
+def distilled(
+    distiller: Any,
+    *,
+    x: Any,
+    y: Any,
+    max_accuracy_drop: float | None = None,
+    measure: Measurement = DEFAULT_MEASUREMENT,
+) -> Compressed:
+    """Judge a trained ``keras.distillation.Distiller``'s student against its teacher.
+
+    Returns:
+        The student if accepted, else the teacher, with the report.
+    """
+    teacher, student = getattr(distiller, "teacher", None), getattr(distiller, "student", None)
+    if teacher is None or student is None:
+        raise CompressConfigError(
+            f"expected a keras.distillation.Distiller, got {type(distiller).__name__}: "
+            "the report compares its student with its teacher"
+        )
+    temperatures = {getattr(loss, "temperature", None) for loss in distiller.distillation_losses}
+    detail = ""
+    if len(temperatures) == 1 and None not in temperatures:  # one temperature: name it
+        detail = f", T={next(iter(temperatures)):g}"
     report = compare_models(
-        teacher, student, technique=f"distillation (keras Distiller, T={temperature:g})",
-        x=x_val, y=y_val, max_accuracy_drop=max_accuracy_drop, measure=measure,
+        teacher, student, technique=f"distillation (keras Distiller{detail})", x=x, y=y,
+        max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(student if report.accepted else teacher, report)

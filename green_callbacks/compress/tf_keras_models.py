@@ -181,6 +181,7 @@ def to_tflite(model: Any, mode: str | None = None, *, calibration: Any = None) -
     """
     if mode is not None and mode not in TFLITE_MODES:
         raise CompressConfigError(f"mode must be None or one of {TFLITE_MODES}, got {mode!r}")
+    _check_model(model, compiled=False)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -224,7 +225,6 @@ def quantize(
     """
     if mode not in TFLITE_MODES:
         raise CompressConfigError(f"mode must be one of {TFLITE_MODES}, got {mode!r}")
-    _check_model(model, compiled=False)
     quantized = to_tflite(model, mode, calibration=calibration)
     report = _compare_tflite(
         model, quantized, f"quantization (TFLite post-training {mode})", x, y,

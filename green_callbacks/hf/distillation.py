@@ -8,6 +8,7 @@ student against the teacher.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,10 +68,14 @@ class DistillationTrainer(Trainer):
         input_key: str = "input_ids",
         max_accuracy_drop: float | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
+        report_path: str | Path | None = None,
     ) -> Compressed:
         """The student (``self.model``) measured against the teacher on ``dataset``'s rows.
 
         Rows are dicts with ``input_key`` and ``labels``, as the Trainer takes them.
+        The report's figures are logged (``compress/...``, into ``log_history``
+        and every ``report_to`` logger) and the JSON is written to ``report_path``
+        (default: ``<output_dir>/compression_report.json``).
         """
         if self.model is None:
             raise RuntimeError("DistillationTrainer.report() needs the student: pass model=")
@@ -84,6 +89,11 @@ class DistillationTrainer(Trainer):
             measure=measure,
         )  # fmt: skip
         kept = self.model if result.model is student else self.teacher
+        self.log(result.report.metrics())
+        if self.is_world_process_zero():
+            result.report.write_json(
+                report_path or Path(self.args.output_dir or ".") / "compression_report.json"
+            )
         return Compressed(kept, result.report)
 
 

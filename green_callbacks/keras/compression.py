@@ -1,4 +1,4 @@
-"""Compression callbacks for Keras 3 (any backend): magnitude pruning, post-training quantization.
+"""Compression callbacks for Keras 3 (any backend): pruning, quantization, distillation's report.
 
 tensorflow-model-optimization prunes ``tf_keras`` models only; these cover
 Keras 3 models. The surgery is in :mod:`green_callbacks.compress.keras_models`;
@@ -18,11 +18,12 @@ from green_callbacks.compress.keras_models import (
     check_sparsity,
     compare_models,
     copy_model,
+    distilled,
     magnitude_masks,
     quantize,
 )
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
-from green_callbacks.compress.report import CompressConfigError, CompressionReport
+from green_callbacks.compress.report import CompressConfigError, Compressed, CompressionReport
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,44 @@ class PostTrainingQuantization(keras.callbacks.Callback):  # type: ignore[misc]
         if result.report.accepted:
             self.model.quantize(self.mode)
         _publish(result.report, self.report_path, logs, type(self).__name__)
+
+
+class DistillationReport(keras.callbacks.Callback):  # type: ignore[misc]
+    """For the ``fit`` of a ``keras.distillation.Distiller``: when it ends, judges the student.
+
+    Args:
+        validation_data: held-out ``(x, y)`` with integer labels.
+        max_accuracy_drop: the student may lose this much accuracy against the teacher.
+        measure: how inference is measured for the report (:class:`Measurement`).
+        report_path: where the JSON report goes (optional).
+
+    After ``fit``, :attr:`result` holds the model to keep (the student if
+    accepted, else the teacher) and the :class:`CompressionReport`; its
+    figures are in the ``logs`` of ``on_train_end`` as ``compress/...``.
+    :func:`green_callbacks.compress.keras_models.distill` is the same in one call.
+    """
+
+    def __init__(
+        self,
+        *,
+        validation_data: tuple[Any, Any],
+        max_accuracy_drop: float | None = None,
+        measure: Measurement = DEFAULT_MEASUREMENT,
+        report_path: str | Path | None = None,
+    ):
+        super().__init__()
+        self.validation_data = validation_data
+        self.max_accuracy_drop = max_accuracy_drop
+        self.measure = measure
+        self.report_path = None if report_path is None else Path(report_path)
+        self.result: Compressed | None = None
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        x, y = self.validation_data
+        self.result = distilled(
+            self.model, x=x, y=y, max_accuracy_drop=self.max_accuracy_drop, measure=self.measure
+        )
+        _publish(self.result.report, self.report_path, logs, type(self).__name__)
 
 
 def _publish(

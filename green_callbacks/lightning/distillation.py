@@ -6,7 +6,9 @@ the verdict, student against teacher, :func:`~green_callbacks.compress.torch_mod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -19,6 +21,9 @@ from green_callbacks.compress.torch_models import (
     distillation_loss,
     distilled,
 )
+from green_callbacks.lightning.compression import _held_out, _publish
+
+log = logging.getLogger(__name__)
 
 
 class Distillation(pl.LightningModule):
@@ -30,10 +35,17 @@ class Distillation(pl.LightningModule):
         teacher: a trained ``torch.nn.Module`` returning logits; frozen (eval mode, no gradients).
         temperature: softens both distributions (higher: more of the teacher's "dark knowledge").
         alpha: weight of the soft-target term; ``1 - alpha`` goes to the labels.
+        max_accuracy_drop: the student may lose this much accuracy against the teacher.
+        eval_loader: held-out data for the report (default: the validation loader).
+        measure: how inference is measured for the report (:class:`Measurement`).
+        report_path: where the JSON report goes (default:
+            ``<default_root_dir>/compression_report.json``).
 
-    Training batches are ``(inputs, labels)``; logs ``distill_loss``. After
-    ``fit``, :meth:`report` measures the student against the teacher and
-    keeps the teacher if the student loses more than ``max_accuracy_drop``.
+    Training batches are ``(inputs, labels)``; logs ``distill_loss``. When
+    ``fit`` ends, the student is measured against the teacher: the report's
+    figures go to the loggers as ``compress/...``, the JSON is written, and
+    :attr:`result` holds the model to keep (the teacher if the student lost
+    more than ``max_accuracy_drop``). :meth:`report` measures again on other data.
     """
 
     def __init__(
@@ -43,6 +55,10 @@ class Distillation(pl.LightningModule):
         *,
         temperature: float = 2.0,
         alpha: float = 0.5,
+        max_accuracy_drop: float | None = None,
+        eval_loader: Iterable[Any] | None = None,
+        measure: Measurement = DEFAULT_MEASUREMENT,
+        report_path: str | Path | None = None,
     ):
         super().__init__()
         check_distillation(temperature, alpha)
@@ -51,6 +67,10 @@ class Distillation(pl.LightningModule):
         student.log, student.log_dict = self.log, self.log_dict  # type: ignore[method-assign]
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature, self.alpha = temperature, alpha
+        self.max_accuracy_drop, self.eval_loader = max_accuracy_drop, eval_loader
+        self.measure = measure
+        self.report_path = None if report_path is None else Path(report_path)
+        self.result: Compressed | None = None
 
     def forward(self, x: Any) -> Any:
         return self.student(x)
@@ -78,6 +98,17 @@ class Distillation(pl.LightningModule):
         super().train(mode)
         self.teacher.eval()  # stays frozen: dropout off, batch-norm statistics fixed
         return self
+
+    def on_fit_end(self) -> None:
+        trainer = self.trainer
+        if self.eval_loader is None and trainer.val_dataloaders is None:
+            log.warning("Distillation: no validation loader, so no report; pass eval_loader=")
+            return
+        self.result = self.report(
+            _held_out(trainer, self.eval_loader, type(self).__name__),
+            max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
+        )  # fmt: skip
+        _publish(trainer, self.result.report, self.report_path, type(self).__name__)
 
     def report(
         self,

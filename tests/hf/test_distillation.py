@@ -69,6 +69,9 @@ def test_student_learns_from_the_frozen_teacher_and_is_judged(tmp_path: Path) ->
     assert report.original.params == count_params(teacher) > 2 * report.compressed.params
     assert report.accepted and result.model is student  # no accuracy limit was set
     assert report.compressed.accuracy is not None and 0 <= report.compressed.accuracy <= 1
+    logged = trainer.state.log_history[-1]  # the report's figures reach every logger
+    assert logged["compress/accepted"] == 1.0 and "compress/j_per_sample_ratio" in logged
+    assert (tmp_path / "s" / "out" / "compression_report.json").exists()  # in output_dir
 
 
 def test_bad_mix_is_refused(tmp_path: Path) -> None:

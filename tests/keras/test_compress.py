@@ -142,3 +142,38 @@ def test_post_training_quantization_callback_quantizes_when_accepted(tmp_path: P
     assert report is not None and report.accepted, report and report.verdict
     assert all(layer.quantization_mode == "int8" for layer in model.layers)
     assert model(x_val[:2], training=False).shape == (2, 10)
+
+
+def test_distillation_report_judges_a_distiller_fit(tmp_path: Path) -> None:
+    from green_callbacks.keras import DistillationReport
+
+    x, y, x_val, y_val = digits()
+    teacher = mlp()
+    teacher.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    student = keras.Sequential([
+        keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10),
+    ])  # fmt: skip
+    distiller = keras.distillation.Distiller(
+        teacher=teacher, student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
+    )  # fmt: skip
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    report_cb = DistillationReport(
+        validation_data=(x_val, y_val), max_accuracy_drop=-1.0,  # no student can pass: rejected
+        report_path=tmp_path / "distill.json", **measured(tmp_path),
+    )  # fmt: skip
+    distiller.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[report_cb])
+
+    assert report_cb.result is not None and report_cb.result.model is teacher
+    report = report_cb.result.report
+    assert report.technique == "distillation (keras Distiller, T=4)" and not report.accepted
+    assert (tmp_path / "distill.json").exists()
+
+    plain = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(CompressConfigError, match="expected a keras.distillation.Distiller"):
+        plain.fit(x[:64], y[:64], epochs=1, verbose=0,
+                  callbacks=[DistillationReport(validation_data=(x_val, y_val))])  # fmt: skip

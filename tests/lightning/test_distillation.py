@@ -41,26 +41,35 @@ def test_a_student_distilled_from_a_teacher_is_smaller_and_judged(tmp_path: Path
     student = DigitsCNN(channels=4)
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
 
-    module = Distillation(student, teacher, temperature=3.0, alpha=0.7)
+    measure = Measurement(128, constant_power_trace(tmp_path, 40.0, name="r.csv"), 1, 0.05)
+    module = Distillation(
+        student, teacher, temperature=3.0, alpha=0.7, max_accuracy_drop=0.10, measure=measure
+    )
     energy = EnergyCallback(meters=constant_power_trace(tmp_path, 40.0))
     trainer = pl.Trainer(
-        max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
-        enable_checkpointing=False, enable_model_summary=False, callbacks=[energy],
+        max_epochs=3, accelerator="cpu", logger=pl.loggers.CSVLogger(tmp_path, name="csv"),
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+        callbacks=[energy], default_root_dir=tmp_path,
     )  # fmt: skip
     trainer.fit(module, train_loader, val_loader)
 
     # the teacher stayed frozen; the student's own validation logged through the wrapper
     assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
     assert "val_acc" in trainer.callback_metrics and "distill_loss" in trainer.callback_metrics
-    result = module.report(
-        val_loader, max_accuracy_drop=0.10,
-        measure=Measurement(128, constant_power_trace(tmp_path, 40.0, name="r.csv"), 1, 0.05),
-    )  # fmt: skip
-    report = result.report
+    # the report was made when fit ended, logged and written
+    assert module.result is not None
+    report = module.result.report
     assert report.original.params == count_params(teacher) > report.compressed.params
     assert report.technique == "distillation"
-    assert (result.model is student) == report.accepted
+    assert (module.result.model is student) == report.accepted
     assert report.compressed.accuracy is not None and report.compressed.accuracy > 0.5
+    assert (tmp_path / "compression_report.json").exists()
+    logged = (Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()[0]
+    assert "compress/accepted" in logged and "compress/j_per_sample_ratio" in logged
+
+    # report() measures again, here on other data
+    again = module.report(train_loader, measure=measure)
+    assert again.report.accepted and again.report.original.params == report.original.params
 
 
 def test_the_plain_pytorch_loop_trains_the_student_and_leaves_the_teacher(tmp_path: Path) -> None:
@@ -96,3 +105,16 @@ def test_the_plain_pytorch_loop_trains_the_student_and_leaves_the_teacher(tmp_pa
     assert not rejected.report.accepted and rejected.model is teacher
     with pytest.raises(CompressConfigError, match="epochs must be >= 1, got 0"):
         distill(teacher, student, train_loader, eval_loader=val_loader, epochs=0)
+
+
+def test_without_held_out_data_the_fit_still_ends_well(caplog: pytest.LogCaptureFixture) -> None:
+    train_loader, _ = digits_loaders(batch_size=64, seed=0)
+    module = Distillation(DigitsCNN(channels=4), DigitsCNN(channels=8))
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=2, accelerator="cpu", logger=False,
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="green_callbacks.lightning.distillation"):
+        trainer.fit(module, train_loader)
+    assert trainer.state.finished and module.result is None
+    assert "no validation loader, so no report; pass eval_loader=" in caplog.text
