@@ -39,12 +39,7 @@ from green_callbacks.lightning.demo import DigitsCNN, digits_loaders
 
 
 def show(name: str, report: CompressionReport, path: str) -> None:
-    before, after = report.original, report.compressed
-    print(f"{name}: {report.verdict}")
-    energy = f"{before.j_per_sample * 1e3:.3f} -> {after.j_per_sample * 1e3:.3f} mJ/sample"
-    print(f"  params {before.params} -> {after.params}, {energy}")
-    for warning in report.warnings:
-        print("  warning:", warning)
+    print(f"{name}: {report.summary()}")
     report.write_json(path)
 
 

@@ -43,18 +43,8 @@ def main() -> None:
     )  # fmt: skip
     trainer.fit(DigitsCNN(channels=32), train, val)
 
-    report = pruning.report
-    assert report is not None
-    before, after = report.original, report.compressed
-    print(report.verdict)
-    print(f"params {before.params} -> {after.params}, MACs {before.macs:.3g} -> {after.macs:.3g}")
-    print(
-        f"inference {before.j_per_sample * 1e3:.3f} -> {after.j_per_sample * 1e3:.3f} mJ/sample "
-        f"({after.energy_kind}), {before.s_per_sample * 1e6:.1f} -> "
-        f"{after.s_per_sample * 1e6:.1f} us/sample at batch {after.batch_size}"
-    )
-    for warning in report.warnings:
-        print("warning:", warning)
+    assert pruning.report is not None
+    print(pruning.report.summary())
     print(f"training: {float(trainer.callback_metrics['energy/total_j']):.0f} J")
 
 

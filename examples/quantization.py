@@ -26,14 +26,7 @@ from green_callbacks.compress import CompressionReport, Measurement, keras_model
 
 
 def show(report: CompressionReport, path: str) -> None:
-    print(f"{report.technique}: {report.verdict}")
-    ratios = report.ratios()
-    print(
-        f"  size x{ratios['size_bytes']:.2f}, energy/sample x{ratios['j_per_sample']:.2f}, "
-        f"time/sample x{ratios['s_per_sample']:.2f} ({report.compressed.energy_kind})"
-    )
-    for warning in report.warnings:
-        print("  warning:", warning)
+    print(report.summary())
     report.write_json(path)
 
 

@@ -29,14 +29,7 @@ from green_callbacks.compress.tf_keras_models import (
 
 
 def show(report: CompressionReport, path: str) -> None:
-    print(f"{report.technique}: {report.verdict}")
-    ratios = report.ratios()
-    print(
-        f"  size x{ratios['size_bytes']:.2f} (gzip x{ratios['gzip_bytes']:.2f}), "
-        f"energy/sample x{ratios['j_per_sample']:.2f}, time/sample x{ratios['s_per_sample']:.2f}"
-    )
-    for warning in report.warnings:
-        print("  warning:", warning)
+    print(report.summary())
     report.write_json(path)
 
 

@@ -18,6 +18,12 @@ Example:
     ...     print(part)
     kept: accuracy 0.9500 -> 0.9400 (drop 0.0100, allowed 0.02)
     inference energy 0.6x per sample (estimated)
+    >>> print(report.summary())  # doctest: +NORMALIZE_WHITESPACE
+    pruning: kept: accuracy 0.9500 -> 0.9400 (drop 0.0100, allowed 0.02); inference energy 0.6x
+      per sample (estimated)
+      params 1000 -> 500, MACs 5e+04 -> 2.5e+04, size 4000 -> 2000 bytes
+      inference 2 -> 1.2 mJ/sample, 100 -> 70 us/sample at batch size 64
+      (estimated: cpu:0=estimate)
 """
 
 from __future__ import annotations
@@ -125,6 +131,23 @@ class CompressionReport:
             **asdict(self), "warnings": list(self.warnings), "ratios": self.ratios(),
             "accuracy_drop": self.accuracy_drop(),
         }  # fmt: skip
+
+    def summary(self) -> str:
+        """A few lines for a person: the verdict, the figures before -> after, the warnings."""
+        a, b = self.original, self.compressed
+        counts = f"  params {a.params} -> {b.params}"
+        if a.macs is not None and b.macs is not None:
+            counts += f", MACs {a.macs:.3g} -> {b.macs:.3g}"
+        counts += f", size {a.size_bytes} -> {b.size_bytes} bytes"
+        if a.gzip_bytes is not None and b.gzip_bytes is not None:
+            counts += f" (gzip {a.gzip_bytes} -> {b.gzip_bytes})"
+        inference = (
+            f"  inference {a.j_per_sample * 1e3:.3g} -> {b.j_per_sample * 1e3:.3g} mJ/sample, "
+            f"{a.s_per_sample * 1e6:.3g} -> {b.s_per_sample * 1e6:.3g} us/sample at batch size "
+            f"{b.batch_size} ({b.energy_kind}: {b.energy_source})"
+        )
+        lines = [f"{self.technique}: {self.verdict}", counts, inference]
+        return "\n".join([*lines, *(f"  warning: {w}" for w in self.warnings)])
 
     def write_json(self, path: str | Path) -> Path:
         """Write the report as JSON (atomically); returns the path."""
