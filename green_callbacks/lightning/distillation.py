@@ -21,7 +21,7 @@ from green_callbacks.compress.torch_models import (
     distillation_loss,
     distilled,
 )
-from green_callbacks.lightning.compression import _held_out, _publish
+from green_callbacks.lightning.compression import _publish
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +101,13 @@ class Distillation(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         trainer = self.trainer
-        if self.eval_loader is None and trainer.val_dataloaders is None:
+        loader = self.eval_loader if self.eval_loader is not None else trainer.val_dataloaders
+        if loader is None:
             log.warning("Distillation: no validation loader, so no report; pass eval_loader=")
             return
         self.result = self.report(
-            _held_out(trainer, self.eval_loader, type(self).__name__),
-            max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
-        )  # fmt: skip
+            loader, max_accuracy_drop=self.max_accuracy_drop, measure=self.measure
+        )
         _publish(trainer, self.result.report, self.report_path, type(self).__name__)
 
     def report(

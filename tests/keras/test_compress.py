@@ -26,10 +26,10 @@ def digits() -> tuple[Any, Any, Any, Any]:
     return x[:1300], y[:1300], x[1300:], y[1300:]
 
 
-def mlp() -> Any:
+def mlp(units: int = 128) -> Any:
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
-        keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10),
+        keras.Input((64,)), keras.layers.Dense(units, activation="relu"), keras.layers.Dense(10),
     ])  # fmt: skip
     model.compile(
         optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -111,9 +111,7 @@ def test_distilled_student_is_judged_against_its_teacher(tmp_path: Path) -> None
     x, y, x_val, y_val = digits()
     teacher = mlp()
     teacher.fit(x, y, epochs=3, batch_size=64, verbose=0)
-    student = keras.Sequential([
-        keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10),
-    ])  # fmt: skip
+    student = mlp(16)
     energy = EnergyCallback(meters=constant_power_trace(tmp_path, 40.0, name="fit.csv"))
     result = distill(
         teacher, student, x, y, x_val=x_val, y_val=y_val, temperature=3.0, epochs=5,
@@ -150,9 +148,7 @@ def test_distillation_report_judges_a_distiller_fit(tmp_path: Path) -> None:
     x, y, x_val, y_val = digits()
     teacher = mlp()
     teacher.fit(x, y, epochs=2, batch_size=64, verbose=0)
-    student = keras.Sequential([
-        keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10),
-    ])  # fmt: skip
+    student = mlp(16)
     distiller = keras.distillation.Distiller(
         teacher=teacher, student=student,
         distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
