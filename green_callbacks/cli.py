@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from green_callbacks import __version__
 from green_callbacks._optional import missing_extra
+from green_callbacks.core.atomic import atomic_write
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker
 from green_callbacks.errors import EnergySourceWarning, GreenCallbacksError
@@ -239,8 +240,7 @@ def _report(
 def _emit(report: dict[str, Any], totals: WindowResult, args: argparse.Namespace) -> None:
     text = json.dumps(report, indent=2) if args.json else _human(report, totals)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        atomic_write(args.output, lambda part: part.write_text(text + "\n", encoding="utf-8"))
         return
     stream: TextIO = sys.stdout if args.json else sys.stderr
     print(text, file=stream)

@@ -43,8 +43,63 @@ class EnergyCallbackMissingError(GreenCallbacksError, RuntimeError):
     """A policy callback found no EnergyCallback to take its figures from."""
 
 
+class ConfigError(GreenCallbacksError, ValueError):
+    """An argument is out of range or of the wrong type; the message names the fix."""
+
+
+class CallbackConfigError(ConfigError):
+    """An EnergyCallback argument is out of range."""
+
+
+class CarbonConfigError(ConfigError):
+    """A carbon intensity or PUE is out of range."""
+
+
+class SignalNameError(ConfigError):
+    """A signal name this platform does not know, or one that cannot be caught."""
+
+
+class PolicyConfigError(ConfigError):
+    """A policy argument is out of range or missing."""
+
+
+class MonitorMissingError(PolicyConfigError, KeyError):
+    """The metric a policy watches was not logged; the message lists what was."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class OOMGuardConfigError(ConfigError):
+    """An OOMGuard cannot change the batch size of this model or data; the message says how."""
+
+
+class OOMFloorError(GreenCallbacksError, MemoryError):
+    """Out of memory at the smallest batch size allowed; the message says what to try instead."""
+
+
+class CompressConfigError(ConfigError):
+    """A compression argument or model is not one this step can work with."""
+
+
+class UsageError(GreenCallbacksError, RuntimeError):
+    """A callback or object was used out of order (outside the fit it belongs to)."""
+
+
+class UnsafeTargetError(GreenCallbacksError, ValueError):
+    """A write would replace something that is not a regular file (a device, a folder)."""
+
+
+class FrameworkAPIError(GreenCallbacksError, RuntimeError):
+    """A framework internal the package relies on changed; the message names the versions."""
+
+
 class EnergySourceWarning(UserWarning):
     """A source of energy readings was skipped or dropped; figures carry on without it."""
+
+
+class MemoryLeakWarning(ResourceWarning):
+    """Memory in use climbed epoch after epoch: the run may end in an out-of-memory crash."""
 
 
 # Frames of these packages are skipped, so a warning points at the user's own line.
@@ -71,3 +126,13 @@ def warn(message: str) -> None:
 
 def _is_framework(module: str) -> bool:
     return module.split(".", 1)[0] in _FRAMEWORK_MODULES
+
+
+def warn_renamed(owner: str, old: str, new: str) -> None:
+    """Say once per call site that ``owner``'s argument ``old`` is now ``new`` (one release)."""
+    warnings.warn(
+        f"{owner}({old}=...) is renamed {new}=...; the old name is accepted until the next "
+        f"release: pass {new}= instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )

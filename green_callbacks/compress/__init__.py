@@ -13,12 +13,12 @@ from green_callbacks.compress.measure import (
     compare_inference,
 )
 from green_callbacks.compress.report import (
-    CompressConfigError,
     Compressed,
     CompressionReport,
     ModelFigures,
     judge,
 )
+from green_callbacks.errors import CompressConfigError
 
 __all__ = [
     "DEFAULT_MEASUREMENT", "CompressConfigError", "Compressed", "CompressionReport",

@@ -22,12 +22,12 @@ from typing import Any
 from green_callbacks._optional import missing_extra
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
-    CompressConfigError,
     Compressed,
     CompressionReport,
     judge,
     stored_size,
 )
+from green_callbacks.errors import CompressConfigError
 
 try:
     import keras

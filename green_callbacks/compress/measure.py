@@ -25,8 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from green_callbacks.compress.report import CompressConfigError, ModelFigures
+from green_callbacks.compress.report import ModelFigures
 from green_callbacks.core.tracker import EnergyTracker
+from green_callbacks.errors import CompressConfigError
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
 
 

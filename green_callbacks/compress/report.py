@@ -33,12 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from green_callbacks.core.session import write_json_atomic
-from green_callbacks.errors import GreenCallbacksError
-
-
-class CompressConfigError(GreenCallbacksError, ValueError):
-    """A compression step or measurement got arguments it cannot work with; the message says so."""
+from green_callbacks.core.atomic import write_json_atomic
 
 
 @dataclass(frozen=True)

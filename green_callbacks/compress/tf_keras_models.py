@@ -34,12 +34,12 @@ from green_callbacks.compress.keras_models import (
 )
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
-    CompressConfigError,
     Compressed,
     CompressionReport,
     judge,
     stored_size,
 )
+from green_callbacks.errors import CompressConfigError
 
 _legacy_keras = os.environ.get("TF_USE_LEGACY_KERAS")
 try:

@@ -23,32 +23,36 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from green_callbacks.core import keys
+from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker, Window
 from green_callbacks.core.units import Carbon
-from green_callbacks.errors import GreenCallbacksError, warn
+from green_callbacks.errors import CallbackConfigError, warn
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
 from green_callbacks.meters.share import RankShare
 from green_callbacks.meters.spec import MeterLike
 
 GRANULARITIES = ("batch", "epoch")
+RUN_STATE_VERSION = 1
+"""Version of :meth:`EnergyCallbackArgs.run_state`; 0 was the energy state alone."""
 JOB_TOTAL_KEY = "job_total_j"
 """State key of a distributed job's last total and this process's own total then. Units: J."""
 PHASES = ("train", "val", "test", "predict")
 
 
-class CallbackConfigError(GreenCallbacksError, ValueError):
-    """An EnergyCallback argument is out of range."""
+class Stateful(Protocol):
+    """Anything whose state is plain numbers and strings, saved and loaded as a dict."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,8 @@ class EnergyCallbackArgs:
         self._session: EnergySession | None = None
         self._session_options: dict[str, Any] = {}  # tests: a fake clock (testing.fake_metered)
         self._pending_state: dict[str, Any] = {}
+        self._parts: dict[str, Stateful] = {}
+        self._pending_parts: dict[str, dict[str, Any]] = {}
         self.summary: dict[str, Any] | None = None
         """The end-of-run summary (docs/tracker.md), once a run has stopped."""
         self._init_state()
@@ -136,6 +142,39 @@ class EnergyCallbackArgs:
             self._pending_state = self._session.state_dict()
             self.summary = self._session.stop()
             self._session = None
+
+    # -- the run state: energy and the policies acting on it, saved together --
+
+    def register_state(self, name: str, part: Stateful) -> None:
+        """Let ``part`` (a policy's driver) travel in :meth:`run_state` under ``name``.
+
+        State loaded before ``part`` registers is handed to it now.
+        """
+        self._parts[name] = part
+        pending = self._pending_parts.pop(name, None)
+        if pending is not None:
+            part.load_state_dict(pending)
+
+    def run_state(self) -> dict[str, Any]:
+        """One versioned state of the run: the energy totals and every registered policy's."""
+        parts = {name: part.state_dict() for name, part in self._parts.items()}
+        return {"version": RUN_STATE_VERSION, "energy": self.state_dict(), "parts": parts}
+
+    def load_run_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`run_state` (or the energy state alone, as version 0 wrote)."""
+        if "version" not in state:  # version 0: the energy state itself
+            state = {"version": 0, "energy": state, "parts": {}}
+        if int(state["version"]) > RUN_STATE_VERSION:
+            raise CallbackConfigError(
+                f"this run state has version {state['version']}, newer than this "
+                f"green_callbacks reads ({RUN_STATE_VERSION}); upgrade green_callbacks to resume it"
+            )
+        self.load_state_dict(dict(state.get("energy", {})))
+        for name, part_state in dict(state.get("parts", {})).items():
+            if name in self._parts:
+                self._parts[name].load_state_dict(part_state)
+            else:
+                self._pending_parts[name] = part_state
 
     def state_dict(self) -> dict[str, Any]:
         """The energy totals to continue from on resume: plain numbers and strings."""
@@ -244,7 +283,7 @@ class EnergySession:
         if self.config.summary_path is not None:
             try:
                 write_json_atomic(Path(self.config.summary_path), summary)
-            except OSError as err:
+            except (OSError, ValueError) as err:  # unwritable, not a regular file, not JSON
                 warn(f"energy summary {self.config.summary_path} cannot be written ({err})")
         return summary
 
@@ -385,16 +424,3 @@ def _own_trace(path: str | Path | None, distributed: Distributed | None) -> str 
 def _check_phase(phase: str) -> None:
     if phase not in PHASES:
         raise CallbackConfigError(f"phase must be one of {PHASES}, got {phase!r}")
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON through a temp file and ``os.replace``: never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(payload, out, indent=2)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

@@ -23,11 +23,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from green_callbacks.errors import GreenCallbacksError, warn
-
-
-class SignalNameError(GreenCallbacksError, ValueError):
-    """A signal name this platform does not know."""
+from green_callbacks.errors import SignalNameError, warn
 
 
 def signal_number(name: str | int) -> signal.Signals:
@@ -37,11 +33,33 @@ def signal_number(name: str | int) -> signal.Signals:
             return signal.Signals(name)
         upper = name.upper()
         return signal.Signals[upper if upper.startswith("SIG") else f"SIG{upper}"]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, AttributeError):
         known = ", ".join(sorted(s.name for s in signal.Signals)[:8])
         raise SignalNameError(
             f"unknown signal {name!r}; pass a name such as 'SIGTERM' or 'SIGUSR1' ({known}, ...)"
         ) from None
+
+
+_UNCATCHABLE = ("SIGKILL", "SIGSTOP")
+
+
+def signal_names(signals: Sequence[str | int] | str) -> tuple[str, ...]:
+    """Check a list of signals now, when a callback is built: their canonical names.
+
+    A single name (``"SIGTERM"``) counts as a list of one; ``SIGKILL`` and
+    ``SIGSTOP`` cannot be caught, so they are refused.
+    """
+    if isinstance(signals, (str, int)):
+        signals = (signals,)
+    names = tuple(signal_number(s).name for s in signals)
+    for name in names:
+        if name in _UNCATCHABLE:
+            raise SignalNameError(
+                f"{name} cannot be caught by any process, so nothing can save on it; "
+                "schedulers send SIGTERM (or a warning signal such as SIGUSR1) first: "
+                "pass signals=('SIGTERM', 'SIGUSR1')"
+            )
+    return names
 
 
 class SignalLatch:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from green_callbacks.errors import GreenCallbacksError
+from green_callbacks.errors import CarbonConfigError
 
 J_PER_KWH = 3_600_000
-
-
-class CarbonConfigError(GreenCallbacksError, ValueError):
-    """Carbon intensity or PUE out of range."""
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import functools
 import json
 import warnings
+import weakref
 from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any
 
 from green_callbacks._optional import missing_extra
-from green_callbacks.core.session import EnergyCallbackArgs, EnergySession, write_json_atomic
+from green_callbacks.core.atomic import write_json_atomic
+from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
 
 try:
     import torch
@@ -28,7 +30,7 @@ except ImportError as err:  # pragma: no cover - exercised where transformers is
     raise missing_extra(err, "hf", purpose="green_callbacks.hf") from err
 
 STATE_FILE = "green_callbacks_energy.json"
-"""The tracker state saved beside each checkpoint, so a resumed run continues its total."""
+"""The run state (energy totals, policies) saved beside each checkpoint, for resuming."""
 
 
 class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
@@ -52,12 +54,14 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._pending = {}
+        if kwargs.get("model") is not None:
+            _BY_MODEL[kwargs["model"]] = self  # the policy callbacks find it here
         if state.global_step > 0:  # resuming: continue the total saved beside the checkpoint
             saved = (
                 Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / STATE_FILE
             )
             if saved.is_file():
-                self.load_state_dict(json.loads(saved.read_text()))
+                self.load_run_state(json.loads(saved.read_text(encoding="utf-8")))
         self._open_session(synchronize=_cuda_synchronize())
         if args.report_to and not self.attached:
             warnings.warn(
@@ -116,7 +120,7 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._session is not None and state.is_world_process_zero:
             folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-            write_json_atomic(folder / STATE_FILE, self._session.state_dict())
+            write_json_atomic(folder / STATE_FILE, self.run_state())
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._pending and state.log_history:
@@ -151,6 +155,14 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
         if metrics is not None:
             metrics.update(self.last_metrics)
         return output
+
+
+_BY_MODEL: weakref.WeakKeyDictionary[Any, EnergyCallback] = weakref.WeakKeyDictionary()
+
+
+def energy_callback(model: Any) -> EnergyCallback | None:
+    """The EnergyCallback metering ``model``'s current ``train()``, if any."""
+    return None if model is None else _BY_MODEL.get(model)
 
 
 def attach(trainer: Trainer, callback: EnergyCallback | None = None) -> EnergyCallback:

@@ -23,7 +23,11 @@ from green_callbacks.compress.keras_models import (
     quantize,
 )
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
-from green_callbacks.compress.report import CompressConfigError, Compressed, CompressionReport
+from green_callbacks.compress.report import (
+    Compressed,
+    CompressionReport,
+)
+from green_callbacks.errors import CompressConfigError
 
 log = logging.getLogger(__name__)
 

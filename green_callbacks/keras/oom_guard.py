@@ -1,6 +1,6 @@
 """OOMGuard for Keras 3: find out-of-memory errors before they cost energy, survive them after.
 
-The decisions are :class:`green_callbacks.policies.OOMGuardState`'s. A Keras
+The control flow is :class:`green_callbacks.policies.OOMDriver`'s. A Keras
 callback cannot catch an error raised inside ``fit``, so recovery goes through
 :meth:`OOMGuard.fit`, which calls ``model.fit`` and, after an OOM, saves the
 weights, shrinks the batch size and calls it again from the epoch that was
@@ -10,9 +10,7 @@ guard only watches memory.
 
 from __future__ import annotations
 
-import gc
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,17 +18,13 @@ from typing import Any
 import keras
 
 from green_callbacks.core import keys
-from green_callbacks.policies.memory import (
-    OOMGuardConfigError,
-    OOMGuardState,
-    OOMPlanConfig,
-    host_memory,
-    host_peak_rss,
-    is_out_of_memory,
-)
+from green_callbacks.core.memory import host_peak_rss
+from green_callbacks.errors import OOMGuardConfigError
+from green_callbacks.keras import _compat
+from green_callbacks.policies.memory import OOMEvent, OOMPlanConfig
+from green_callbacks.policies.oom_driver import DeviceMemory, OOMDriver
 
-log = logging.getLogger(__name__)
-MIB = 2**20
+log = logging.getLogger("green_callbacks.oom_guard")
 
 
 class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
@@ -42,6 +36,7 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
         preflight: before training, run one training step on the first batch
             (weights, optimizer state and metrics are restored after it) and
             shrink the batch size until it fits.
+        recover: catch OOMs in :meth:`fit`, save, shrink and go on (False: re-raise).
         dirpath: where emergency weights go (default ``./oom_guard``).
         leak_window: epochs the memory trend is fitted over.
         min_leak_mib: average growth per epoch that counts as a leak. Units: MiB.
@@ -65,14 +60,16 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
         factor: float = 0.5,
         min_batch_size: int = 1,
         preflight: bool = True,
-        dirpath: str | Path = "oom_guard",
+        recover: bool = True,
+        dirpath: str | Path | None = None,
         leak_window: int = 5,
         min_leak_mib: float = 64.0,
     ):
         super().__init__()
-        self.state = OOMGuardState(OOMPlanConfig(factor, min_batch_size), leak_window, min_leak_mib)
+        self.driver = OOMDriver(OOMPlanConfig(factor, min_batch_size), leak_window, min_leak_mib)
         self.preflight = preflight
-        self.dirpath = Path(dirpath)
+        self.recover = recover
+        self.dirpath = Path("oom_guard" if dirpath is None else dirpath)
         self.batch_size: int | None = None
         self.preflight_peak_bytes: float | None = None
         self.preflight_peak_source = ""
@@ -81,9 +78,9 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
         self._epochs: list[tuple[int, dict[str, Any]]] = []
 
     @property
-    def events(self) -> list[Any]:
+    def events(self) -> list[OOMEvent]:
         """Every out-of-memory error handled so far (:class:`OOMEvent`)."""
-        return self.state.events
+        return self.driver.events
 
     # -- the guarded fit -------------------------------------------------
 
@@ -115,49 +112,31 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
         self._epochs = []
         if self.preflight:
             batch_size = self._preflight(model, x, y, batch_size)
-        epoch = initial_epoch
-        while True:
+        start = [initial_epoch]
+
+        def train() -> Any:
             self.batch_size = batch_size
-            try:
-                history = model.fit(
-                    *data(batch_size), batch_size=None if callable(x) else batch_size,
-                    epochs=epochs, initial_epoch=epoch, callbacks=callbacks, **fit_kwargs,
-                )  # fmt: skip
-                break
-            except Exception as err:
-                if not is_out_of_memory(err):
-                    raise
-                error = err
-            epoch = self._epoch  # the interrupted epoch runs again, from its start
-            batch_size = self._recover(model, batch_size, error)
-        return self._whole_history(history)
+            return model.fit(
+                *data(batch_size), batch_size=None if callable(x) else batch_size,
+                epochs=epochs, initial_epoch=start[0], callbacks=callbacks, **fit_kwargs,
+            )  # fmt: skip
 
-    def _recover(self, model: Any, batch_size: int, error: BaseException) -> int:
-        _forget_step_functions(model)
-        gc.collect()
-        path = self._save_emergency(model)
-        plan = self.state.out_of_memory(
-            batch_size, epoch=self._epoch, step=self._steps, checkpoint=path
-        )
-        if not plan.retry:
-            raise self.state.floor_error() from error
-        log.warning("OOMGuard: %s; epoch %d starts again at the new size",
-                    self.events[-1].message, self._epoch)  # fmt: skip
-        model._initial_epoch = None  # let the retry start where the guard says
-        return plan.batch_size
+        def recover(error: BaseException) -> None:
+            nonlocal batch_size
+            if not self.recover:
+                raise error
+            _compat.forget_step_functions(model)
+            start[0] = self._epoch  # the interrupted epoch runs again, from its start
+            name = f"oom-epoch={self._epoch}-step={self._steps}.weights.h5"
+            path = self.driver.emergency_save(
+                self.dirpath / name, lambda part: model.save_weights(str(part))
+            )
+            batch_size = self.driver.next_batch_size(
+                batch_size, error, epoch=self._epoch, step=self._steps, checkpoint=path
+            )
+            _compat.clear_initial_epoch(model)  # let the retry start where the guard says
 
-    def _save_emergency(self, model: Any) -> str | None:
-        """Write the weights atomically; a failed write is logged, not raised."""
-        name = f"oom-epoch={self._epoch}-step={self._steps}.weights.h5"
-        part = self.dirpath / f".part-{name}"
-        try:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-            model.save_weights(str(part))
-            os.replace(part, self.dirpath / name)
-        except Exception as err:  # the recovery goes on without it
-            log.warning("OOMGuard: could not write the emergency weights %s: %s", part, err)
-            return None
-        return str(self.dirpath / name)
+        return self._whole_history(self.driver.run(train, recover))
 
     def _whole_history(self, history: Any) -> Any:
         """The returned History, with the epochs of interrupted attempts before its own."""
@@ -175,22 +154,12 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
         if callable(x):
             log.info("OOMGuard: no pre-flight pass for a dataset built by a function")
             return batch_size
-        while True:
-            try:
-                self.preflight_peak_bytes, self.preflight_peak_source = _one_step(
-                    model, x, y, batch_size
-                )
-                return batch_size
-            except Exception as err:
-                if not is_out_of_memory(err):
-                    raise
-            _forget_step_functions(model)
-            gc.collect()
-            plan = self.state.out_of_memory(batch_size, epoch=-1, step=0)
-            if not plan.retry:
-                raise self.state.floor_error()
-            log.warning("OOMGuard: %s", self.events[-1].message)
-            batch_size = plan.batch_size
+        batch_size, peak = self.driver.shrink_until_fits(
+            batch_size, lambda size: _one_step(model, x, y, size),
+            free=lambda: _compat.forget_step_functions(model),
+        )  # fmt: skip
+        self.preflight_peak_bytes, self.preflight_peak_source = peak
+        return batch_size
 
     # -- callback hooks --------------------------------------------------
 
@@ -202,28 +171,11 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
-        used, limit = host_memory()
-        logs[keys.HOST_RSS_MIB] = used / MIB
-        self.state.memory("host", used, limit)
-        device = _device_memory()
-        if device is not None:
-            logs[keys.DEVICE_ALLOCATED_MIB] = device[0] / MIB
-            self.state.memory("device", *device)
+        logs.update(self.driver.epoch_figures(_device_memory()))
         if self.events and self.batch_size is not None:
             logs[keys.OOM_BATCH_SIZE] = self.batch_size
             logs[keys.OOM_RECOVERIES] = len(self.events)
         self._epochs.append((epoch, dict(logs)))
-
-
-def _forget_step_functions(model: Any) -> None:
-    """Drop the compiled step functions an OOM interrupted; the retry compiles them afresh.
-
-    (On TensorFlow a ``tf.function`` whose first call failed cannot create
-    the optimizer's variables on a later call.)
-    """
-    for name in ("train_function", "test_function", "predict_function"):
-        if hasattr(model, name):
-            setattr(model, name, None)
 
 
 def _batching(x: Any, y: Any) -> Callable[[int], tuple[Any, ...]]:
@@ -294,7 +246,7 @@ def _device_peak(*, reset: bool) -> float | None:
     return None
 
 
-def _device_memory() -> tuple[float, float | None] | None:
+def _device_memory() -> DeviceMemory | None:
     """Accelerator memory allocated now and its total, on the torch or TensorFlow backend."""
     backend = keras.backend.backend()
     if backend == "torch":

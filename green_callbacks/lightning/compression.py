@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
-from green_callbacks.compress.report import CompressConfigError, CompressionReport
+from green_callbacks.compress.report import CompressionReport
 from green_callbacks.compress.torch_models import (
     check_quantization_method,
     compare_models,
@@ -25,6 +25,7 @@ from green_callbacks.compress.torch_models import (
     prune_channels,
     quantize_linear,
 )
+from green_callbacks.errors import CompressConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,19 +1,17 @@
 """OOMGuard for Lightning: find out-of-memory errors before they cost energy, survive them after.
 
-The decisions are :class:`green_callbacks.policies.OOMGuardState`'s. To go on
+The control flow is :class:`green_callbacks.policies.OOMDriver`'s. To go on
 inside the same ``trainer.fit`` after an OOM, the guard runs the fit loop the
-way Lightning's own ``BatchSizeFinder`` does: it wraps ``trainer.fit_loop.run``,
-and on an OOM writes an emergency checkpoint, shrinks the batch size, rebuilds
-the dataloaders and restarts the loop from the checkpoint's progress. Weights
-and optimizer state stay in memory untouched: an OOM in the forward or backward
-pass happens before the optimizer step.
+way Lightning's own ``BatchSizeFinder`` does (the internals it needs are in
+:mod:`green_callbacks.lightning._compat`): on an OOM it writes an emergency
+checkpoint, shrinks the batch size, rebuilds the dataloaders and restarts the
+loop from the checkpoint's progress. Weights and optimizer state stay in memory
+untouched: an OOM in the forward or backward pass happens before the optimizer step.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,17 +27,13 @@ from lightning.pytorch.utilities.parsing import (
 )
 
 from green_callbacks.core import keys
-from green_callbacks.policies.memory import (
-    OOMGuardConfigError,
-    OOMGuardState,
-    OOMPlanConfig,
-    host_memory,
-    host_peak_rss,
-    is_out_of_memory,
-)
+from green_callbacks.core.memory import host_peak_rss
+from green_callbacks.errors import OOMGuardConfigError
+from green_callbacks.lightning import _compat
+from green_callbacks.policies.memory import OOMEvent, OOMPlanConfig
+from green_callbacks.policies.oom_driver import OOMDriver
 
-log = logging.getLogger(__name__)
-MIB = 2**20
+log = logging.getLogger("green_callbacks.oom_guard")
 _RESTART_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
 
 
@@ -82,18 +76,17 @@ class OOMGuard(pl.Callback):
         min_leak_mib: float = 64.0,
     ):
         self.batch_size_attr = batch_size_attr
-        self.state = OOMGuardState(OOMPlanConfig(factor, min_batch_size), leak_window, min_leak_mib)
+        self.driver = OOMDriver(OOMPlanConfig(factor, min_batch_size), leak_window, min_leak_mib)
         self.preflight = preflight
         self.recover = recover
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.preflight_peak_bytes: float | None = None
         self.preflight_peak_source = ""
-        self._original_run: Callable[[], None] | None = None
 
     @property
-    def events(self) -> list[Any]:
+    def events(self) -> list[OOMEvent]:
         """Every out-of-memory error handled so far (:class:`OOMEvent`)."""
-        return self.state.events
+        return self.driver.events
 
     # -- lifecycle -------------------------------------------------------
 
@@ -110,54 +103,50 @@ class OOMGuard(pl.Callback):
         if trainer.world_size > 1 and self.recover:
             log.warning("OOMGuard: recovery is single-process only; under DDP it only "
                         "pre-flights and watches memory")  # fmt: skip
-        loop = trainer.fit_loop
-        self._original_run = loop.run
-        loop.run = self._guarded_run(trainer)  # instance attribute: unwrapped in teardown
+        if self.preflight or self.recover:
+            _compat.wrap_fit_loop(trainer, lambda run: self._guarded_run(trainer, run))
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if self._original_run is not None:
-            vars(trainer.fit_loop).pop("run", None)
-            self._original_run = None
+        _compat.unwrap_fit_loop(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        used, limit = host_memory()
-        figures = {keys.HOST_RSS_MIB: used / MIB}
-        self.state.memory("host", used, limit)
         device = pl_module.device
+        memory = None
         if device.type == "cuda":
-            allocated = float(torch.cuda.memory_allocated(device))
-            figures[keys.DEVICE_ALLOCATED_MIB] = allocated / MIB
-            self.state.memory("device", allocated, float(torch.cuda.mem_get_info(device)[1]))
+            total = float(torch.cuda.mem_get_info(device)[1])
+            memory = (float(torch.cuda.memory_allocated(device)), total)
+        figures = self.driver.epoch_figures(memory)
         pl_module.log_dict(  # under DDP: the largest rank's figure
             figures, on_epoch=True, reduce_fx="max", sync_dist=trainer.world_size > 1
         )
 
     # -- the guarded fit loop --------------------------------------------
 
-    def _guarded_run(self, trainer: Any) -> Callable[[], None]:
+    def _guarded_run(self, trainer: Any, original: Callable[[], None]) -> Callable[[], None]:
+        restarted: list[bool] = []
+
+        def train() -> None:
+            with warnings.catch_warnings():
+                if restarted:  # the guard's own restart; its warning said what happened
+                    warnings.filterwarnings("ignore", message=_RESTART_WARNING)
+                original()
+
+        def recover(error: BaseException) -> None:
+            if not (self.recover and trainer.world_size == 1):
+                raise error
+            self._recover(trainer, error)
+            restarted.append(True)
+
         def run() -> None:
-            assert self._original_run is not None
             if self.preflight:
                 self._preflight(trainer)
-            restarted = False
-            while True:
-                try:
-                    with warnings.catch_warnings():
-                        if restarted:  # the guard's own restart; its warning said what happened
-                            warnings.filterwarnings("ignore", message=_RESTART_WARNING)
-                        return self._original_run()
-                except Exception as err:
-                    if not (self.recover and trainer.world_size == 1 and is_out_of_memory(err)):
-                        raise
-                    error = err
-                self._recover(trainer, error)  # outside the except: the traceback is freed
-                restarted = True
+            self.driver.run(train, recover)
 
         return run
 
     def _batch_size(self, trainer: Any) -> int:
         size = lightning_getattr(trainer.lightning_module, self.batch_size_attr)
-        if not isinstance(size, int):
+        if isinstance(size, bool) or not isinstance(size, int):
             raise OOMGuardConfigError(
                 f"OOMGuard needs an integer batch size in {self.batch_size_attr!r}, found {size!r}"
             )
@@ -165,8 +154,7 @@ class OOMGuard(pl.Callback):
 
     def _shrink(self, trainer: Any, batch_size: int) -> None:
         lightning_setattr(trainer.lightning_module, self.batch_size_attr, batch_size)
-        trainer.fit_loop._combined_loader = None  # rebuilt from the new size when the loop runs
-        trainer.fit_loop.epoch_loop.val_loop._combined_loader = None
+        _compat.reset_loaders(trainer)  # rebuilt from the new size when the loop runs
         for logger in trainer.loggers:
             logger.log_metrics(
                 {keys.OOM_BATCH_SIZE: batch_size, keys.OOM_RECOVERIES: len(self.events)},
@@ -175,35 +163,20 @@ class OOMGuard(pl.Callback):
 
     def _recover(self, trainer: Any, error: BaseException) -> None:
         _free_memory(trainer)
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(False)
-        path = self._save_emergency(trainer, checkpoint)
-        batch_size = self._batch_size(trainer)
-        plan = self.state.out_of_memory(
-            batch_size, epoch=trainer.current_epoch, step=trainer.global_step, checkpoint=path
+        checkpoint = _compat.dump_checkpoint(trainer)
+        folder = self.dirpath or Path(trainer.default_root_dir) / "oom_guard"
+        name = f"oom-epoch={trainer.current_epoch}-step={trainer.global_step}.ckpt"
+        path = self.driver.emergency_save(
+            folder / name, lambda part: trainer.strategy.save_checkpoint(checkpoint, part)
         )
-        if not plan.retry:
-            raise self.state.floor_error() from error
-        log.warning(
-            "OOMGuard: %s; the interrupted epoch finishes at the new size", self.events[-1].message
-        )
+        batch_size = self.driver.next_batch_size(
+            self._batch_size(trainer), error, epoch=trainer.current_epoch,
+            step=trainer.global_step, checkpoint=path,
+        )  # fmt: skip
         # Continue from the progress the checkpoint recorded: Lightning's mid-epoch restart
         # retries the failed batch; the weights and optimizer in memory are those of the save.
         trainer.fit_loop.load_state_dict(checkpoint["loops"]["fit_loop"])
-        self._shrink(trainer, plan.batch_size)
-
-    def _save_emergency(self, trainer: Any, checkpoint: dict[str, Any]) -> str | None:
-        """Write the emergency checkpoint atomically; a failed write is logged, not raised."""
-        folder = self.dirpath or Path(trainer.default_root_dir) / "oom_guard"
-        name = f"oom-epoch={trainer.current_epoch}-step={trainer.global_step}.ckpt"
-        part = folder / f".{name}.part"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            trainer.strategy.save_checkpoint(checkpoint, part)
-            os.replace(part, folder / name)
-        except Exception as err:  # the recovery goes on without it
-            log.warning("OOMGuard: could not write the emergency checkpoint %s: %s", part, err)
-            return None
-        return str(folder / name)
+        self._shrink(trainer, batch_size)
 
     # -- pre-flight ------------------------------------------------------
 
@@ -212,24 +185,17 @@ class OOMGuard(pl.Callback):
         if not module.automatic_optimization:
             log.info("OOMGuard: no pre-flight pass with manual optimization (it would step)")
             return
-        while True:
-            loop = trainer.fit_loop
-            loop.setup_data()
-            if loop._combined_loader is None:
-                return
-            batch = next(iter(loop._combined_loader.flattened[0]))
-            try:
-                self.preflight_peak_bytes, self.preflight_peak_source = _one_pass(module, batch)
-                return
-            except Exception as err:
-                if not is_out_of_memory(err):
-                    raise
-            _free_memory(trainer)
-            plan = self.state.out_of_memory(self._batch_size(trainer), epoch=-1, step=0)
-            if not plan.retry:
-                raise self.state.floor_error()
-            log.warning("OOMGuard: %s", self.events[-1].message)
-            self._shrink(trainer, plan.batch_size)
+
+        def attempt(batch_size: int) -> tuple[float, str] | None:
+            batch = _compat.first_train_batch(trainer)
+            return None if batch is None else _one_pass(module, batch)
+
+        _, peak = self.driver.shrink_until_fits(
+            self._batch_size(trainer), attempt, free=lambda: _free_memory(trainer),
+            apply=lambda size: self._shrink(trainer, size),
+        )  # fmt: skip
+        if peak is not None:
+            self.preflight_peak_bytes, self.preflight_peak_source = peak
 
 
 def _one_pass(module: Any, batch: Any) -> tuple[float, str]:
@@ -241,7 +207,7 @@ def _one_pass(module: Any, batch: Any) -> tuple[float, str]:
         torch.cuda.reset_peak_memory_stats(device)
     try:
         with _muted(module):
-            output = module.training_step(module._apply_batch_transfer_handler(batch), 0)
+            output = module.training_step(_compat.to_device(module, batch), 0)
             loss = output["loss"] if isinstance(output, dict) else output
             if isinstance(loss, torch.Tensor) and loss.requires_grad:
                 loss.backward()  # type: ignore[no-untyped-call]
@@ -268,6 +234,5 @@ def _muted(module: Any) -> Iterator[None]:
 def _free_memory(trainer: Any) -> None:
     for optimizer in trainer.optimizers:
         optimizer.zero_grad(set_to_none=True)
-    gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from green_callbacks.policies.stopping import J_PER_KJ, PolicyConfigError
+from green_callbacks.errors import PolicyConfigError
+from green_callbacks.policies.stopping import J_PER_KJ
 
 COST_HISTORY = 5
 """Saves whose measured energy is averaged to plan the next interval."""

@@ -16,15 +16,13 @@ Example:
 from __future__ import annotations
 
 import math
+import statistics
 import sys
-import warnings
 from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
 
-from green_callbacks.errors import GreenCallbacksError
-from green_callbacks.policies.stopping import PolicyConfigError
+from green_callbacks.errors import OOMFloorError, PolicyConfigError
 
 # (module, attribute) of real out-of-memory exception types, checked only if imported.
 _OOM_TYPES = (
@@ -128,8 +126,12 @@ class LeakWatch:
     """
 
     def __init__(self, window: int = 5, min_growth_bytes: float = 64 * 2**20):
-        if window < 3:
-            raise PolicyConfigError(f"window must be >= 3 epochs to see a trend, got {window}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 3:
+            raise PolicyConfigError(f"window must be >= 3 epochs to see a trend, got {window!r}")
+        if not min_growth_bytes >= 0:
+            raise PolicyConfigError(
+                f"the leak threshold must be >= 0 bytes (min_leak_mib >= 0), got {min_growth_bytes}"
+            )
         self.min_growth_bytes = min_growth_bytes
         self._used: deque[float] = deque(maxlen=window)
 
@@ -139,7 +141,7 @@ class LeakWatch:
         used = list(self._used)
         if len(used) < (self._used.maxlen or 0):
             return MemoryTrend(False, 0.0, None)
-        slope = _slope(used)
+        slope = statistics.linear_regression(range(len(used)), used).slope
         rising = all(b > a for a, b in pairwise(used))
         epochs_left = None
         if limit_bytes is not None and slope > 0:
@@ -153,18 +155,6 @@ class LeakWatch:
             "look for tensors kept across steps (losses appended without .item(), caches)"
         )
         return MemoryTrend(True, slope, epochs_left, message)
-
-
-class MemoryLeakWarning(ResourceWarning):
-    """Memory in use climbed epoch after epoch: the run may end in an out-of-memory crash."""
-
-
-class OOMFloorError(GreenCallbacksError, MemoryError):
-    """Out of memory at the smallest batch size allowed; the message says what to try instead."""
-
-
-class OOMGuardConfigError(GreenCallbacksError, ValueError):
-    """An OOMGuard cannot change the batch size of this model or data; the message says how."""
 
 
 @dataclass(frozen=True)
@@ -186,78 +176,3 @@ class OOMEvent:
     new_batch_size: int | None
     checkpoint: str | None
     message: str
-
-
-class OOMGuardState:
-    """What every framework's ``OOMGuard`` decides, without the framework.
-
-    Args:
-        plan: how to shrink the batch after an OOM.
-        leak_window: epochs the memory trend is fitted over.
-        min_leak_mib: average growth per epoch below which no leak is flagged. Units: MiB.
-    """
-
-    def __init__(self, plan: OOMPlanConfig, leak_window: int = 5, min_leak_mib: float = 64.0):
-        self.plan = plan
-        self.events: list[OOMEvent] = []
-        self._watches = {
-            where: LeakWatch(leak_window, min_leak_mib * 2**20) for where in ("host", "device")
-        }
-
-    def out_of_memory(
-        self, batch_size: int, *, epoch: int, step: int, checkpoint: str | None = None
-    ) -> OOMPlan:
-        """Record an OOM at ``batch_size`` and return the plan; raise nothing."""
-        plan = plan_after_oom(batch_size, self.plan)
-        where = "in the pre-flight pass" if epoch < 0 else f"in epoch {epoch} after step {step}"
-        saved = f"; emergency checkpoint {checkpoint}" if checkpoint else ""
-        message = f"{plan.message} ({where}{saved})"
-        self.events.append(
-            OOMEvent(epoch, step, batch_size, plan.batch_size if plan.retry else None,
-                     checkpoint, message)
-        )  # fmt: skip
-        return plan
-
-    def floor_error(self) -> OOMFloorError:
-        """The error to raise after an OOM the plan cannot retry."""
-        return OOMFloorError(self.events[-1].message)
-
-    def memory(self, where: str, used_bytes: float, limit_bytes: float | None) -> MemoryTrend:
-        """This epoch's memory in use on ``host`` or ``device``; warns when it looks like a leak."""
-        trend = self._watches[where].observe(used_bytes, limit_bytes)
-        if trend.leaking:
-            warnings.warn(f"green_callbacks: {where} {trend.message}", MemoryLeakWarning,
-                          stacklevel=2)  # fmt: skip
-        return trend
-
-
-def host_memory() -> tuple[float, float]:
-    """This process's resident memory, and the most it may use (cgroup limit or RAM). Units: B."""
-    import psutil
-
-    limit = float(psutil.virtual_memory().total)
-    try:  # a container's cgroup v2 limit, when lower than the machine's RAM
-        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if text.isdigit():
-            limit = min(limit, float(text))
-    except OSError:
-        pass
-    return float(psutil.Process().memory_info().rss), limit
-
-
-def host_peak_rss() -> float:
-    """The most resident memory this process has used so far. Units: bytes."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return float(peak if sys.platform == "darwin" else peak * 1024)  # KiB on Linux
-
-
-def _slope(values: list[float]) -> float:
-    """Least-squares slope of ``values`` against 0, 1, 2..."""
-    n = len(values)
-    mean_x = (n - 1) / 2
-    mean_y = sum(values) / n
-    num = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
-    den = sum((i - mean_x) ** 2 for i in range(n))
-    return num / den

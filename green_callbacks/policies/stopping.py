@@ -20,14 +20,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from green_callbacks.errors import GreenCallbacksError
+from green_callbacks.errors import PolicyConfigError
 
 J_PER_KJ = 1000.0
 MODES = ("min", "max")
-
-
-class PolicyConfigError(GreenCallbacksError, ValueError):
-    """A policy argument is out of range or missing."""
 
 
 class StopReason(str, Enum):

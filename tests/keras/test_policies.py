@@ -223,7 +223,7 @@ def test_every_kj_saves_atomically_and_keeps_the_last_two(tmp_path: Path) -> Non
     pointer = json.loads((tmp_path / "backup" / "latest.json").read_text())
     assert pointer["folder"] == folders[-1]
     state = json.loads((tmp_path / "backup" / folders[-1] / "state.json").read_text())
-    assert state["planner"]["saves"] == 4
+    assert state["version"] == 1 and state["parts"]["checkpoint"]["saves"] == 4
 
 
 # -- OOMGuard --------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_checkpoints_follow_energy_atomically_and_keep_the_last_k(tmp_path: Path
 
     files = energy_files(tmp_path / "ckpt")
     assert saver.planner.saves > 2 and len(files) == 2
-    assert not [p for p in (tmp_path / "ckpt").iterdir() if p.name.endswith(".part")]
+    assert not [p for p in (tmp_path / "ckpt").iterdir() if p.name.startswith(".part-")]
     steps = [torch.load(tmp_path / "ckpt" / f, weights_only=False)["global_step"] for f in files]
     last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert last["global_step"] == max(steps)  # last.ckpt is the newest save
