@@ -30,7 +30,7 @@ from green_callbacks.policies.memory import (
     is_out_of_memory,
     plan_after_oom,
 )
-from green_callbacks.policies.oom_driver import OOMDriver, OOMGuardState
+from green_callbacks.policies.oom_driver import OOMDriver
 from green_callbacks.policies.save_schedule import SaveSchedule, keep_newest
 from green_callbacks.policies.stop_driver import EarlyStopDriver, EnergyEarlyStoppingArgs
 from green_callbacks.policies.stopping import (
@@ -43,7 +43,7 @@ from green_callbacks.policies.stopping import (
 __all__ = [
     "CheckpointPlanConfig", "CheckpointPlanner", "EarlyStopDriver", "EnergyEarlyStoppingArgs",
     "LeakWatch", "MemoryLeakWarning", "MemoryTrend", "MonitorMissingError", "OOMDriver",
-    "OOMEvent", "OOMFloorError", "OOMGuardConfigError", "OOMGuardState", "OOMPlan",
+    "OOMEvent", "OOMFloorError", "OOMGuardConfigError", "OOMPlan",
     "OOMPlanConfig", "PolicyConfigError", "SaveDecision", "SaveReason", "SaveSchedule",
     "StopDecision", "StopReason", "StoppingConfig", "StoppingPolicy", "host_memory",
     "host_peak_rss", "is_out_of_memory", "keep_newest", "plan_after_oom",

@@ -177,7 +177,3 @@ class OOMDriver:
             figures[keys.DEVICE_ALLOCATED_MIB] = device[0] / MIB
             self.memory("device", *device)
         return figures
-
-
-OOMGuardState = OOMDriver
-"""The former name of :class:`OOMDriver`."""

@@ -82,3 +82,45 @@ def test_without_energy_callback_it_says_what_to_add(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, 1, [Scripted([0.5]), stopper])
     with pytest.raises(EnergyCallbackMissingError, match=r"EnergyCallback\(\), EnergyEarly"):
         trainer.train()
+
+
+def test_resume_continues_the_policy_and_its_first_period_is_its_own(tmp_path: Path) -> None:
+    def run(epochs: int, resume: str | None = None) -> tuple[Any, EnergyEarlyStopping]:
+        energy, clock = fake_metered(EnergyCallback)
+        stopper = EnergyEarlyStopping(monitor="eval_acc", mode="max", target=2.0)  # never met
+        trainer = make_trainer(
+            tmp_path, epochs, [Ticks(clock), energy, Scripted([0.5]), stopper],
+            save_strategy="epoch",
+        )  # fmt: skip
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, stopper
+
+    run(2)
+    second, stopper = run(4, resume=str(tmp_path / "out" / "checkpoint-8"))
+
+    # 4 periods of 400 J: two before the resume, two after; none counts the restored 800 J
+    assert stopper.policy.epochs == 4
+    assert stopper.policy.state_dict()["costs_j"] == [400.0, 400.0, 400.0]
+    assert [e[keys.TOTAL_J] for e in second.state.log_history if keys.TOTAL_J in e][-1] == 1600.0
+
+
+def test_restore_best_weights_loads_the_best_evaluation(tmp_path: Path) -> None:
+    snapshots: list[dict[str, Any]] = []
+
+    class Snapshot(transformers.TrainerCallback):
+        def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            snapshots.append({k: v.clone() for k, v in kwargs["model"].state_dict().items()})
+
+    stopper = EnergyEarlyStopping(
+        monitor="eval_acc", mode="max", min_gain_per_kj=0.05, patience=2,
+        restore_best_weights=True,
+    )  # fmt: skip
+    energy, clock = fake_metered(EnergyCallback)
+    callbacks = [Ticks(clock), energy, Scripted([0.5, 0.8, 0.85, 0.79, 0.80]), Snapshot(), stopper]
+    trainer = make_trainer(tmp_path, 10, callbacks, learning_rate=0.5)
+    trainer.train()
+
+    assert stopper.decision is not None and len(snapshots) == 5
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, snapshots[2][key])  # the 0.85 evaluation
+    assert not torch.equal(snapshots[2]["layer.weight"], snapshots[4]["layer.weight"])

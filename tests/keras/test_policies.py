@@ -181,12 +181,15 @@ def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(tmp_path: P
     meter, clock = energy()
     net = model()
     saver = EnergyCheckpoint(tmp_path / "backup", every_kj=1000.0, signals=("SIGUSR1",))
-    history = fit(net, [Ticks(meter, clock, signal_at=6), meter, saver], epochs=3)
+    stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", target=2.0)  # never met
+    history = fit(
+        net, [Ticks(meter, clock, signal_at=6), meter, Scripted([0.5]), saver, stopper], epochs=3
+    )
 
     # batch 6 is the 2nd of epoch 1: saved there, stopped, handler given back
     assert saver.last_decision is not None and saver.last_decision.reason is SaveReason.SIGNAL
     assert history.epoch == [0, 1] and meter.summary is not None
-    assert meter.summary["totals"]["energy_j"] == pytest.approx(600.0)
+    assert meter.summary["totals"]["energy_j"] == 600.0
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
     pointer = json.loads((tmp_path / "backup" / "latest.json").read_text())
     assert pointer["folder"].endswith("-epoch=1-batch=2")
@@ -196,19 +199,23 @@ def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(tmp_path: P
     meter2, clock2 = energy()
     net2 = model()
     saver2 = EnergyCheckpoint(tmp_path / "backup", every_kj=1000.0, signals=("SIGUSR1",))
+    stopper2 = EnergyEarlyStopping(monitor="val_acc", mode="max", target=2.0)
     restored: list[list[np.ndarray]] = []
     peek = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs: restored.append(net2.get_weights())
     )
-    history2 = fit(net2, [Ticks(meter2, clock2), meter2, saver2, peek], epochs=3)
+    callbacks = [Ticks(meter2, clock2), meter2, Scripted([0.5]), saver2, stopper2, peek]
+    history2 = fit(net2, callbacks, epochs=3)
 
     assert saver2.resumed_from is not None
     for got, want in zip(restored[0], weights_at_save, strict=True):
         np.testing.assert_array_equal(got, want)
     assert history2.epoch == [1, 2]  # Keras resumes at the start of the interrupted epoch
     # the total continues: 600 J before, 8 batches x 100 J after
-    assert history2.history[keys.TOTAL_J][-1] == pytest.approx(600.0 + 800.0)
+    assert history2.history[keys.TOTAL_J][-1] == 600.0 + 800.0
     assert saver2.planner.saves == 1  # the signal save, counted in the state it wrote
+    # the stopping history travelled in the backup: epoch 0 before, epochs 1 and 2 after
+    assert stopper2.policy.epochs == 3 and stopper2.policy.state_dict()["costs_j"] == [400.0] * 3
     assert not (tmp_path / "backup").exists()  # finished: the next run starts afresh
 
 

@@ -194,3 +194,11 @@ def test_flat_memory_is_not_a_leak(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", MemoryLeakWarning)
         fit(tmp_path, FaultyMemoryModel(batch_size=64), [guard], epochs=4)
+
+
+def test_a_changed_lightning_internal_names_the_checked_versions() -> None:
+    from green_callbacks.errors import FrameworkAPIError
+    from green_callbacks.lightning import _compat
+
+    with pytest.raises(FrameworkAPIError, match=r"checked with Lightning 2\.2 to 2\.6"):
+        _compat.dump_checkpoint(object())

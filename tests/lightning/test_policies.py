@@ -43,6 +43,7 @@ class ScriptedModel(pl.LightningModule):
         self.clock = clock
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self.signal_at_step: int | None = None
+        self.val_step_s = 0.0
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.clock is not None:
@@ -53,6 +54,8 @@ class ScriptedModel(pl.LightningModule):
         return torch.nn.functional.cross_entropy(self.layer(x), y)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
+        if self.clock is not None:
+            self.clock.advance(self.val_step_s)
         self.log("val_acc", self.accuracies[min(self.current_epoch, len(self.accuracies) - 1)])
 
     def on_train_epoch_end(self) -> None:
@@ -72,12 +75,14 @@ def loader() -> torch.utils.data.DataLoader:
 
 
 def fit(
-    tmp_path: Path, model: ScriptedModel, callbacks: list[Any], epochs: int = 10, **kwargs: Any
-) -> pl.Trainer:
+    tmp_path: Path, model: ScriptedModel, callbacks: list[Any], epochs: int = 10,
+    check_val_every_n_epoch: int = 1, **kwargs: Any,
+) -> pl.Trainer:  # fmt: skip
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=CSVLogger(tmp_path, name="logs", version=0),
         callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=1,
+        check_val_every_n_epoch=check_val_every_n_epoch,
     )  # fmt: skip
     trainer.fit(model, loader(), loader(), **kwargs)
     return trainer
@@ -124,6 +129,18 @@ def test_diminishing_returns_stop_and_best_weights_restored(tmp_path: Path) -> N
     assert torch.equal(model.layer.weight, model.snapshots[2]["weight"])  # the 0.85 epoch
 
 
+def test_validation_energy_counts_only_in_epochs_that_validated(tmp_path: Path) -> None:
+    energy, clock = fake_energy()
+    model = ScriptedModel([0.5], clock)
+    model.val_step_s = 0.5  # 4 validation batches: 200 J
+    stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", budget_j=1e6)
+    fit(tmp_path, model, [energy, stopper], epochs=4, check_val_every_n_epoch=2)
+
+    # validation in epochs 1 and 3 only; a stale val figure is not counted again in epoch 2
+    assert stopper.policy.state_dict()["costs_j"] == [600.0, 400.0, 600.0]
+    assert stopper.policy.epochs == 4 and logged(tmp_path, keys.TOTAL_J)[-1] == 2000.0
+
+
 def test_target_stops_when_reached(tmp_path: Path) -> None:
     energy, clock = fake_energy()
     stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", target=0.9)
@@ -168,7 +185,7 @@ def test_signal_saves_stops_and_resume_continues_steps_and_total(tmp_path: Path)
     assert saver.last_decision is not None and saver.last_decision.reason is SaveReason.SIGNAL
     assert first.global_step == 6 and signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
     stopped_total = energy.summary["totals"]["energy_j"]  # type: ignore[index]
-    assert stopped_total == pytest.approx(600.0)
+    assert stopped_total == 600.0
 
     energy2, clock2 = fake_energy()
     saver2 = EnergyCheckpoint(tmp_path / "ckpt", every_kj=100.0, signals=("SIGUSR1",))
@@ -179,5 +196,17 @@ def test_signal_saves_stops_and_resume_continues_steps_and_total(tmp_path: Path)
 
     assert resumed.global_step == 3 * STEPS_PER_EPOCH  # the planned steps, none twice
     total = energy2.summary["totals"]["energy_j"]  # type: ignore[index]
-    assert total == pytest.approx(3 * STEPS_PER_EPOCH * STEP_J)  # continuous across the stop
+    assert total == 3 * STEPS_PER_EPOCH * STEP_J  # continuous across the stop
     assert saver2.planner.saves == 1  # the signal save, counted in the checkpoint it wrote
+
+
+def test_a_fit_that_raises_gives_the_signal_handler_back(tmp_path: Path) -> None:
+    class Broken(ScriptedModel):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            raise ZeroDivisionError("a bug in the user's step")
+
+    energy, clock = fake_energy()
+    saver = EnergyCheckpoint(tmp_path / "ckpt", every_kj=100.0, signals=("SIGUSR1",))
+    with pytest.raises(ZeroDivisionError):
+        fit(tmp_path, Broken([0.5], clock), [energy, saver], epochs=1)
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL

@@ -66,9 +66,9 @@ def test_bad_settings_say_what_to_pass() -> None:
 
 
 def test_guard_state_records_each_oom_and_gives_up_at_the_floor() -> None:
-    from green_callbacks.policies import OOMFloorError, OOMGuardState
+    from green_callbacks.policies import OOMDriver, OOMFloorError
 
-    state = OOMGuardState(OOMPlanConfig(factor=0.5, min_batch_size=16))
+    state = OOMDriver(OOMPlanConfig(factor=0.5, min_batch_size=16))
     assert state.out_of_memory(64, epoch=2, step=40, checkpoint="/c/oom.ckpt").batch_size == 32
     assert state.out_of_memory(32, epoch=2, step=40).batch_size == 16
     assert not state.out_of_memory(16, epoch=-1, step=0).retry
@@ -82,9 +82,9 @@ def test_guard_state_records_each_oom_and_gives_up_at_the_floor() -> None:
 
 
 def test_guard_state_warns_on_a_leak_with_its_figures() -> None:
-    from green_callbacks.policies import MemoryLeakWarning, OOMGuardState
+    from green_callbacks.policies import MemoryLeakWarning, OOMDriver
 
-    state = OOMGuardState(OOMPlanConfig(), leak_window=3, min_leak_mib=10)
+    state = OOMDriver(OOMPlanConfig(), leak_window=3, min_leak_mib=10)
     with pytest.warns(MemoryLeakWarning, match=r"device memory grew .* 20\.0 MiB per epoch"):
         for used in (100, 120, 140):
             trend = state.memory("device", used * MIB, 200 * MIB)
