@@ -78,8 +78,8 @@ def main() -> None:
     train(cnn, train_loader, epochs)
     reports = [
         torch_models.prune(
-            cnn, ratio=0.5, eval_loader=val_loader, max_accuracy_drop=0.02, measure=measure,
-            finetune=lambda pruned: train(pruned, train_loader, max(epochs // 2, 1)),
+            cnn, ratio=0.5, eval_data=val_loader, max_accuracy_drop=0.02, measure=measure,
+            fine_tune=lambda pruned: train(pruned, train_loader, max(epochs // 2, 1)),
         ).report
     ]  # fmt: skip
 
@@ -90,7 +90,7 @@ def main() -> None:
     for method in ("int8_weight_only", "int8_dynamic"):
         reports.append(
             torch_models.quantize(
-                mlp, method=method, eval_loader=val_loader, max_accuracy_drop=0.02, measure=measure
+                mlp, mode=method, eval_data=val_loader, max_accuracy_drop=0.02, measure=measure
             ).report
         )
 

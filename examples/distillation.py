@@ -68,7 +68,7 @@ def main() -> None:
     # Plain PyTorch: the same teacher, a 4-channel student, no Trainer
     student = DigitsCNN(channels=4)
     result = torch_models.distill(
-        teacher, student, train, eval_loader=val, epochs=args.epochs, temperature=3.0,
+        teacher, student, train, eval_data=val, epochs=args.epochs, temperature=3.0,
         alpha=0.7, optimizer=torch.optim.Adam(student.parameters(), lr=1e-2),
         max_accuracy_drop=0.05, measure=Measurement(batch_size=256),
     )  # fmt: skip
@@ -90,7 +90,7 @@ def main() -> None:
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
     big.fit(x_tr, y_tr, epochs=args.epochs, batch_size=32, verbose=0)
     result = keras_models.distill(
-        big, mlp(64), x_tr, y_tr, x_val=x_va, y_val=y_va, temperature=3.0,
+        big, mlp(64), x_tr, y_tr, eval_data=(x_va, y_va), temperature=3.0,
         epochs=args.epochs, optimizer=keras.optimizers.Adam(0.01),
         callbacks=[KerasEnergyCallback()], max_accuracy_drop=0.05,
         measure=Measurement(batch_size=256),

@@ -58,8 +58,8 @@ def main() -> None:
     for method in ("int8_weight_only", "int8_dynamic"):
         result = torch_models.quantize(
             model,
-            method=method,
-            eval_loader=val,
+            mode=method,
+            eval_data=val,
             max_accuracy_drop=0.02,
             measure=Measurement(batch_size=256),
         )
@@ -75,8 +75,7 @@ def main() -> None:
     result = keras_models.quantize(
         net,
         mode="int8",
-        x=x_va,
-        y=y_va,
+        eval_data=(x_va, y_va),
         max_accuracy_drop=0.02,
         measure=Measurement(batch_size=256),
     )

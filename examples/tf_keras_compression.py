@@ -54,17 +54,17 @@ def main() -> None:
     )
     model.fit(x_tr, y_tr, epochs=args.epochs, batch_size=32, verbose=0)
     measure = Measurement(batch_size=256)
-    held_out = {"x_val": x_va, "y_val": y_va}
+    held_out = (x_va, y_va)
 
     pruned = prune_magnitude(
-        model, sparsity=0.7, x=x_tr, y=y_tr, **held_out, fine_tune=FineTune(epochs=2),
+        model, sparsity=0.7, x=x_tr, y=y_tr, eval_data=held_out, fine_tune=FineTune(epochs=2),
         max_accuracy_drop=0.02, measure=measure,
     )  # fmt: skip
     show(pruned.report, f"{args.out}/pruning.json")
-    post = quantize(model, mode="int8", x=x_va, y=y_va, calibration=x_tr[:200],
+    post = quantize(model, mode="int8", eval_data=held_out, calibration=x_tr[:200],
                     max_accuracy_drop=0.02, measure=measure)  # fmt: skip
     show(post.report, f"{args.out}/tflite_int8.json")
-    aware = quantize_aware(model, x=x_tr, y=y_tr, **held_out, fine_tune=FineTune(epochs=1),
+    aware = quantize_aware(model, x=x_tr, y=y_tr, eval_data=held_out, fine_tune=FineTune(epochs=1),
                            max_accuracy_drop=0.02, measure=measure)  # fmt: skip
     show(aware.report, f"{args.out}/qat.json")
 

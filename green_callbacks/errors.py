@@ -7,8 +7,14 @@ matching built-in (``ValueError``, ``PermissionError``, ``RuntimeError``,
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class GreenCallbacksError(Exception):
@@ -128,11 +134,40 @@ def _is_framework(module: str) -> bool:
     return module.split(".", 1)[0] in _FRAMEWORK_MODULES
 
 
-def warn_renamed(owner: str, old: str, new: str) -> None:
-    """Say once per call site that ``owner``'s argument ``old`` is now ``new`` (one release)."""
+def warn_renamed(owner: str, old: str, new: str, *, stacklevel: int = 3) -> None:
+    """Say that ``owner``'s argument ``old`` is now ``new`` (accepted for one release)."""
     warnings.warn(
         f"{owner}({old}=...) is renamed {new}=...; the old name is accepted until the next "
         f"release: pass {new}= instead",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
+
+
+def renamed(**old_to_new: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Accept the former names of keyword arguments for one release, with a warning.
+
+    ``@renamed(eval_loader="eval_data")``: a call with ``eval_loader=`` works
+    as ``eval_data=`` and warns. ``"x,y"`` as an old name folds the two into
+    one ``(x, y)`` tuple (the former Keras held-out arguments).
+    """
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        owner = function.__qualname__.removesuffix(".__init__")
+
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            for old, new in old_to_new.items():
+                names = old.split(",")
+                if not all(name in kwargs for name in names):
+                    continue
+                warn_renamed(owner, old, new)
+                if new in kwargs:
+                    raise ConfigError(f"{owner}: pass {new}= only (not also {old}=)")
+                values = [kwargs.pop(name) for name in names]
+                kwargs[new] = values[0] if len(values) == 1 else tuple(values)
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

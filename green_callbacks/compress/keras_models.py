@@ -24,10 +24,11 @@ from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
     Compressed,
     CompressionReport,
+    check_distillation,
     judge,
     stored_size,
 )
-from green_callbacks.errors import CompressConfigError
+from green_callbacks.errors import CompressConfigError, renamed, warn_renamed
 
 try:
     import keras
@@ -85,17 +86,18 @@ def accuracy(model: Any, x: Any, y: Any, batch_size: int = 256) -> float:
     return float(np.mean(predicted == np.asarray(y).reshape(predicted.shape)))
 
 
+@renamed(**{"x,y": "eval_data"})
 def compare_models(
     original: Any,
     compressed: Any,
     *,
     technique: str,
-    x: Any,
-    y: Any,
+    eval_data: tuple[Any, Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> CompressionReport:
-    """Measure both models on this device (held-out ``x``, ``y``) and judge the compressed one."""
+    """Measure both models on this device (held-out ``eval_data=(x, y)``); judge the compressed."""
+    x, y = eval_data
     if len(x) < 1:
         raise CompressConfigError("the held-out x is empty")
     batch = inference_batch(x, measure.batch_size)
@@ -173,12 +175,12 @@ def apply_masks(model: Any, masks: dict[str, Any]) -> None:
             layer.kernel.assign(keras.ops.convert_to_numpy(layer.kernel) * mask)
 
 
+@renamed(**{"x,y": "eval_data"})
 def prune_magnitude(
     model: Any,
     *,
     sparsity: float,
-    x: Any,
-    y: Any,
+    eval_data: tuple[Any, Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
@@ -186,8 +188,8 @@ def prune_magnitude(
     pruned = copy_model(model)
     apply_masks(pruned, magnitude_masks(pruned, sparsity))
     report = compare_models(
-        model, pruned, technique=f"pruning (magnitude, {sparsity:.0%} of weights)", x=x, y=y,
-        max_accuracy_drop=max_accuracy_drop, measure=measure,
+        model, pruned, technique=f"pruning (magnitude, {sparsity:.0%} of weights)",
+        eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(pruned if report.accepted else model, report)
 
@@ -195,12 +197,12 @@ def prune_magnitude(
 # -- quantization ------------------------------------------------------------
 
 
+@renamed(**{"x,y": "eval_data"})
 def quantize(
     model: Any,
     *,
     mode: str = "int8",
-    x: Any,
-    y: Any,
+    eval_data: tuple[Any, Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
@@ -214,7 +216,7 @@ def quantize(
     quantized = copy_model(model)
     quantized.quantize(mode)
     report = compare_models(
-        model, quantized, technique=f"quantization (keras {mode})", x=x, y=y,
+        model, quantized, technique=f"quantization (keras {mode})", eval_data=eval_data,
         max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
@@ -223,58 +225,65 @@ def quantize(
 # -- distillation ------------------------------------------------------------
 
 
+@renamed(**{"x_val,y_val": "eval_data"})
 def distill(
     teacher: Any,
     student: Any,
     x: Any,
     y: Any,
     *,
-    x_val: Any,
-    y_val: Any,
+    eval_data: tuple[Any, Any],
     temperature: float = 2.0,
-    student_loss_weight: float = 0.5,
+    alpha: float = 0.5,
     epochs: int = 5,
     batch_size: int = 32,
     optimizer: Any = "adam",
     callbacks: list[Any] | None = None,
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
+    student_loss_weight: float | None = None,
 ) -> Compressed:
     """Train ``student`` on ``teacher``'s soft targets with Keras's ``Distiller``, then judge it.
 
     Args:
         teacher, student: Keras models returning logits; the teacher is frozen.
         x, y: training data with integer labels.
-        x_val, y_val: held-out data for the report.
-        temperature, student_loss_weight: as ``keras.distillation``
-            (``LogitsDistillation(temperature)``; the labels' share of the loss).
+        eval_data: held-out ``(x, y)`` for the report.
+        temperature: softens both models' logits (``LogitsDistillation(temperature)``).
+        alpha: the soft targets' share of the loss, as in every framework here
+            (Keras's ``student_loss_weight`` is ``1 - alpha``).
         epochs, batch_size, optimizer, callbacks: for the distillation ``fit``
             (pass ``EnergyCallback()`` to meter it).
         max_accuracy_drop: the student may lose this much accuracy against the teacher.
         measure: how inference is measured (:class:`Measurement`).
+        student_loss_weight: deprecated; pass ``alpha = 1 - student_loss_weight``.
 
     Returns:
         The student if accepted, else the teacher, with the report.
     """
+    if student_loss_weight is not None:
+        warn_renamed("distill", "student_loss_weight", "alpha (= 1 - student_loss_weight)")
+        alpha = 1.0 - student_loss_weight
+    check_distillation(temperature, alpha)
     distiller = keras.distillation.Distiller(
         teacher=teacher, student=student,
         distillation_losses=keras.distillation.LogitsDistillation(temperature=temperature),
-        student_loss_weight=student_loss_weight,
+        student_loss_weight=1.0 - alpha,
     )  # fmt: skip
     distiller.compile(
         optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     distiller.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=0)
     return distilled(
-        distiller, x=x_val, y=y_val, max_accuracy_drop=max_accuracy_drop, measure=measure
+        distiller, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure
     )
 
 
+@renamed(**{"x,y": "eval_data"})
 def distilled(
     distiller: Any,
     *,
-    x: Any,
-    y: Any,
+    eval_data: tuple[Any, Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
@@ -294,7 +303,7 @@ def distilled(
     if len(temperatures) == 1 and None not in temperatures:  # one temperature: name it
         detail = f", T={next(iter(temperatures)):g}"
     report = compare_models(
-        teacher, student, technique=f"distillation (keras Distiller{detail})", x=x, y=y,
+        teacher, student, technique=f"distillation (keras Distiller{detail})", eval_data=eval_data,
         max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(student if report.accepted else teacher, report)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from green_callbacks.core.atomic import write_json_atomic
+from green_callbacks.errors import CompressConfigError
 
 
 @dataclass(frozen=True)
@@ -217,3 +218,12 @@ class Compressed:
 
     model: Any
     report: CompressionReport
+
+
+def check_distillation(temperature: float, alpha: float) -> None:
+    """Distillation settings every framework shares: ``temperature`` > 0, ``alpha`` in [0, 1]."""
+    if temperature <= 0 or not 0 <= alpha <= 1:
+        raise CompressConfigError(
+            f"need temperature > 0 and 0 <= alpha <= 1, got temperature={temperature}, "
+            f"alpha={alpha}"
+        )

@@ -39,7 +39,7 @@ from green_callbacks.compress.report import (
     judge,
     stored_size,
 )
-from green_callbacks.errors import CompressConfigError
+from green_callbacks.errors import CompressConfigError, renamed
 
 _legacy_keras = os.environ.get("TF_USE_LEGACY_KERAS")
 try:
@@ -85,14 +85,14 @@ DEFAULT_FINE_TUNE = FineTune()
 # -- pruning -----------------------------------------------------------------
 
 
+@renamed(**{"x_val,y_val": "eval_data"})
 def prune_magnitude(
     model: Any,
     *,
     sparsity: float,
     x: Any,
     y: Any,
-    x_val: Any,
-    y_val: Any,
+    eval_data: tuple[Any, Any],
     fine_tune: FineTune = DEFAULT_FINE_TUNE,
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
@@ -107,7 +107,7 @@ def prune_magnitude(
     Args:
         model: a compiled ``tf_keras`` model.
         sparsity: share of each kernel's weights zeroed, in [0, 1).
-        x, y: fine-tuning data; ``x_val``, ``y_val``: held-out data for the report.
+        x, y: fine-tuning data; ``eval_data``: held-out ``(x, y)`` for the report.
         fine_tune: epochs, batch size and callbacks of the fine-tuning.
         max_accuracy_drop: the pruned model may lose this much accuracy (absolute).
         measure: how inference is measured (:class:`Measurement`).
@@ -130,7 +130,7 @@ def prune_magnitude(
     pruned = sparsity_api.strip_pruning(wrapped)
     report = compare_models(
         model, pruned, technique=f"pruning (tfmot low magnitude, {sparsity:.0%} of weights)",
-        x=x_val, y=y_val, max_accuracy_drop=max_accuracy_drop, measure=measure,
+        eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(pruned if report.accepted else model, report)
 
@@ -202,12 +202,12 @@ def _samples(x: Any, limit: int = 200) -> Iterator[list[Any]]:
         yield [sample[None]]
 
 
+@renamed(**{"x,y": "eval_data"})
 def quantize(
     model: Any,
     *,
     mode: str = "dynamic",
-    x: Any,
-    y: Any,
+    eval_data: tuple[Any, Any],
     calibration: Any = None,
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
@@ -217,7 +217,7 @@ def quantize(
     Args:
         model: a ``tf_keras`` model.
         mode: ``"dynamic"``, ``"float16"`` or ``"int8"`` (:func:`to_tflite`).
-        x, y: held-out data for the report; ``calibration``: inputs for ``"int8"``.
+        eval_data: held-out ``(x, y)`` for the report; ``calibration``: inputs for ``"int8"``.
         max_accuracy_drop, measure: as every compression step.
 
     Returns:
@@ -227,19 +227,19 @@ def quantize(
         raise CompressConfigError(f"mode must be one of {TFLITE_MODES}, got {mode!r}")
     quantized = to_tflite(model, mode, calibration=calibration)
     report = _compare_tflite(
-        model, quantized, f"quantization (TFLite post-training {mode})", x, y,
+        model, quantized, f"quantization (TFLite post-training {mode})", eval_data,
         max_accuracy_drop, measure,
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
 
 
+@renamed(**{"x_val,y_val": "eval_data"})
 def quantize_aware(
     model: Any,
     *,
     x: Any,
     y: Any,
-    x_val: Any,
-    y_val: Any,
+    eval_data: tuple[Any, Any],
     fine_tune: FineTune = DEFAULT_FINE_TUNE,
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
@@ -251,7 +251,7 @@ def quantize_aware(
 
     Args:
         model: a compiled Sequential or functional ``tf_keras`` model.
-        x, y: fine-tuning data; ``x_val``, ``y_val``: held-out data for the report.
+        x, y: fine-tuning data; ``eval_data``: held-out ``(x, y)`` for the report.
         fine_tune, max_accuracy_drop, measure: as :func:`prune_magnitude`.
 
     Returns:
@@ -263,7 +263,7 @@ def quantize_aware(
     quantized = to_tflite(aware, "dynamic")
     report = _compare_tflite(
         model, quantized, "quantization (tfmot quantization-aware training, TFLite int8)",
-        x_val, y_val, max_accuracy_drop, measure,
+        eval_data, max_accuracy_drop, measure,
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
 
@@ -272,12 +272,12 @@ def _compare_tflite(
     source: Any,
     quantized: TFLiteModel,
     technique: str,
-    x: Any,
-    y: Any,
+    eval_data: tuple[Any, Any],
     max_accuracy_drop: float | None,
     measure: Measurement,
 ) -> CompressionReport:
     """Measure ``quantized`` against ``source`` as float32 TFLite, on the same runtime."""
+    x, y = eval_data
     if len(x) < 1:
         raise CompressConfigError("the held-out x is empty")
     original = to_tflite(source)

@@ -15,10 +15,11 @@ from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
     Compressed,
     CompressionReport,
+    check_distillation,
     judge,
     stored_size,
 )
-from green_callbacks.errors import CompressConfigError
+from green_callbacks.errors import CompressConfigError, renamed
 
 try:
     import torch
@@ -86,12 +87,13 @@ def inference_batch(loader: Iterable[Any], batch_size: int) -> torch.Tensor:
     return torch.cat(inputs)[:batch_size]
 
 
+@renamed(eval_loader="eval_data")
 def compare_models(
     original: torch.nn.Module,
     compressed: torch.nn.Module,
     *,
     technique: str,
-    eval_loader: Iterable[Any],
+    eval_data: Iterable[Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> CompressionReport:
@@ -99,15 +101,15 @@ def compare_models(
 
     Inference energy and time per sample are measured at ``measure.batch_size`` in
     interleaved rounds (:func:`~green_callbacks.compress.measure.compare_inference`);
-    accuracy on ``eval_loader``.
+    accuracy on ``eval_data``.
     """
-    batch = inference_batch(eval_loader, measure.batch_size)
+    batch = inference_batch(eval_data, measure.batch_size)
     runs = {"original": _runner(original, batch), "compressed": _runner(compressed, batch)}
     costs = measure.compare(runs)
     figures = {
         name: costs[name].figures(
             params=count_params(model), macs=count_macs(model, batch.to(_device(model))),
-            sizes=saved_size(model), accuracy=accuracy(model, eval_loader),
+            sizes=saved_size(model), accuracy=accuracy(model, eval_data),
         )
         for name, model in (("original", original), ("compressed", compressed))
     }  # fmt: skip
@@ -175,13 +177,14 @@ def _output_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return layers[-1:]
 
 
+@renamed(eval_loader="eval_data", finetune="fine_tune")
 def prune(
     model: torch.nn.Module,
     *,
     ratio: float,
-    eval_loader: Iterable[Any],
+    eval_data: Iterable[Any],
     max_accuracy_drop: float | None = None,
-    finetune: Callable[[torch.nn.Module], Any] | None = None,
+    fine_tune: Callable[[torch.nn.Module], Any] | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
     """One-shot structural pruning of a copy of ``model``, measured and judged.
@@ -189,58 +192,60 @@ def prune(
     Args:
         model: left untouched; a copy is pruned.
         ratio: share of channels removed from each prunable layer (0.5: half).
-        eval_loader: held-out ``(inputs, labels)`` batches for accuracy and inference.
+        eval_data: held-out ``(inputs, labels)`` batches for accuracy and inference.
         max_accuracy_drop: the largest accuracy loss allowed (absolute: 0.02 is
             two points); beyond it the original is returned.
-        finetune: called with the pruned copy to recover accuracy before judging.
+        fine_tune: called with the pruned copy to recover accuracy before judging.
         measure: how inference is measured (:class:`Measurement`).
     """
     pruned = copy.deepcopy(model)
     pruned.eval()
-    prune_channels(pruned, inference_batch(eval_loader, 1).to(_device(pruned)), ratio)
-    if finetune is not None:
-        finetune(pruned)
+    prune_channels(pruned, inference_batch(eval_data, 1).to(_device(pruned)), ratio)
+    if fine_tune is not None:
+        fine_tune(pruned)
     report = compare_models(
         model, pruned, technique=f"pruning (torch-pruning, {ratio:.0%} of channels)",
-        eval_loader=eval_loader, max_accuracy_drop=max_accuracy_drop, measure=measure,
+        eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(pruned if report.accepted else model, report)
 
 
 # -- post-training quantization --------------------------------------------------
 
-QUANTIZATION_METHODS = {
+QUANTIZATION_MODES = {
     "int8_weight_only": "Int8WeightOnlyConfig",
     "int8_dynamic": "Int8DynamicActivationInt8WeightConfig",
 }
 """torchao configurations by name: int8 weights; int8 weights and int8 dynamic activations."""
 
 
-def check_quantization_method(method: str) -> None:
-    if method not in QUANTIZATION_METHODS:
+def check_quantization_mode(mode: str) -> None:
+    if mode not in QUANTIZATION_MODES:
         raise CompressConfigError(
-            f"unknown quantization method {method!r}; choose one of {sorted(QUANTIZATION_METHODS)}"
+            f"unknown quantization mode {mode!r}; choose one of {sorted(QUANTIZATION_MODES)}"
         )
 
 
-def quantize_linear(model: torch.nn.Module, method: str = "int8_weight_only") -> torch.nn.Module:
+@renamed(method="mode")
+def quantize_linear(model: torch.nn.Module, mode: str = "int8_weight_only") -> torch.nn.Module:
     """Quantize the Linear layers of ``model`` in place with torchao; returns it.
 
     ``torch.ao.quantization``'s eager ``quantize``/``quantize_dynamic`` are
     deprecated in PyTorch 2.x in favour of torchao, which is what this uses.
     """
-    check_quantization_method(method)
+    check_quantization_mode(mode)
     quantization = require("torchao.quantization", "quantize", purpose="Quantization")
-    config = getattr(quantization, QUANTIZATION_METHODS[method])()
+    config = getattr(quantization, QUANTIZATION_MODES[mode])()
     quantization.quantize_(model, config)
     return model
 
 
+@renamed(eval_loader="eval_data", method="mode")
 def quantize(
     model: torch.nn.Module,
     *,
-    method: str = "int8_weight_only",
-    eval_loader: Iterable[Any],
+    mode: str = "int8_weight_only",
+    eval_data: Iterable[Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
@@ -248,30 +253,22 @@ def quantize(
 
     Args:
         model: left untouched; a copy is quantized.
-        method: a key of :data:`QUANTIZATION_METHODS`.
-        eval_loader, max_accuracy_drop, measure: as :func:`prune`.
+        mode: a key of :data:`QUANTIZATION_MODES`.
+        eval_data, max_accuracy_drop, measure: as :func:`prune`.
 
     The report warns when the quantized model is slower or costs more energy
     per sample on this device: int8 kernels are not faster everywhere (on a
     CPU without them, dynamic int8 activations can be several times slower).
     """
-    quantized = quantize_linear(copy.deepcopy(model).eval(), method)
+    quantized = quantize_linear(copy.deepcopy(model).eval(), mode)
     report = compare_models(
-        model, quantized, technique=f"quantization (torchao {method})", eval_loader=eval_loader,
+        model, quantized, technique=f"quantization (torchao {mode})", eval_data=eval_data,
         max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
 
 
 # -- distillation ----------------------------------------------------------------
-
-
-def check_distillation(temperature: float, alpha: float) -> None:
-    if temperature <= 0 or not 0 <= alpha <= 1:
-        raise CompressConfigError(
-            f"need temperature > 0 and 0 <= alpha <= 1, got temperature={temperature}, "
-            f"alpha={alpha}"
-        )
 
 
 def distillation_loss(
@@ -297,28 +294,30 @@ def distillation_loss(
     return alpha * soft + (1 - alpha) * functional.cross_entropy(student_logits, labels)
 
 
+@renamed(eval_loader="eval_data")
 def distilled(
     teacher: torch.nn.Module,
     student: torch.nn.Module,
     *,
-    eval_loader: Iterable[Any],
+    eval_data: Iterable[Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
     """Judge a student trained by distillation against its teacher (the original)."""
     report = compare_models(
-        teacher, student, technique="distillation", eval_loader=eval_loader,
+        teacher, student, technique="distillation", eval_data=eval_data,
         max_accuracy_drop=max_accuracy_drop, measure=measure,
     )  # fmt: skip
     return Compressed(student if report.accepted else teacher, report)
 
 
+@renamed(eval_loader="eval_data")
 def distill(
     teacher: torch.nn.Module,
     student: torch.nn.Module,
     train_loader: Iterable[Any],
     *,
-    eval_loader: Iterable[Any],
+    eval_data: Iterable[Any],
     epochs: int = 5,
     optimizer: torch.optim.Optimizer | None = None,
     temperature: float = 2.0,
@@ -337,7 +336,7 @@ def distill(
         epochs: passes over ``train_loader``.
         optimizer: over the student's parameters (default: Adam, learning rate 1e-3).
         temperature, alpha: as :func:`distillation_loss`.
-        eval_loader, max_accuracy_drop, measure: as :func:`distilled`.
+        eval_data, max_accuracy_drop, measure: as :func:`distilled`.
 
     Returns:
         The student if accepted, else the teacher, with the report.
@@ -362,7 +361,7 @@ def distill(
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
         return distilled(
-            teacher, student, eval_loader=eval_loader, max_accuracy_drop=max_accuracy_drop,
+            teacher, student, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop,
             measure=measure,
         )  # fmt: skip
     finally:

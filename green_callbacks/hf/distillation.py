@@ -15,12 +15,12 @@ import torch
 from transformers import Trainer
 
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
-from green_callbacks.compress.report import Compressed
+from green_callbacks.compress.report import Compressed, check_distillation
 from green_callbacks.compress.torch_models import (
-    check_distillation,
     distillation_loss,
     distilled,
 )
+from green_callbacks.errors import UsageError, renamed
 
 
 class DistillationTrainer(Trainer):
@@ -61,16 +61,17 @@ class DistillationTrainer(Trainer):
         )
         return (loss, outputs) if return_outputs else loss
 
+    @renamed(dataset="eval_data")
     def report(
         self,
-        dataset: Sequence[dict[str, torch.Tensor]],
+        eval_data: Sequence[dict[str, torch.Tensor]],
         *,
         input_key: str = "input_ids",
         max_accuracy_drop: float | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
     ) -> Compressed:
-        """The student (``self.model``) measured against the teacher on ``dataset``'s rows.
+        """The student (``self.model``) measured against the teacher on ``eval_data``'s rows.
 
         Rows are dicts with ``input_key`` and ``labels``, as the Trainer takes them.
         The report's figures are logged (``compress/...``, into ``log_history``
@@ -78,14 +79,14 @@ class DistillationTrainer(Trainer):
         (default: ``<output_dir>/compression_report.json``).
         """
         if self.model is None:
-            raise RuntimeError("DistillationTrainer.report() needs the student: pass model=")
-        inputs = torch.stack([row[input_key] for row in dataset])
-        labels = torch.stack([torch.as_tensor(row["labels"]) for row in dataset])
+            raise UsageError("DistillationTrainer.report() needs the student: pass model=")
+        inputs = torch.stack([row[input_key] for row in eval_data])
+        labels = torch.stack([torch.as_tensor(row["labels"]) for row in eval_data])
         data = torch.utils.data
         loader = data.DataLoader(data.TensorDataset(inputs, labels), batch_size=measure.batch_size)
         teacher, student = _Logits(self.teacher, input_key), _Logits(self.model, input_key)
         result = distilled(
-            teacher, student, eval_loader=loader, max_accuracy_drop=max_accuracy_drop,
+            teacher, student, eval_data=loader, max_accuracy_drop=max_accuracy_drop,
             measure=measure,
         )  # fmt: skip
         kept = self.model if result.model is student else self.teacher

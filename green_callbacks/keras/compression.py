@@ -27,7 +27,7 @@ from green_callbacks.compress.report import (
     Compressed,
     CompressionReport,
 )
-from green_callbacks.errors import CompressConfigError
+from green_callbacks.errors import CompressConfigError, renamed
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
         begin_epoch, end_epoch: masks are recomputed at the end of each epoch
             in this range (0-based, inclusive), the sparsity rising linearly;
             the pruned weights stay zero through every later training step.
-        validation_data: held-out ``(x, y)`` with integer labels, for the report.
+        eval_data: held-out ``(x, y)`` with integer labels, for the report.
         max_accuracy_drop: if accuracy fell by more than this (absolute), the
             weights from before the first step are put back.
         measure: how inference is measured for the report (:class:`Measurement`).
@@ -52,13 +52,14 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
     in the ``logs`` of ``on_train_end`` as ``compress/...``.
     """
 
+    @renamed(validation_data="eval_data")
     def __init__(
         self,
         sparsity: float = 0.5,
         *,
         begin_epoch: int = 0,
         end_epoch: int = 0,
-        validation_data: tuple[Any, Any] | None = None,
+        eval_data: tuple[Any, Any] | None = None,
         max_accuracy_drop: float | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
@@ -71,7 +72,7 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
             )
         self.sparsity = sparsity
         self.begin_epoch, self.end_epoch = begin_epoch, end_epoch
-        self.validation_data = validation_data
+        self.eval_data = eval_data
         self.max_accuracy_drop = max_accuracy_drop
         self.measure = measure
         self.report_path = None if report_path is None else Path(report_path)
@@ -106,15 +107,15 @@ class MagnitudePruning(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._original is None:
             return
-        if self.validation_data is None:
+        if self.eval_data is None:
             raise CompressConfigError(
                 "MagnitudePruning needs held-out data for its report: "
-                "MagnitudePruning(validation_data=(x_val, y_val))"
+                "MagnitudePruning(eval_data=(x_val, y_val))"
             )
-        x, y = self.validation_data
         report = compare_models(
-            self._original, self.model, x=x, y=y, max_accuracy_drop=self.max_accuracy_drop,
-            technique=f"pruning (magnitude, {self.sparsity:.0%} of weights)", measure=self.measure,
+            self._original, self.model, eval_data=self.eval_data,
+            max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
+            technique=f"pruning (magnitude, {self.sparsity:.0%} of weights)",
         )  # fmt: skip
         self.report = report
         if not report.accepted:
@@ -127,7 +128,7 @@ class PostTrainingQuantization(keras.callbacks.Callback):  # type: ignore[misc]
 
     Args:
         mode: ``"int8"``, ``"int4"`` or ``"float8"``.
-        validation_data: held-out ``(x, y)`` with integer labels, for the report.
+        eval_data: held-out ``(x, y)`` with integer labels, for the report.
         max_accuracy_drop: the quantized model may lose this much accuracy
             (absolute); beyond it the model stays as it is.
         measure: how inference is measured for the report (:class:`Measurement`).
@@ -139,28 +140,28 @@ class PostTrainingQuantization(keras.callbacks.Callback):  # type: ignore[misc]
     ``on_train_end`` as ``compress/...``.
     """
 
+    @renamed(validation_data="eval_data")
     def __init__(
         self,
         mode: str = "int8",
         *,
-        validation_data: tuple[Any, Any],
+        eval_data: tuple[Any, Any],
         max_accuracy_drop: float | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
     ):
         super().__init__()
         self.mode = mode
-        self.validation_data = validation_data
+        self.eval_data = eval_data
         self.max_accuracy_drop = max_accuracy_drop
         self.measure = measure
         self.report_path = None if report_path is None else Path(report_path)
         self.report: CompressionReport | None = None
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        x, y = self.validation_data
         result = quantize(
-            self.model, mode=self.mode, x=x, y=y, max_accuracy_drop=self.max_accuracy_drop,
-            measure=self.measure,
+            self.model, mode=self.mode, eval_data=self.eval_data,
+            max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
         )  # fmt: skip
         self.report = result.report
         if result.report.accepted:
@@ -172,7 +173,7 @@ class DistillationReport(keras.callbacks.Callback):  # type: ignore[misc]
     """For the ``fit`` of a ``keras.distillation.Distiller``: when it ends, judges the student.
 
     Args:
-        validation_data: held-out ``(x, y)`` with integer labels.
+        eval_data: held-out ``(x, y)`` with integer labels.
         max_accuracy_drop: the student may lose this much accuracy against the teacher.
         measure: how inference is measured for the report (:class:`Measurement`).
         report_path: where the JSON report goes (optional).
@@ -183,25 +184,28 @@ class DistillationReport(keras.callbacks.Callback):  # type: ignore[misc]
     :func:`green_callbacks.compress.keras_models.distill` is the same in one call.
     """
 
+    @renamed(validation_data="eval_data")
     def __init__(
         self,
         *,
-        validation_data: tuple[Any, Any],
+        eval_data: tuple[Any, Any],
         max_accuracy_drop: float | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
     ):
         super().__init__()
-        self.validation_data = validation_data
+        self.eval_data = eval_data
         self.max_accuracy_drop = max_accuracy_drop
         self.measure = measure
         self.report_path = None if report_path is None else Path(report_path)
         self.result: Compressed | None = None
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        x, y = self.validation_data
         self.result = distilled(
-            self.model, x=x, y=y, max_accuracy_drop=self.max_accuracy_drop, measure=self.measure
+            self.model,
+            eval_data=self.eval_data,
+            max_accuracy_drop=self.max_accuracy_drop,
+            measure=self.measure,
         )
         _publish(self.result.report, self.report_path, logs, type(self).__name__)
 

@@ -19,13 +19,13 @@ import torch
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import CompressionReport
 from green_callbacks.compress.torch_models import (
-    check_quantization_method,
+    check_quantization_mode,
     compare_models,
     inference_batch,
     prune_channels,
     quantize_linear,
 )
-from green_callbacks.errors import CompressConfigError
+from green_callbacks.errors import CompressConfigError, renamed
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class StructuredPruning(pl.Callback):
             reached in equal steps, and the epochs after each step fine-tune.
         max_accuracy_drop: at the end of ``fit``, if accuracy on the held-out
             set fell by more than this (absolute), the original model is put back.
-        eval_loader: held-out ``(inputs, labels)`` batches; default the
+        eval_data: held-out ``(inputs, labels)`` batches; default the
             trainer's validation loader.
         measure: how inference is measured for the report (:class:`Measurement`).
         report_path: where the JSON report goes (default
@@ -55,13 +55,14 @@ class StructuredPruning(pl.Callback):
     (``configure_optimizers``) after each step, since the parameters changed.
     """
 
+    @renamed(eval_loader="eval_data")
     def __init__(
         self,
         ratio: float,
         *,
         at_epochs: Sequence[int] = (0,),
         max_accuracy_drop: float | None = None,
-        eval_loader: Iterable[Any] | None = None,
+        eval_data: Iterable[Any] | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
     ):
@@ -74,7 +75,7 @@ class StructuredPruning(pl.Callback):
         self.ratio = ratio
         self.at_epochs = tuple(sorted(set(at_epochs)))
         self.max_accuracy_drop = max_accuracy_drop
-        self.eval_loader = eval_loader
+        self.eval_data = eval_data
         self.measure = measure
         self.report_path = None if report_path is None else Path(report_path)
         self.report: CompressionReport | None = None
@@ -116,7 +117,7 @@ class StructuredPruning(pl.Callback):
         technique = f"pruning (torch-pruning, {self.ratio:.0%} of channels)"
         report = compare_models(
             original, pl_module, technique=technique, measure=self.measure,
-            eval_loader=_held_out(trainer, self.eval_loader, type(self).__name__),
+            eval_data=_held_out(trainer, self.eval_data, type(self).__name__),
             max_accuracy_drop=self.max_accuracy_drop,
         )  # fmt: skip
         self.report = report
@@ -131,10 +132,10 @@ class PostTrainingQuantization(pl.Callback):
     """At the end of ``fit``, quantizes the module's Linear layers with torchao, if it pays.
 
     Args:
-        method: a key of :data:`~green_callbacks.compress.torch_models.QUANTIZATION_METHODS`.
+        mode: a key of :data:`~green_callbacks.compress.torch_models.QUANTIZATION_MODES`.
         max_accuracy_drop: the quantized model may lose this much accuracy
             (absolute) on the held-out set; beyond it the module stays float.
-        eval_loader: held-out ``(inputs, labels)`` batches; default the validation loader.
+        eval_data: held-out ``(inputs, labels)`` batches; default the validation loader.
         measure: how inference is measured for the report (:class:`Measurement`).
         report_path: where the JSON report goes (default
             ``<default_root_dir>/compression_report.json``).
@@ -145,33 +146,34 @@ class PostTrainingQuantization(pl.Callback):
     when int8 costs more here than float32.
     """
 
+    @renamed(eval_loader="eval_data", method="mode")
     def __init__(
         self,
-        method: str = "int8_weight_only",
+        mode: str = "int8_weight_only",
         *,
         max_accuracy_drop: float | None = None,
-        eval_loader: Iterable[Any] | None = None,
+        eval_data: Iterable[Any] | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
     ):
-        check_quantization_method(method)
-        self.method = method
+        check_quantization_mode(mode)
+        self.mode = mode
         self.max_accuracy_drop = max_accuracy_drop
-        self.eval_loader = eval_loader
+        self.eval_data = eval_data
         self.measure = measure
         self.report_path = None if report_path is None else Path(report_path)
         self.report: CompressionReport | None = None
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        candidate = quantize_linear(_detached_copy(pl_module).eval(), self.method)
+        candidate = quantize_linear(_detached_copy(pl_module).eval(), self.mode)
         report = compare_models(
-            pl_module, candidate, technique=f"quantization (torchao {self.method})",
-            eval_loader=_held_out(trainer, self.eval_loader, type(self).__name__),
+            pl_module, candidate, technique=f"quantization (torchao {self.mode})",
+            eval_data=_held_out(trainer, self.eval_data, type(self).__name__),
             max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
         )  # fmt: skip
         self.report = report
         if report.accepted:
-            quantize_linear(pl_module, self.method)
+            quantize_linear(pl_module, self.mode)
         _publish(trainer, report, self.report_path, type(self).__name__)
 
 
@@ -180,7 +182,7 @@ def _held_out(trainer: Any, loader: Iterable[Any] | None, user: str) -> Iterable
     if found is None:
         raise CompressConfigError(
             f"{user} needs held-out data for its report: give the Trainer a validation loader "
-            f"or {user}(eval_loader=...)"
+            f"or {user}(eval_data=...)"
         )
     return found
 

@@ -15,12 +15,12 @@ import lightning.pytorch as pl
 import torch
 
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
-from green_callbacks.compress.report import Compressed
+from green_callbacks.compress.report import Compressed, check_distillation
 from green_callbacks.compress.torch_models import (
-    check_distillation,
     distillation_loss,
     distilled,
 )
+from green_callbacks.errors import renamed
 from green_callbacks.lightning.compression import _publish
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class Distillation(pl.LightningModule):
         temperature: softens both distributions (higher: more of the teacher's "dark knowledge").
         alpha: weight of the soft-target term; ``1 - alpha`` goes to the labels.
         max_accuracy_drop: the student may lose this much accuracy against the teacher.
-        eval_loader: held-out data for the report (default: the validation loader).
+        eval_data: held-out data for the report (default: the validation loader).
         measure: how inference is measured for the report (:class:`Measurement`).
         report_path: where the JSON report goes (default:
             ``<default_root_dir>/compression_report.json``).
@@ -48,6 +48,7 @@ class Distillation(pl.LightningModule):
     more than ``max_accuracy_drop``). :meth:`report` measures again on other data.
     """
 
+    @renamed(eval_loader="eval_data")
     def __init__(
         self,
         student: pl.LightningModule,
@@ -56,7 +57,7 @@ class Distillation(pl.LightningModule):
         temperature: float = 2.0,
         alpha: float = 0.5,
         max_accuracy_drop: float | None = None,
-        eval_loader: Iterable[Any] | None = None,
+        eval_data: Iterable[Any] | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
         report_path: str | Path | None = None,
     ):
@@ -67,7 +68,7 @@ class Distillation(pl.LightningModule):
         student.log, student.log_dict = self.log, self.log_dict  # type: ignore[method-assign]
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature, self.alpha = temperature, alpha
-        self.max_accuracy_drop, self.eval_loader = max_accuracy_drop, eval_loader
+        self.max_accuracy_drop, self.eval_data = max_accuracy_drop, eval_data
         self.measure = measure
         self.report_path = None if report_path is None else Path(report_path)
         self.result: Compressed | None = None
@@ -101,24 +102,25 @@ class Distillation(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         trainer = self.trainer
-        loader = self.eval_loader if self.eval_loader is not None else trainer.val_dataloaders
+        loader = self.eval_data if self.eval_data is not None else trainer.val_dataloaders
         if loader is None:
-            log.warning("Distillation: no validation loader, so no report; pass eval_loader=")
+            log.warning("Distillation: no validation loader, so no report; pass eval_data=")
             return
         self.result = self.report(
             loader, max_accuracy_drop=self.max_accuracy_drop, measure=self.measure
         )
         _publish(trainer, self.result.report, self.report_path, type(self).__name__)
 
+    @renamed(eval_loader="eval_data")
     def report(
         self,
-        eval_loader: Iterable[Any],
+        eval_data: Iterable[Any],
         *,
         max_accuracy_drop: float | None = None,
         measure: Measurement = DEFAULT_MEASUREMENT,
     ) -> Compressed:
         """The student measured against the teacher; ``.model`` is the one to keep."""
         return distilled(
-            self.teacher, self.student, eval_loader=eval_loader,
+            self.teacher, self.student, eval_data=eval_data,
             max_accuracy_drop=max_accuracy_drop, measure=measure,
         )  # fmt: skip

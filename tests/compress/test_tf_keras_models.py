@@ -65,7 +65,7 @@ def test_tfmot_pruning_reaches_its_sparsity_on_a_copy(trained: Any, tmp_path: Pa
     x, y, x_val, y_val = digits()
     before = [w.copy() for w in trained.get_weights()]
     result = prune_magnitude(
-        trained, sparsity=0.6, x=x, y=y, x_val=x_val, y_val=y_val,
+        trained, sparsity=0.6, x=x, y=y, eval_data=(x_val, y_val),
         fine_tune=FineTune(epochs=3), max_accuracy_drop=0.05, **measured(tmp_path),
     )  # fmt: skip
 
@@ -85,7 +85,7 @@ def test_tfmot_pruning_reaches_its_sparsity_on_a_copy(trained: Any, tmp_path: Pa
 def test_rejected_pruning_gives_back_the_original(trained: Any, tmp_path: Path) -> None:
     x, y, x_val, y_val = digits()
     result = prune_magnitude(
-        trained, sparsity=0.99, x=x[:200], y=y[:200], x_val=x_val, y_val=y_val,
+        trained, sparsity=0.99, x=x[:200], y=y[:200], eval_data=(x_val, y_val),
         fine_tune=FineTune(epochs=1), max_accuracy_drop=0.0, **measured(tmp_path),
     )  # fmt: skip
     assert not result.report.accepted and result.model is trained
@@ -96,7 +96,7 @@ def test_rejected_pruning_gives_back_the_original(trained: Any, tmp_path: Path) 
 def test_post_training_tflite_quantization(trained: Any, tmp_path: Path, mode: str) -> None:
     x, _, x_val, y_val = digits()
     result = quantize(
-        trained, mode=mode, x=x_val, y=y_val, calibration=x[:100], max_accuracy_drop=0.02,
+        trained, mode=mode, eval_data=(x_val, y_val), calibration=x[:100], max_accuracy_drop=0.02,
         **measured(tmp_path),
     )  # fmt: skip
 
@@ -114,7 +114,7 @@ def test_post_training_tflite_quantization(trained: Any, tmp_path: Path, mode: s
 def test_quantization_aware_training_converts_to_int8(trained: Any, tmp_path: Path) -> None:
     x, y, x_val, y_val = digits()
     result = quantize_aware(
-        trained, x=x, y=y, x_val=x_val, y_val=y_val, fine_tune=FineTune(epochs=1),
+        trained, x=x, y=y, eval_data=(x_val, y_val), fine_tune=FineTune(epochs=1),
         max_accuracy_drop=0.03, **measured(tmp_path),
     )  # fmt: skip
 
@@ -131,19 +131,19 @@ def test_bad_input_is_named(trained: Any) -> None:
     x = np.zeros((4, 64), "float32")
     keras3 = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
     with pytest.raises(CompressConfigError, match="expected a tf_keras .*keras_models"):
-        quantize(keras3, x=x, y=np.zeros(4))
+        quantize(keras3, eval_data=(x, np.zeros(4)))
     uncompiled = tf_keras.Sequential([tf_keras.layers.Input((64,)), tf_keras.layers.Dense(10)])
     with pytest.raises(CompressConfigError, match="compile the model first"):
-        prune_magnitude(uncompiled, sparsity=0.5, x=x, y=np.zeros(4), x_val=x, y_val=np.zeros(4))
+        prune_magnitude(uncompiled, sparsity=0.5, x=x, y=np.zeros(4), eval_data=(x, np.zeros(4)))
     with pytest.raises(CompressConfigError, match="calibration=x_train"):
         to_tflite(trained, "int8")
     with pytest.raises(CompressConfigError, match="mode must be one of"):
-        quantize(trained, mode="int4", x=x, y=np.zeros(4))
+        quantize(trained, mode="int4", eval_data=(x, np.zeros(4)))
 
     from green_callbacks.compress.keras_models import prune_magnitude as keras3_prune
 
     with pytest.raises(CompressConfigError, match="Keras 3 model.*tf_keras_models"):
-        keras3_prune(trained, sparsity=0.5, x=x, y=np.zeros(4))
+        keras3_prune(trained, sparsity=0.5, eval_data=(x, np.zeros(4)))
 
 
 def test_importing_the_module_leaves_the_keras_choice_alone() -> None:

@@ -58,8 +58,8 @@ def test_pruning_half_the_channels_really_shrinks_the_model() -> None:
 def test_prune_measures_judges_and_keeps_the_pruned_model(tmp_path: Path) -> None:
     model, train, val = trained()
     result = prune(
-        model, ratio=0.5, eval_loader=val, max_accuracy_drop=0.05,
-        finetune=lambda pruned: fit(pruned, train, 2),
+        model, ratio=0.5, eval_data=val, max_accuracy_drop=0.05,
+        fine_tune=lambda pruned: fit(pruned, train, 2),
         measure=Measurement(128, constant_power_trace(tmp_path, POWER_W), 2, 0.05),
     )  # fmt: skip
 

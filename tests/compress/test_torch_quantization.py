@@ -34,7 +34,7 @@ def trained_mlp() -> tuple[Any, Any]:
 def test_quantized_copy_is_smaller_runs_and_is_judged(tmp_path: Path, method: str) -> None:
     model, val = trained_mlp()
     result = quantize(
-        model, method=method, eval_loader=val, max_accuracy_drop=0.02,
+        model, mode=method, eval_data=val, max_accuracy_drop=0.02,
         measure=Measurement(128, constant_power_trace(tmp_path, 40.0), 1, 0.05),
     )  # fmt: skip
 

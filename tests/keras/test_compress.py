@@ -50,7 +50,7 @@ def test_scheduled_magnitude_pruning_keeps_weights_zero_and_reports(tmp_path: Pa
     x, y, x_val, y_val = digits()
     model = mlp()
     pruning = MagnitudePruning(
-        0.6, begin_epoch=0, end_epoch=1, validation_data=(x_val, y_val), max_accuracy_drop=0.05,
+        0.6, begin_epoch=0, end_epoch=1, eval_data=(x_val, y_val), max_accuracy_drop=0.05,
         report_path=tmp_path / "report.json", **measured(tmp_path),
     )  # fmt: skip
     model.fit(x, y, epochs=4, batch_size=64, verbose=0, callbacks=[pruning])
@@ -68,7 +68,7 @@ def test_rejected_pruning_puts_the_weights_back(tmp_path: Path) -> None:
     x, y, x_val, y_val = digits()
     model = mlp()
     pruning = MagnitudePruning(
-        0.98, begin_epoch=1, end_epoch=1, validation_data=(x_val, y_val), max_accuracy_drop=0.0,
+        0.98, begin_epoch=1, end_epoch=1, eval_data=(x_val, y_val), max_accuracy_drop=0.0,
         **measured(tmp_path),
     )  # fmt: skip
     model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[pruning])
@@ -82,13 +82,13 @@ def test_one_shot_functions_measure_and_judge(tmp_path: Path) -> None:
     model = mlp()
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
 
-    pruned = prune_magnitude(model, sparsity=0.5, x=x_val, y=y_val, max_accuracy_drop=0.1,
+    pruned = prune_magnitude(model, sparsity=0.5, eval_data=(x_val, y_val), max_accuracy_drop=0.1,
                              **measured(tmp_path))  # fmt: skip
     assert pruned.report.accepted and pruned.model is not model
     assert zero_share(pruned.model) == pytest.approx(0.5, abs=0.005)
     assert zero_share(model) < 0.01
 
-    quantized = quantize(model, mode="int8", x=x_val, y=y_val, max_accuracy_drop=0.02,
+    quantized = quantize(model, mode="int8", eval_data=(x_val, y_val), max_accuracy_drop=0.02,
                          **measured(tmp_path))  # fmt: skip
     report = quantized.report
     assert report.accepted and report.accuracy_drop() is not None
@@ -101,7 +101,7 @@ def test_bad_arguments_are_named() -> None:
     with pytest.raises(CompressConfigError, match=r"in \[0, 1\): got 1.0"):
         MagnitudePruning(1.0)
     with pytest.raises(CompressConfigError, match="mode must be"):
-        quantize(mlp(), mode="int2", x=np.zeros((1, 64)), y=np.zeros(1))
+        quantize(mlp(), mode="int2", eval_data=(np.zeros((1, 64)), np.zeros(1)))
 
 
 def test_distilled_student_is_judged_against_its_teacher(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_distilled_student_is_judged_against_its_teacher(tmp_path: Path) -> None
     student = mlp(16)
     energy = EnergyCallback(meters=constant_power_trace(tmp_path, 40.0, name="fit.csv"))
     result = distill(
-        teacher, student, x, y, x_val=x_val, y_val=y_val, temperature=3.0, epochs=5,
+        teacher, student, x, y, eval_data=(x_val, y_val), temperature=3.0, epochs=5,
         optimizer=keras.optimizers.Adam(0.01),
         callbacks=[energy], max_accuracy_drop=0.2, **measured(tmp_path),
     )  # fmt: skip
@@ -132,7 +132,7 @@ def test_post_training_quantization_callback_quantizes_when_accepted(tmp_path: P
     x, y, x_val, y_val = digits()
     model = mlp()
     quantization = PostTrainingQuantization(
-        "int8", validation_data=(x_val, y_val), max_accuracy_drop=0.05, **measured(tmp_path)
+        "int8", eval_data=(x_val, y_val), max_accuracy_drop=0.05, **measured(tmp_path)
     )
     model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[quantization])
 
@@ -158,7 +158,7 @@ def test_distillation_report_judges_a_distiller_fit(tmp_path: Path) -> None:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     report_cb = DistillationReport(
-        validation_data=(x_val, y_val), max_accuracy_drop=-1.0,  # no student can pass: rejected
+        eval_data=(x_val, y_val), max_accuracy_drop=-1.0,  # no student can pass: rejected
         report_path=tmp_path / "distill.json", **measured(tmp_path),
     )  # fmt: skip
     distiller.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[report_cb])
@@ -172,4 +172,4 @@ def test_distillation_report_judges_a_distiller_fit(tmp_path: Path) -> None:
     plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(CompressConfigError, match="expected a keras.distillation.Distiller"):
         plain.fit(x[:64], y[:64], epochs=1, verbose=0,
-                  callbacks=[DistillationReport(validation_data=(x_val, y_val))])  # fmt: skip
+                  callbacks=[DistillationReport(eval_data=(x_val, y_val))])  # fmt: skip

@@ -86,7 +86,7 @@ def test_the_plain_pytorch_loop_trains_the_student_and_leaves_the_teacher(tmp_pa
     measure = Measurement(128, constant_power_trace(tmp_path, 40.0), 1, 0.05)
 
     result = distill(
-        teacher, student, train_loader, eval_loader=val_loader, epochs=3, temperature=3.0,
+        teacher, student, train_loader, eval_data=val_loader, epochs=3, temperature=3.0,
         alpha=0.7, optimizer=torch.optim.Adam(student.parameters(), lr=1e-2),
         max_accuracy_drop=0.2, measure=measure,
     )  # fmt: skip
@@ -99,12 +99,12 @@ def test_the_plain_pytorch_loop_trains_the_student_and_leaves_the_teacher(tmp_pa
     assert teacher.training
 
     rejected = distill(
-        teacher, DigitsCNN(channels=4), train_loader, eval_loader=val_loader, epochs=1,
+        teacher, DigitsCNN(channels=4), train_loader, eval_data=val_loader, epochs=1,
         max_accuracy_drop=-1.0, measure=measure,
     )  # fmt: skip
     assert not rejected.report.accepted and rejected.model is teacher
     with pytest.raises(CompressConfigError, match="epochs must be >= 1, got 0"):
-        distill(teacher, student, train_loader, eval_loader=val_loader, epochs=0)
+        distill(teacher, student, train_loader, eval_data=val_loader, epochs=0)
 
 
 def test_without_held_out_data_the_fit_still_ends_well(caplog: pytest.LogCaptureFixture) -> None:
@@ -117,4 +117,4 @@ def test_without_held_out_data_the_fit_still_ends_well(caplog: pytest.LogCapture
     with caplog.at_level("WARNING", logger="green_callbacks.lightning.distillation"):
         trainer.fit(module, train_loader)
     assert trainer.state.finished and module.result is None
-    assert "no validation loader, so no report; pass eval_loader=" in caplog.text
+    assert "no validation loader, so no report; pass eval_data=" in caplog.text
