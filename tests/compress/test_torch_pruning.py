@@ -82,7 +82,7 @@ def test_a_pruned_model_that_loses_too_much_is_rejected_and_the_original_kept(
 ) -> None:
     model, _, val = trained()
     result = prune(
-        model, ratio=0.9, eval_loader=val, max_accuracy_drop=0.01,
+        model, ratio=0.9, eval_data=val, max_accuracy_drop=0.01,
         measure=Measurement(64, constant_power_trace(tmp_path, POWER_W), 1, 0.01),
     )  # fmt: skip
 
