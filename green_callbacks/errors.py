@@ -53,6 +53,10 @@ class ConfigError(GreenCallbacksError, ValueError):
     """An argument is out of range or of the wrong type; the message names the fix."""
 
 
+class TrackerConfigError(ConfigError):
+    """A tracker or sampler setting is out of range."""
+
+
 class CallbackConfigError(ConfigError):
     """An EnergyCallback argument is out of range."""
 

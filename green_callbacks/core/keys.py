@@ -37,7 +37,7 @@ def j_per_sample(phase: str) -> str:
 
 
 def step_j(phase: str) -> str:
-    """Energy of one step (granularity "batch"; interpolated between samples). Units: J."""
+    """Energy of one logged step (granularity "batch", the default; interpolated). Units: J."""
     return f"energy/{phase}_step_j"
 
 

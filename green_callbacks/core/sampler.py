@@ -15,7 +15,7 @@ from collections.abc import Callable
 from operator import add, mul, sub
 from typing import NamedTuple
 
-from green_callbacks.errors import MeterReadError, warn
+from green_callbacks.errors import MeterReadError, TrackerConfigError, warn
 from green_callbacks.meters.base import Meter
 
 # Power is estimated over at least this span: counters update every 1 ms (RAPL)
@@ -150,12 +150,14 @@ class Sampler:
     Args:
         poll: reads every source; must not raise (sources drop themselves).
         interval_s: seconds between polls.
+        first_s: seconds before the first poll (default ``interval_s``).
     """
 
-    def __init__(self, poll: Callable[[], None], interval_s: float):
+    def __init__(self, poll: Callable[[], None], interval_s: float, first_s: float | None = None):
         if interval_s <= 0:
-            raise ValueError(f"sample interval must be > 0 s, got {interval_s}")
+            raise TrackerConfigError(f"sample interval must be > 0 s, got {interval_s}")
         self.interval_s = interval_s
+        self.first_s = interval_s if first_s is None else first_s
         self._poll = poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -61,7 +61,8 @@ class CallbackConfig:
 
     Attributes:
         meters: ``"auto"``, a spec string, a meter, or a list (docs/meters.md).
-        granularity: ``"epoch"``, or ``"batch"`` to also log each step's energy.
+        granularity: ``"batch"`` (default) logs each logged step's energy
+            (``energy/train_step_j``) as well as the epoch's; ``"epoch"`` only the epoch's.
         idle_baseline_s: seconds of idle power measured first. Units: s.
         carbon_intensity_g_per_kwh: grid intensity for ``carbon/total_g``, or None.
         pue: facility power usage effectiveness applied to carbon.
@@ -72,7 +73,7 @@ class CallbackConfig:
     """
 
     meters: MeterLike | Sequence[MeterLike] = "auto"
-    granularity: str = "epoch"
+    granularity: str = "batch"
     idle_baseline_s: float = 0.0
     carbon_intensity_g_per_kwh: float | None = None
     pue: float = 1.0
@@ -99,7 +100,7 @@ class EnergyCallbackArgs:
     def __init__(
         self,
         meters: MeterLike | Sequence[MeterLike] = "auto",
-        granularity: str = "epoch",
+        granularity: str = "batch",
         idle_baseline_s: float = 0.0,
         carbon_intensity_g_per_kwh: float | None = None,
         pue: float = 1.0,
@@ -299,30 +300,46 @@ class EnergySession:
 
     # -- epochs and batches ---------------------------------------------
 
-    def epoch_start(self, phase: str) -> None:
-        """An epoch (or validation / test / predict loop) of ``phase`` begins."""
+    def epoch_start(self, phase: str, *, measure_first: bool = True) -> None:
+        """An epoch (or validation / test / predict loop) of ``phase`` begins.
+
+        ``measure_first``: at batch granularity, meter the epoch's first step
+        (False when an adapter knows it will not be logged).
+        """
         _check_phase(phase)
         self._synchronize()
         self._epochs[phase] = self.tracker.open("epoch", phase)
         self._samples[phase] = 0
         self._excluded[phase] = (0.0, 0.0)
-        if self.config.granularity == "batch":
+        if self.config.granularity == "batch" and measure_first:
             self._laps[phase] = self.tracker.open("batch", phase)
 
-    def batch_end(self, phase: str, samples: int) -> dict[str, float]:
+    def batch_end(self, phase: str, samples: int, *, measure_next: bool = True) -> dict[str, float]:
         """A batch of ``samples`` samples ended; returns the step metric at batch granularity.
 
         At epoch granularity this only counts samples: no reading, no window.
+        At batch granularity the step's energy runs from the end of the
+        previous batch (loading this one belongs to it) to now. An adapter
+        that logs only some steps passes ``measure_next=False`` when the
+        next step will not be logged: that step is then not metered at all
+        (no reading, no window), and its energy stays in the epoch's.
         """
         if phase not in self._epochs:
             return {}
         self._samples[phase] += samples
-        lap = self._laps.get(phase)
-        if lap is None:
+        if self.config.granularity != "batch":
             return {}
-        if self.config.sync_cuda:
-            self._synchronize()
-        return {keys.step_j(phase): self.tracker.lap(lap).energy_j}
+        lap = self._laps.get(phase)
+        metrics = {}
+        if lap is not None:
+            if self.config.sync_cuda:
+                self._synchronize()
+            metrics[keys.step_j(phase)] = self.tracker.lap(lap).energy_j
+            if not measure_next:
+                del self._laps[phase]
+        elif measure_next:
+            self._laps[phase] = self.tracker.open("batch", phase)
+        return metrics
 
     def epoch_end(self, phase: str) -> dict[str, float]:
         """The epoch of ``phase`` ended; returns its metrics and the run total."""

@@ -40,7 +40,7 @@ from green_callbacks.core.sampler import (
 )
 from green_callbacks.core.trace import TraceWriter
 from green_callbacks.core.units import Carbon
-from green_callbacks.errors import TrackerStateError
+from green_callbacks.errors import TrackerConfigError, TrackerStateError
 from green_callbacks.meters.auto import Finding
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock, Domain, Meter
 from green_callbacks.meters.share import RankShare, restrict
@@ -123,9 +123,11 @@ class EnergyTracker:
         sleep: Callable[[float], None] = time.sleep,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
-            raise ValueError(f"sample_interval_s must be > 0 s or None, got {sample_interval_s}")
+            raise TrackerConfigError(
+                f"sample_interval_s must be > 0 s or None (no thread), got {sample_interval_s}"
+            )
         if idle_baseline_s < 0:
-            raise ValueError(f"idle_baseline_s must be >= 0 s, got {idle_baseline_s}")
+            raise TrackerConfigError(f"idle_baseline_s must be >= 0 s, got {idle_baseline_s}")
         self._meter_specs = meters
         self._sample_interval_s = sample_interval_s
         self._idle_baseline_s = idle_baseline_s
@@ -196,7 +198,8 @@ class EnergyTracker:
         self._run = Window("run", "run", t0, v0)
         if self._sampler is not None and self._idle_w is None:
             # Prime the power estimate inside the run, so batches before the
-            # sampler's first tick are not reported as 0 J; the next sample corrects it.
+            # sampler's first tick are not reported as 0 J; the next sample corrects
+            # it. A wait, not work: about 1 ms of CPU, 50 ms of wall time per run.
             self._sleep(MIN_SLOPE_SPAN_S)
             self._exact()
 
@@ -301,7 +304,7 @@ class EnergyTracker:
         if self._run is None:
             self._require_run()
         if level not in _LEVEL_SET:
-            raise ValueError(f"window level must be one of {LEVELS}, got {level!r}")
+            raise TrackerConfigError(f"window level must be one of {LEVELS}, got {level!r}")
         if level != "batch" if exact is None else exact:
             now, values = self._exact()
             return Window(level, name, now, values)

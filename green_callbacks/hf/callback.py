@@ -37,7 +37,7 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     """Meters training, evaluation and prediction energy; same arguments as the other frameworks.
 
     Train epoch figures join the next log (with ``logging_strategy="epoch"``,
-    the epoch's own); step figures (``granularity="batch"``) join the next
+    the epoch's own); step figures (``granularity="batch"``, the default) join the next
     log too; evaluation figures join the metrics ``evaluate()`` returns and
     its ``log_history`` entry. ``Trainer`` has no hook where a standalone
     ``evaluate()`` or ``predict()`` begins, so those are metered only through

@@ -29,6 +29,9 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     logged once as hyperparameters ``energy_source/<domain>``.
     """
 
+    def _init_state(self) -> None:
+        self._every = 1  # Trainer(log_every_n_steps), read when an epoch starts
+
     # -- lifecycle -------------------------------------------------------
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -57,22 +60,30 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     # -- training and validation ----------------------------------------
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self._start("train")
+        self._every = max(trainer.log_every_n_steps, 1)
+        if self._session is not None:
+            first_logged = (trainer.global_step + 1) % self._every == 0
+            self._session.epoch_start("train", measure_first=first_logged)
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        metrics = self._batch("train", batch)
-        # pl_module.log costs ~1 ms per call on a small CPU: log the step figure
-        # only on the steps Lightning writes to its loggers, as it does the loss.
-        if not metrics or self._session is None:
+        # Step figures only on the steps Lightning writes to its loggers, as it
+        # does the loss: the other steps are not metered at all.
+        session = self._session
+        if session is None:
             return
-        logging_step = trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
-        if self._session.distributed is not None:
-            if logging_step:  # every rank is at the same step: sum the step over ranks
-                self._log(pl_module, self._session.reduced(metrics), on_step=True)
-        elif logging_step or trainer.should_stop:
-            self._log(pl_module, metrics, on_step=True)
+        step, every = trainer.global_step, self._every
+        metrics = session.batch_end(
+            "train", batch_size(batch), measure_next=(step + 1) % every == 0
+        )
+        if not metrics or step % every:
+            return
+        if session.distributed is not None:  # every rank is at the same step
+            metrics = session.reduced(metrics)
+        if trainer.is_global_zero:  # straight to the loggers: pl_module.log costs ~1 ms a call
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._log(pl_module, self._end("train"))
@@ -139,26 +150,24 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     # -- helpers ---------------------------------------------------------
 
     def _start(self, phase: str) -> None:
+        """Evaluation loops: energy per loop, no step figures (none is logged)."""
         if self._session is not None:
-            self._session.epoch_start(phase)
+            self._session.epoch_start(phase, measure_first=False)
 
-    def _batch(self, phase: str, batch: Any) -> dict[str, float]:
-        if self._session is None:
-            return {}
-        return self._session.batch_end(phase, batch_size(batch))
+    def _batch(self, phase: str, batch: Any) -> None:
+        if self._session is not None:
+            self._session.batch_end(phase, batch_size(batch), measure_next=False)
 
     def _end(self, phase: str) -> dict[str, float]:
         return self._session.epoch_end(phase) if self._session is not None else {}
 
-    def _log(self, pl_module: Any, metrics: dict[str, float], on_step: bool = False) -> None:
+    def _log(self, pl_module: Any, metrics: dict[str, float]) -> None:
         if not metrics:
             return
         # Under DDP the session already summed the figures over ranks, so every
         # rank holds the same values; "max" keeps them and tells Lightning they are synced.
         distributed = self._session is not None and self._session.distributed is not None
-        pl_module.log_dict(
-            metrics, on_step=on_step, on_epoch=not on_step, sync_dist=distributed, reduce_fx="max"
-        )
+        pl_module.log_dict(metrics, on_epoch=True, sync_dist=distributed, reduce_fx="max")
 
 
 def energy_callback(trainer: Any, user: str) -> EnergyCallback:
@@ -194,6 +203,9 @@ def _distributed(trainer: Any) -> Distributed | None:
 
 def batch_size(batch: Any) -> int:
     """Samples in a batch: the first dimension of its first tensor, else 0 (unknown)."""
+    if type(batch) in (list, tuple) and batch and type(batch[0]) is torch.Tensor:  # the usual
+        first = batch[0]
+        return int(first.shape[0]) if first.dim() > 0 else 1
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() > 0 else 1
     if isinstance(batch, dict):

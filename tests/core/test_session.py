@@ -66,11 +66,27 @@ def test_batch_granularity_logs_steps_that_skip_validation(clock: FakeClock) -> 
 
 
 def test_epoch_granularity_logs_no_steps(clock: FakeClock) -> None:
-    session = session_with(clock)
+    session = session_with(clock, granularity="epoch")
     session.epoch_start("train")
     clock.advance(0.1)
 
     assert session.batch_end("train", samples=4) == {}
+
+
+def test_steps_that_will_not_be_logged_are_not_metered(clock: FakeClock) -> None:
+    session = session_with(clock)  # granularity "batch", the default
+    clock.advance(1.0)
+    session.tracker.poll()  # a second sample: 100 W (the sampler thread's job in a real run)
+    session.epoch_start("train", measure_first=False)
+    steps = []
+    for step in range(1, 7):  # a logger that writes every 3rd step
+        clock.advance(0.1)
+        steps.append(session.batch_end("train", samples=4, measure_next=(step + 1) % 3 == 0))
+
+    # only steps 3 and 6 have a figure, each its own 0.1 s at 100 W
+    assert [bool(s) for s in steps] == [False, False, True, False, False, True]
+    assert steps[2][keys.step_j("train")] == pytest.approx(10.0)
+    assert session.tracker.summary()["windows"]["batch/train"]["count"] == 2
 
 
 def test_test_and_predict_loops_report_their_energy(clock: FakeClock) -> None:
