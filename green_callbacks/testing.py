@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from green_callbacks.errors import MeterReadError
+from green_callbacks.errors import ConfigError, MeterReadError
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock, Domain, Kind, Reading
 
 
@@ -34,7 +34,7 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
-            raise ValueError(f"a monotonic clock cannot go back; got {seconds} s")
+            raise ConfigError(f"a monotonic clock cannot go back; got {seconds} s")
         self.now += seconds
 
     sleep = advance

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 MIB = 2**20
 """Bytes in a mebibyte."""
@@ -35,3 +37,65 @@ def host_peak_rss() -> float:
     """The most resident memory this process has used so far. Units: bytes."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return float(peak if sys.platform == "darwin" else peak * 1024)  # KiB on Linux
+
+
+DeviceMemory = tuple[float, float | None]
+"""Accelerator memory allocated now and its total (None if unknown). Units: bytes."""
+
+
+def device_memory(backend: str, device: Any = None) -> DeviceMemory | None:
+    """Memory allocated on the accelerator of ``backend`` (``"torch"``, ``"tensorflow"``), if any.
+
+    ``device``: the torch device (default: the current one). The framework is
+    imported here, only when asked about.
+    """
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            total = float(torch.cuda.mem_get_info(device)[1])
+            return float(torch.cuda.memory_allocated(device)), total
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return float(tf.config.experimental.get_memory_info("GPU:0")["current"]), None
+    return None
+
+
+def measured_peak(backend: str, run: Callable[[], object], device: Any = None) -> tuple[float, str]:
+    """Run ``run`` and return the memory peak it reached, and where that figure comes from.
+
+    The accelerator's peak allocated memory (reset first) when ``backend`` has
+    one, else this process's peak resident memory. Units: bytes.
+    """
+    probe = _device_peak(backend, device)
+    if probe is None:
+        run()
+        return host_peak_rss(), "host peak RSS"
+    reset, peak = probe
+    reset()
+    run()
+    return peak(), f"{backend} device peak allocated"
+
+
+def _device_peak(
+    backend: str, device: Any
+) -> tuple[Callable[[], object], Callable[[], float]] | None:
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return (
+                lambda: torch.cuda.reset_peak_memory_stats(device),
+                lambda: float(torch.cuda.max_memory_allocated(device)),
+            )
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return (
+                lambda: tf.config.experimental.reset_memory_stats("GPU:0"),
+                lambda: float(tf.config.experimental.get_memory_info("GPU:0")["peak"]),
+            )
+    return None

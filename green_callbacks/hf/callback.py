@@ -21,6 +21,7 @@ from typing import Any
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
+from green_callbacks.errors import UsageError
 
 try:
     import torch
@@ -129,7 +130,10 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
 
     def _require(self) -> EnergySession:
         if self._session is None:
-            raise RuntimeError("EnergyCallback used outside Trainer.train()")
+            raise UsageError(
+                "EnergyCallback used outside Trainer.train(); pass it to "
+                "Trainer(callbacks=[...]) or attach(trainer)"
+            )
         return self._session
 
     # -- evaluate() and predict() outside train() (through attach) ----------

@@ -25,7 +25,7 @@ from green_callbacks.errors import ConfigError, warn_renamed
 from green_callbacks.keras import _compat
 from green_callbacks.keras.callback import EnergyCallback, energy_callback
 from green_callbacks.policies.checkpointing import CheckpointPlanConfig, SaveDecision
-from green_callbacks.policies.save_schedule import SaveSchedule, keep_newest
+from green_callbacks.policies.save_schedule import SaveSchedule, ScheduledSaves, keep_newest
 
 log = logging.getLogger("green_callbacks.checkpoint")
 LATEST = "latest.json"
@@ -33,7 +33,7 @@ FOLDER_PATTERN = re.compile(r"^energy-(\d+)-epoch=\d+-batch=\d+$")
 STATE_NAME = "checkpoint"
 
 
-class EnergyCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
+class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignore[misc]
     """Backs up every ``every_kj`` kJ, or on an interval planned from the measured save cost.
 
     Args:
@@ -87,15 +87,6 @@ class EnergyCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         self._epoch = 0
         self._batch = 0
         self._restore_done = False
-
-    @property
-    def planner(self) -> Any:
-        """The schedule's :class:`CheckpointPlanner` (saves made, their energy)."""
-        return self.schedule.planner
-
-    @property
-    def last_decision(self) -> SaveDecision | None:
-        return self.schedule.last_decision
 
     # -- lifecycle -------------------------------------------------------
 

@@ -18,11 +18,11 @@ from typing import Any
 import keras
 
 from green_callbacks.core import keys
-from green_callbacks.core.memory import host_peak_rss
+from green_callbacks.core.memory import device_memory, measured_peak
 from green_callbacks.errors import OOMGuardConfigError
 from green_callbacks.keras import _compat
 from green_callbacks.policies.memory import OOMEvent, OOMPlanConfig
-from green_callbacks.policies.oom_driver import DeviceMemory, OOMDriver
+from green_callbacks.policies.oom_driver import OOMDriver
 
 log = logging.getLogger("green_callbacks.oom_guard")
 
@@ -171,7 +171,7 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
-        logs.update(self.driver.epoch_figures(_device_memory()))
+        logs.update(self.driver.epoch_figures(device_memory(keras.backend.backend())))
         if self.events and self.batch_size is not None:
             logs[keys.OOM_BATCH_SIZE] = self.batch_size
             logs[keys.OOM_RECOVERIES] = len(self.events)
@@ -209,54 +209,10 @@ def _one_step(model: Any, x: Any, y: Any, batch_size: int) -> tuple[float, str]:
     weights = model.get_weights()
     slots = [keras.ops.convert_to_numpy(v) for v in optimizer.variables] if optimizer else []
     first = keras.tree.map_structure(lambda a: a[:batch_size], (x, y))
-    reset_peak = _device_peak(reset=True)
     try:
-        model.train_on_batch(*first)
+        return measured_peak(keras.backend.backend(), lambda: model.train_on_batch(*first))
     finally:
         model.set_weights(weights)
         for variable, value in zip(optimizer.variables if optimizer else [], slots, strict=True):
             variable.assign(value)
         model.reset_metrics()
-    if reset_peak is not None:
-        peak = _device_peak(reset=False)
-        if peak is not None:
-            return peak, "device peak allocated"
-    return host_peak_rss(), "host peak RSS"
-
-
-def _device_peak(*, reset: bool) -> float | None:
-    """The accelerator's peak allocated memory on the torch or TensorFlow backend, if any."""
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        if reset:
-            torch.cuda.reset_peak_memory_stats()
-        return float(torch.cuda.max_memory_allocated())
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.config.list_physical_devices("GPU"):
-            return None
-        if reset:
-            tf.config.experimental.reset_memory_stats("GPU:0")
-        return float(tf.config.experimental.get_memory_info("GPU:0")["peak"])
-    return None
-
-
-def _device_memory() -> DeviceMemory | None:
-    """Accelerator memory allocated now and its total, on the torch or TensorFlow backend."""
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return float(torch.cuda.memory_allocated()), float(torch.cuda.mem_get_info()[1])
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        if tf.config.list_physical_devices("GPU"):
-            return float(tf.config.experimental.get_memory_info("GPU:0")["current"]), None
-    return None

@@ -19,12 +19,12 @@ from green_callbacks.core import keys
 from green_callbacks.core.atomic import commit, link_atomic, part_path
 from green_callbacks.lightning.callback import energy_callback
 from green_callbacks.policies.checkpointing import CheckpointPlanConfig, SaveDecision
-from green_callbacks.policies.save_schedule import SaveSchedule, keep_newest
+from green_callbacks.policies.save_schedule import SaveSchedule, ScheduledSaves, keep_newest
 
 FILE_PATTERN = re.compile(r"^energy-epoch=\d+-step=(\d+)\.ckpt$")
 
 
-class EnergyCheckpoint(pl.callbacks.ModelCheckpoint):
+class EnergyCheckpoint(ScheduledSaves, pl.callbacks.ModelCheckpoint):
     """Checkpoints every ``every_kj`` kJ, or on an interval planned from the measured save cost.
 
     Args:
@@ -58,15 +58,6 @@ class EnergyCheckpoint(pl.callbacks.ModelCheckpoint):
         plan = CheckpointPlanConfig(every_kj, max_overhead, max_loss_kj)
         self.schedule = SaveSchedule(plan, keep_last=keep_last, signals=signals)
         super().__init__(dirpath=dirpath, save_top_k=0, save_weights_only=save_weights_only)
-
-    @property
-    def planner(self) -> Any:
-        """The schedule's :class:`CheckpointPlanner` (saves made, their energy)."""
-        return self.schedule.planner
-
-    @property
-    def last_decision(self) -> SaveDecision | None:
-        return self.schedule.last_decision
 
     @property
     def state_key(self) -> str:

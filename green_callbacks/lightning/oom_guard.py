@@ -27,7 +27,7 @@ from lightning.pytorch.utilities.parsing import (
 )
 
 from green_callbacks.core import keys
-from green_callbacks.core.memory import host_peak_rss
+from green_callbacks.core.memory import device_memory, measured_peak
 from green_callbacks.errors import OOMGuardConfigError
 from green_callbacks.lightning import _compat
 from green_callbacks.policies.memory import OOMEvent, OOMPlanConfig
@@ -111,10 +111,7 @@ class OOMGuard(pl.Callback):
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         device = pl_module.device
-        memory = None
-        if device.type == "cuda":
-            total = float(torch.cuda.mem_get_info(device)[1])
-            memory = (float(torch.cuda.memory_allocated(device)), total)
+        memory = device_memory("torch", device) if device.type == "cuda" else None
         figures = self.driver.epoch_figures(memory)
         pl_module.log_dict(  # under DDP: the largest rank's figure
             figures, on_epoch=True, reduce_fx="max", sync_dist=trainer.world_size > 1
@@ -202,23 +199,21 @@ def _one_pass(module: Any, batch: Any) -> tuple[float, str]:
     """A forward and backward pass that leaves no trace; returns the memory peak and its source."""
     device = module.device
     buffers = {name: b.detach().clone() for name, b in module.named_buffers()}
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    try:
+
+    def step() -> None:
         with _muted(module):
             output = module.training_step(_compat.to_device(module, batch), 0)
             loss = output["loss"] if isinstance(output, dict) else output
             if isinstance(loss, torch.Tensor) and loss.requires_grad:
                 loss.backward()  # type: ignore[no-untyped-call]
+
+    try:
+        return measured_peak("torch" if device.type == "cuda" else "cpu", step, device)
     finally:
         module.zero_grad(set_to_none=True)
         with torch.no_grad():
             for name, buffer in module.named_buffers():
                 buffer.copy_(buffers[name])
-    if cuda:
-        return float(torch.cuda.max_memory_allocated(device)), f"{device} max allocated"
-    return host_peak_rss(), "host peak RSS"
 
 
 @contextmanager

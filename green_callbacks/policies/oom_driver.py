@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from green_callbacks.core import keys
 from green_callbacks.core.atomic import atomic_write
-from green_callbacks.core.memory import MIB, host_memory
+from green_callbacks.core.memory import MIB, DeviceMemory, host_memory
 from green_callbacks.errors import MemoryLeakWarning, OOMFloorError, PolicyConfigError
 from green_callbacks.policies.memory import (
     LeakWatch,
@@ -43,8 +43,6 @@ from green_callbacks.policies.memory import (
 
 log = logging.getLogger("green_callbacks.oom_guard")
 T = TypeVar("T")
-DeviceMemory = tuple[float, float | None]
-"""Accelerator memory allocated now and its total (None if unknown). Units: bytes."""
 
 
 class OOMDriver:

@@ -167,6 +167,22 @@ class SaveSchedule:
         self.planner.load_state_dict(state)
 
 
+class ScheduledSaves:
+    """What every framework's ``EnergyCheckpoint`` shows of its :class:`SaveSchedule`."""
+
+    schedule: SaveSchedule
+
+    @property
+    def planner(self) -> CheckpointPlanner:
+        """The schedule's planner: saves made and the energy they took."""
+        return self.schedule.planner
+
+    @property
+    def last_decision(self) -> SaveDecision | None:
+        """Why the latest save happened."""
+        return self.schedule.last_decision
+
+
 def keep_newest(folder: Path, pattern: re.Pattern[str], keep: int) -> list[Path]:
     """Remove all but the ``keep`` newest saves in ``folder``; returns those kept.
 
