@@ -52,7 +52,7 @@ def tflite_reports(train_loader: Any, val_loader: Any, epochs: int, measure: Any
     mlp.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
     return [
         tf_keras_models.quantize(
-            mlp, mode=mode, x=x_val, y=y_val, calibration=x[:200], max_accuracy_drop=0.02,
+            mlp, mode=mode, eval_data=(x_val, y_val), calibration=x[:200], max_accuracy_drop=0.02,
             measure=measure,
         ).report
         for mode in ("dynamic", "int8")

@@ -140,9 +140,11 @@ def _is_framework(module: str) -> bool:
 
 def warn_renamed(owner: str, old: str, new: str, *, stacklevel: int = 3) -> None:
     """Say that ``owner``'s argument ``old`` is now ``new`` (accepted for one release)."""
+    old = old if "=" in old else f"{old}=..."
+    new = new if "=" in new else f"{new}=..."
     warnings.warn(
-        f"{owner}({old}=...) is renamed {new}=...; the old name is accepted until the next "
-        f"release: pass {new}= instead",
+        f"{owner}({old}) is renamed {new}; the old name is accepted until the next "
+        f"release: pass {new} instead",
         DeprecationWarning,
         stacklevel=stacklevel,
     )
@@ -165,7 +167,9 @@ def renamed(**old_to_new: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 names = old.split(",")
                 if not all(name in kwargs for name in names):
                     continue
-                warn_renamed(owner, old, new)
+                was = "=..., ".join(names) + "=..."
+                now = f"{new}=({', '.join(names)})" if len(names) > 1 else f"{new}=..."
+                warn_renamed(owner, was, now)
                 if new in kwargs:
                     raise ConfigError(f"{owner}: pass {new}= only (not also {old}=)")
                 values = [kwargs.pop(name) for name in names]

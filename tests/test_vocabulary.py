@@ -65,9 +65,13 @@ def test_a_former_name_still_works_and_says_the_new_one() -> None:
     def judge(*, eval_data: object = None, pair: object = None) -> tuple[object, object]:
         return eval_data, pair
 
-    with pytest.warns(DeprecationWarning, match=r"judge\(eval_loader=\.\.\.\) is renamed eval"):
+    with pytest.warns(
+        DeprecationWarning, match=r"judge\(eval_loader=\.\.\.\) is renamed eval_data="
+    ):
         assert judge(eval_loader="batches") == ("batches", None)
-    with pytest.warns(DeprecationWarning, match="renamed pair"):
+    with pytest.warns(
+        DeprecationWarning, match=r"judge\(x=\.\.\., y=\.\.\.\) is renamed pair=\(x, y\)"
+    ):
         assert judge(x=1, y=2) == (None, (1, 2))
     with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="pass eval_data= only"):
         judge(eval_loader="a", eval_data="b")

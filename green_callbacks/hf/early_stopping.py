@@ -38,6 +38,7 @@ class EnergyEarlyStopping(EnergyEarlyStoppingArgs, TrainerCallback):
 
     DEFAULT_MONITOR = "eval_loss"
     UNIT = "evaluation"
+    AT = "at step"
     FIX = (
         "pass green_callbacks.hf.EnergyCallback before it (callbacks=[EnergyCallback(), "
         "EnergyEarlyStopping(...)]) or attach(trainer) it"

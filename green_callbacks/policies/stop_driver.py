@@ -37,8 +37,8 @@ class EarlyStopDriver:
         config: what to watch and when to stop.
         restore_best_weights: the adapter keeps the best epoch's weights.
         verbose: announce a stop at WARNING level (it is always in :attr:`decision`).
-        unit: what one observation is, for messages (``"epoch"``, ``"evaluation"``).
         fix: what to pass when no energy figures are found, in the framework's words.
+        at: how the stop message places the stop (``"after epoch"``, ``"at step"``).
     """
 
     def __init__(
@@ -47,15 +47,16 @@ class EarlyStopDriver:
         *,
         restore_best_weights: bool = False,
         verbose: bool = True,
-        unit: str = "epoch",
         fix: str = "list an EnergyCallback before EnergyEarlyStopping",
+        at: str = "after epoch",
     ):
         self.config = config
         self.policy = StoppingPolicy(config)
         self.restore_best_weights = restore_best_weights
         self.verbose = verbose
-        self.unit = unit
+        self.unit = config.unit
         self.fix = fix
+        self.at = at
         self.decision: StopDecision | None = None
         self.stopped_at = 0
 
@@ -106,9 +107,9 @@ class EarlyStopDriver:
             self.decision, self.stopped_at = decision, at
             if self.verbose:
                 log.warning(
-                    "EnergyEarlyStopping stopped after %s %d: %s; about %.0f J saved against "
-                    "the planned %ss (an estimate)",
-                    self.unit, at, decision.message, decision.saved_j_estimate, self.unit,
+                    "EnergyEarlyStopping stopped %s %d: %s; about %.0f J saved against the "
+                    "planned %ss (an estimate)",
+                    self.at, at, decision.message, decision.saved_j_estimate, self.unit,
                 )  # fmt: skip
         return decision
 
@@ -146,6 +147,7 @@ class EnergyEarlyStoppingArgs:
 
     DEFAULT_MONITOR = "val_loss"
     UNIT = "epoch"
+    AT = "after epoch"
     FIX = "list an EnergyCallback before EnergyEarlyStopping"
 
     def __init__(
@@ -161,11 +163,12 @@ class EnergyEarlyStoppingArgs:
         verbose: bool = True,
     ):
         config = StoppingConfig(
-            monitor or self.DEFAULT_MONITOR, mode, budget_j, min_gain_per_kj, patience, target
-        )
+            monitor or self.DEFAULT_MONITOR, mode, budget_j, min_gain_per_kj, patience, target,
+            unit=self.UNIT,
+        )  # fmt: skip
         self.stopper = EarlyStopDriver(
             config, restore_best_weights=restore_best_weights, verbose=verbose,
-            unit=self.UNIT, fix=self.FIX,
+            fix=self.FIX, at=self.AT,
         )  # fmt: skip
         self._framework_init()
 

@@ -69,6 +69,7 @@ class StoppingConfig:
         target: stop as soon as the metric reaches this.
         cost_window: the next epoch's energy is predicted as the most
             expensive of this many latest epochs.
+        unit: what one observation is, in messages (``"epoch"``, ``"evaluation"``).
     """
 
     monitor: str = "val_loss"
@@ -78,6 +79,7 @@ class StoppingConfig:
     patience: int = 3
     target: float | None = None
     cost_window: int = 3
+    unit: str = "epoch"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -130,7 +132,7 @@ class StoppingPolicy:
         config = self.config
         if metric is None and config.needs_metric:
             raise PolicyConfigError(
-                f"the monitored metric {config.monitor!r} was not logged this epoch"
+                f"the monitored metric {config.monitor!r} was not logged this {config.unit}"
             )
         self.epochs += 1
         self._costs.append(epoch_j)
@@ -179,7 +181,8 @@ class StoppingPolicy:
         if per_kj >= threshold:
             return None
         return StopReason.DIMINISHING_RETURNS, (
-            f"best {self.config.monitor} gained {gain:.6g} over the last {patience} epochs "
+            f"best {self.config.monitor} gained {gain:.6g} over the last {patience} "
+            f"{self.config.unit}s "
             f"for {spent_kj:.6g} kJ: {per_kj:.6g} per kJ, below min_gain_per_kj={threshold:.6g}"
         )
 
@@ -191,7 +194,8 @@ class StoppingPolicy:
         if total_j + upcoming <= budget:
             return None
         return StopReason.BUDGET, (
-            f"{total_j:.6g} J of the {budget:.6g} J budget spent; the next epoch would take "
+            f"{total_j:.6g} J of the {budget:.6g} J budget spent; the next {self.config.unit} "
+            "would take "
             f"about {upcoming:.6g} J (the most expensive of the latest {self.config.cost_window})"
         )
 
