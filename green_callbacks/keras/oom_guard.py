@@ -112,21 +112,21 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
         self._epochs = []
         if self.preflight:
             batch_size = self._preflight(model, x, y, batch_size)
-        start = [initial_epoch]
+        start = initial_epoch
 
         def train() -> Any:
             self.batch_size = batch_size
             return model.fit(
                 *data(batch_size), batch_size=None if callable(x) else batch_size,
-                epochs=epochs, initial_epoch=start[0], callbacks=callbacks, **fit_kwargs,
+                epochs=epochs, initial_epoch=start, callbacks=callbacks, **fit_kwargs,
             )  # fmt: skip
 
         def recover(error: BaseException) -> None:
-            nonlocal batch_size
+            nonlocal batch_size, start
             if not self.recover:
                 raise error
             _compat.forget_step_functions(model)
-            start[0] = self._epoch  # the interrupted epoch runs again, from its start
+            start = self._epoch  # the interrupted epoch runs again, from its start
             name = f"oom-epoch={self._epoch}-step={self._steps}.weights.h5"
             path = self.driver.emergency_save(
                 self.dirpath / name, lambda part: model.save_weights(str(part))

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from green_callbacks.core import keys
-from green_callbacks.core.session import CallbackConfig, CallbackConfigError, EnergySession
+from green_callbacks.core.session import (
+    CallbackConfig,
+    CallbackConfigError,
+    EnergyCallbackArgs,
+    EnergySession,
+)
 from green_callbacks.testing import FakeClock, FakeMeter
 
 
@@ -139,3 +144,31 @@ def test_resume_continues_the_total(clock: FakeClock) -> None:
 def test_bad_granularity_says_what_to_pass() -> None:
     with pytest.raises(CallbackConfigError, match="'epoch' or 'batch'"):
         CallbackConfig(granularity="step")
+
+
+def test_run_state_carries_policies_and_reads_older_and_refuses_newer() -> None:
+    class Part:
+        def __init__(self) -> None:
+            self.state: dict[str, object] = {}
+
+        def state_dict(self) -> dict[str, object]:
+            return {"saves": 3}
+
+        def load_state_dict(self, state: dict[str, object]) -> None:
+            self.state = state
+
+    saving = EnergyCallbackArgs()
+    saving.register_state("checkpoint", Part())
+    state = saving.run_state()
+    assert state == {"version": 1, "energy": {}, "parts": {"checkpoint": {"saves": 3}}}
+
+    resumed, late = EnergyCallbackArgs(), Part()
+    resumed.load_run_state(state)
+    resumed.register_state("checkpoint", late)  # registered after loading: handed over then
+    assert late.state == {"saves": 3}
+
+    older = EnergyCallbackArgs()
+    older.load_run_state({"energy_j": 5.0})  # version 0: the energy state alone
+    assert older.state_dict() == {"energy_j": 5.0}
+    with pytest.raises(CallbackConfigError, match="version 2, newer than this"):
+        older.load_run_state({"version": 2, "energy": {}, "parts": {}})

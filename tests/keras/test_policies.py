@@ -296,3 +296,10 @@ def test_datasets_with_a_fixed_batch_size_are_refused_clearly() -> None:
 
     with pytest.raises(OOMGuardConfigError, match="function that builds the dataset"):
         OOMGuard().fit(model(), Batches(), epochs=1)
+
+
+def test_the_former_backup_dir_still_works_with_a_warning(tmp_path: Path) -> None:
+    renamed = r"EnergyCheckpoint\(backup_dir=\.\.\.\) is renamed dirpath="
+    with pytest.warns(DeprecationWarning, match=renamed):
+        saver = EnergyCheckpoint(backup_dir=tmp_path / "backup")
+    assert saver.dirpath == tmp_path / "backup"
