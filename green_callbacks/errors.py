@@ -8,6 +8,8 @@ matching built-in (``ValueError``, ``PermissionError``, ``RuntimeError``,
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import sys
 import warnings
 from collections.abc import Callable
@@ -179,3 +181,18 @@ def renamed(**old_to_new: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorate
+
+
+def require_number(
+    name: str, value: object, error: type[ConfigError], *, integer: bool = False
+) -> None:
+    """Refuse a value that is not a finite real number (a whole one for ``integer``).
+
+    Called before the range checks, so ``budget_j="100"`` or ``patience=2.5``
+    gets a message naming the argument instead of a ``TypeError`` from deep inside.
+    """
+    kind = numbers.Integral if integer else numbers.Real  # numpy's numbers too
+    number = isinstance(value, kind) and not isinstance(value, bool)
+    if not number or not math.isfinite(value):  # type: ignore[arg-type]
+        what = "a whole number" if integer else "a finite number"
+        raise error(f"{name} must be {what}, got {value!r} ({type(value).__name__})")

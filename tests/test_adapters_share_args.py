@@ -13,7 +13,9 @@ from green_callbacks.core.session import CallbackConfig, EnergyCallbackArgs
 def test_adapter_uses_the_shared_constructor(adapter: str) -> None:
     module = importlib.import_module(f"green_callbacks.{adapter}")
 
-    callback = module.EnergyCallback(granularity="batch", pue=1.2)
+    callback = module.EnergyCallback(granularity="epoch", pue=1.2, carbon_intensity_g_per_kwh=400.0)
 
     assert type(callback).__init__ is EnergyCallbackArgs.__init__
-    assert callback.config == CallbackConfig(granularity="batch", pue=1.2)
+    assert callback.config == CallbackConfig(
+        granularity="epoch", pue=1.2, carbon_intensity_g_per_kwh=400.0
+    )

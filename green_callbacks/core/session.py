@@ -34,10 +34,10 @@ from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker, Window
 from green_callbacks.core.units import Carbon
-from green_callbacks.errors import CallbackConfigError, warn
+from green_callbacks.errors import CallbackConfigError, require_number, warn
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
 from green_callbacks.meters.share import RankShare
-from green_callbacks.meters.spec import MeterLike
+from green_callbacks.meters.spec import MeterLike, check_meters
 
 GRANULARITIES = ("batch", "epoch")
 RUN_STATE_VERSION = 1
@@ -82,6 +82,17 @@ class CallbackConfig:
     sync_cuda: bool = False
 
     def __post_init__(self) -> None:
+        check_meters(self.meters)
+        require_number("idle_baseline_s", self.idle_baseline_s, CallbackConfigError)
+        if self.idle_baseline_s < 0:
+            raise CallbackConfigError(f"idle_baseline_s must be >= 0 s, got {self.idle_baseline_s}")
+        if self.carbon_intensity_g_per_kwh is None and self.pue != 1.0:
+            raise CallbackConfigError(
+                f"pue={self.pue} scales carbon figures only, and no carbon intensity was given; "
+                "pass carbon_intensity_g_per_kwh= too (your grid's gCO2e/kWh)"
+            )
+        if self.carbon_intensity_g_per_kwh is not None:
+            Carbon(self.carbon_intensity_g_per_kwh, self.pue)  # checks both now
         if self.granularity not in GRANULARITIES:
             raise CallbackConfigError(
                 f"granularity must be 'epoch' or 'batch', got {self.granularity!r}; "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from green_callbacks.errors import CarbonConfigError
+from green_callbacks.errors import CarbonConfigError, require_number
 
 J_PER_KWH = 3_600_000
 
@@ -22,6 +22,8 @@ class Carbon:
     pue: float = 1.0
 
     def __post_init__(self) -> None:
+        require_number("carbon_intensity_g_per_kwh", self.intensity_g_per_kwh, CarbonConfigError)
+        require_number("pue", self.pue, CarbonConfigError)
         if self.intensity_g_per_kwh < 0:
             raise CarbonConfigError(
                 f"carbon_intensity_g_per_kwh must be >= 0 gCO2e/kWh, got {self.intensity_g_per_kwh}"

@@ -98,6 +98,26 @@ def build_meter(spec: MeterSpec, *, clock: Clock = DEFAULT_CLOCK) -> Meter:
     raise MeterSpecError(f"meter {spec.source!r} cannot be built directly; use one of {_forms()}")
 
 
+def check_meters(meters: object) -> None:
+    """Check what ``meters=`` names without opening anything: specs parse, objects are meters.
+
+    Called when a callback is built, so a wrong value fails there, not when
+    training starts.
+    """
+    if isinstance(meters, str) or not isinstance(meters, Sequence):
+        meters = [meters]
+    if not meters:
+        raise MeterSpecError(f"no meter given; pass 'auto' or a list of specs such as {_forms()}")
+    for item in meters:
+        if isinstance(item, str):
+            parse_spec(item)
+        elif not all(callable(getattr(item, name, None)) for name in ("read", "domains", "close")):
+            raise MeterSpecError(
+                f"meters= takes 'auto', a spec string such as {_forms()}, or a meter object "
+                f"(with read(), domains() and close()); got {item!r}"
+            )
+
+
 def open_meters(
     meters: MeterLike | Sequence[MeterLike] = "auto", *, clock: Clock = DEFAULT_CLOCK
 ) -> Selection:

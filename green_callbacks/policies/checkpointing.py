@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from green_callbacks.errors import PolicyConfigError
+from green_callbacks.errors import PolicyConfigError, require_number
 from green_callbacks.policies.stopping import J_PER_KJ
 
 COST_HISTORY = 5
@@ -68,6 +68,9 @@ class CheckpointPlanConfig:
     max_loss_kj: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("every_kj", "max_overhead", "max_loss_kj"):
+            if getattr(self, name) is not None:
+                require_number(name, getattr(self, name), PolicyConfigError)
         if self.every_kj is not None and not self.every_kj > 0:
             raise PolicyConfigError(
                 f"every_kj must be a positive number of kJ, got {self.every_kj}"

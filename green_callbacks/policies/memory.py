@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
 
-from green_callbacks.errors import OOMFloorError, PolicyConfigError
+from green_callbacks.errors import OOMFloorError, PolicyConfigError, require_number
 
 # (module, attribute) of real out-of-memory exception types, checked only if imported.
 _OOM_TYPES = (
@@ -69,6 +69,8 @@ class OOMPlanConfig:
     min_batch_size: int = 1
 
     def __post_init__(self) -> None:
+        require_number("factor", self.factor, PolicyConfigError)
+        require_number("min_batch_size", self.min_batch_size, PolicyConfigError, integer=True)
         if not 0 < self.factor < 1:
             raise PolicyConfigError(f"factor must be between 0 and 1, got {self.factor}")
         if self.min_batch_size < 1:

@@ -30,7 +30,12 @@ from typing import TypeVar
 from green_callbacks.core import keys
 from green_callbacks.core.atomic import atomic_write
 from green_callbacks.core.memory import MIB, DeviceMemory, host_memory
-from green_callbacks.errors import MemoryLeakWarning, OOMFloorError, PolicyConfigError
+from green_callbacks.errors import (
+    MemoryLeakWarning,
+    OOMFloorError,
+    PolicyConfigError,
+    require_number,
+)
 from green_callbacks.policies.memory import (
     LeakWatch,
     MemoryTrend,
@@ -55,6 +60,7 @@ class OOMDriver:
     """
 
     def __init__(self, plan: OOMPlanConfig, leak_window: int = 5, min_leak_mib: float = 64.0):
+        require_number("min_leak_mib", min_leak_mib, PolicyConfigError)
         if not min_leak_mib >= 0:
             raise PolicyConfigError(
                 f"min_leak_mib must be >= 0 MiB of growth per epoch, got {min_leak_mib}"

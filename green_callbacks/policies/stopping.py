@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from green_callbacks.errors import PolicyConfigError
+from green_callbacks.errors import PolicyConfigError, require_number
 
 J_PER_KJ = 1000.0
 MODES = ("min", "max")
@@ -82,6 +82,16 @@ class StoppingConfig:
     unit: str = "epoch"
 
     def __post_init__(self) -> None:
+        for name in ("budget_j", "min_gain_per_kj", "target"):
+            if getattr(self, name) is not None:
+                require_number(name, getattr(self, name), PolicyConfigError)
+        for name in ("patience", "cost_window"):
+            require_number(name, getattr(self, name), PolicyConfigError, integer=True)
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise PolicyConfigError(
+                "monitor must be the name of a logged metric (e.g. 'val_loss'), "
+                f"got {self.monitor!r}"
+            )
         if self.mode not in MODES:
             raise PolicyConfigError(f"mode must be 'min' or 'max', got {self.mode!r}")
         if self.budget_j is None and self.min_gain_per_kj is None and self.target is None:
