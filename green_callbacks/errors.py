@@ -110,6 +110,10 @@ class EnergySourceWarning(UserWarning):
     """A source of energy readings was skipped or dropped; figures carry on without it."""
 
 
+class OutputFailureWarning(UserWarning):
+    """A logger, a checkpoint or a file could not be written; training goes on without it."""
+
+
 class MemoryLeakWarning(ResourceWarning):
     """Memory in use climbed epoch after epoch: the run may end in an out-of-memory crash."""
 
@@ -121,8 +125,8 @@ _FRAMEWORK_MODULES = (
 )  # fmt: skip
 
 
-def warn(message: str) -> None:
-    """Issue an :class:`EnergySourceWarning` attributed to the caller's code.
+def warn(message: str, category: type[Warning] = EnergySourceWarning) -> None:
+    """Issue a warning (an :class:`EnergySourceWarning` by default) attributed to the caller's code.
 
     The warning points at the first frame outside green_callbacks and the
     frameworks calling it, so users see their own line (``tracker.start()``,
@@ -133,7 +137,7 @@ def warn(message: str) -> None:
     while frame.f_back is not None and _is_framework(frame.f_globals.get("__name__", "")):
         frame = frame.f_back
         level += 1
-    warnings.warn(f"green_callbacks: {message}", EnergySourceWarning, stacklevel=level)
+    warnings.warn(f"green_callbacks: {message}", category, stacklevel=level)
 
 
 def _is_framework(module: str) -> bool:

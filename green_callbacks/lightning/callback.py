@@ -10,7 +10,7 @@ from typing import Any
 
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.session import Distributed, EnergyCallbackArgs
-from green_callbacks.errors import EnergyCallbackMissingError
+from green_callbacks.errors import EnergyCallbackMissingError, OutputFailureWarning, warn
 from green_callbacks.meters.share import RankShare
 
 try:
@@ -43,8 +43,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
             distributed=_distributed(trainer),
         )
         if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_hyperparams(session.provenance())
+            to_loggers(trainer, hyperparams=session.provenance())
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self._session is not None:
@@ -82,8 +81,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         if session.distributed is not None:  # every rank is at the same step
             metrics = session.reduced(metrics)
         if trainer.is_global_zero:  # straight to the loggers: pl_module.log costs ~1 ms a call
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+            to_loggers(trainer, metrics)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._log(pl_module, self._end("train"))
@@ -144,8 +142,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     def on_predict_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         metrics = self._end("predict")
         if trainer.is_global_zero:  # self.log is not allowed in predict: go to the loggers
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+            to_loggers(trainer, metrics)
 
     # -- helpers ---------------------------------------------------------
 
@@ -168,6 +165,28 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         # rank holds the same values; "max" keeps them and tells Lightning they are synced.
         distributed = self._session is not None and self._session.distributed is not None
         pl_module.log_dict(metrics, on_epoch=True, sync_dist=distributed, reduce_fx="max")
+
+
+def to_loggers(
+    trainer: Any,
+    metrics: dict[str, float] | None = None,
+    *,
+    hyperparams: dict[str, Any] | None = None,
+) -> None:
+    """Write figures to every logger of the trainer; a logger that fails is warned about, once
+    per call, and the others and training go on (a failing logger never ends a fit here)."""
+    for logger in trainer.loggers:
+        try:
+            if hyperparams:
+                logger.log_hyperparams(hyperparams)
+            if metrics:
+                logger.log_metrics(metrics, step=trainer.global_step)
+        except Exception as err:
+            warn(
+                f"{type(logger).__name__} could not take the energy figures ({err!r}); "
+                "training goes on, and the figures are in the run summary",
+                OutputFailureWarning,
+            )
 
 
 def energy_callback(trainer: Any, user: str) -> EnergyCallback:

@@ -16,8 +16,8 @@ from typing import Any
 import lightning.pytorch as pl
 
 from green_callbacks.core import keys
-from green_callbacks.core.atomic import commit, link_atomic, part_path
-from green_callbacks.lightning.callback import energy_callback
+from green_callbacks.core.atomic import commit, discard, link_atomic, part_path
+from green_callbacks.lightning.callback import energy_callback, to_loggers
 from green_callbacks.policies.checkpointing import CheckpointPlanConfig, SaveDecision
 from green_callbacks.policies.save_schedule import SaveSchedule, ScheduledSaves, keep_newest
 
@@ -118,20 +118,26 @@ class EnergyCheckpoint(ScheduledSaves, pl.callbacks.ModelCheckpoint):
 
         def write() -> None:
             part = part_path(folder / name)
-            trainer.save_checkpoint(part, self.save_weights_only)  # every rank; rank 0 writes
-            if trainer.is_global_zero:
-                commit(part, folder / name)
-                link_atomic(folder / name, last)
-                keep_newest(folder, FILE_PATTERN, self.schedule.keep_last)
-            trainer.strategy.barrier()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                trainer.save_checkpoint(part, self.save_weights_only)  # every rank; rank 0 writes
+                if trainer.is_global_zero:
+                    commit(part, folder / name)
+                    link_atomic(folder / name, last)
+                    keep_newest(folder, FILE_PATTERN, self.schedule.keep_last)
+            except BaseException:
+                discard(part)
+                raise
+            finally:
+                trainer.strategy.barrier()  # every rank reaches it, even after a failed write
 
         cost = self.schedule.save(decision, write)
+        if cost is None:
+            return
         self.last_model_path = str(last)
         overhead = self.schedule.overhead()  # the job-wide total: a collective under DDP
         if trainer.is_global_zero:
-            figures = {keys.CHECKPOINT_J: cost, keys.CHECKPOINT_OVERHEAD: overhead}
-            for logger in trainer.loggers:
-                logger.log_metrics(figures, step=trainer.global_step)
+            to_loggers(trainer, {keys.CHECKPOINT_J: cost, keys.CHECKPOINT_OVERHEAD: overhead})
 
     # -- resume ----------------------------------------------------------
 

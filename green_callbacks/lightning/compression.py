@@ -26,6 +26,7 @@ from green_callbacks.compress.torch_models import (
     quantize_linear,
 )
 from green_callbacks.errors import CompressConfigError, renamed
+from green_callbacks.lightning.callback import to_loggers
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +193,7 @@ def _publish(trainer: Any, report: CompressionReport, path: Path | None, user: s
     path = path or Path(trainer.default_root_dir) / "compression_report.json"
     if trainer.is_global_zero:
         report.write_json(path)
-        for logger in trainer.loggers:
-            logger.log_metrics(report.metrics(), step=trainer.global_step)
+        to_loggers(trainer, report.metrics())
     log.info("%s: %s (report in %s)", user, report.verdict, path)
     for warning in report.warnings:
         log.warning("%s: %s", user, warning)

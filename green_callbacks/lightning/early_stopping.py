@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 
 from green_callbacks.core import keys
-from green_callbacks.lightning.callback import energy_callback
+from green_callbacks.lightning.callback import energy_callback, to_loggers
 from green_callbacks.policies.stop_driver import EnergyEarlyStoppingArgs
 from green_callbacks.policies.stopping import StopDecision
 
@@ -70,8 +70,7 @@ class EnergyEarlyStopping(EnergyEarlyStoppingArgs, pl.callbacks.EarlyStopping):
         saved = {keys.STOP_SAVED_ESTIMATE_J: decision.saved_j_estimate}
         pl_module.log_dict(saved, on_epoch=True, sync_dist=trainer.world_size > 1, reduce_fx="max")
         if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_hyperparams({"early_stopping/reason": decision.reason.value})
+            to_loggers(trainer, hyperparams={"early_stopping/reason": decision.reason.value})
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self.stopper.restore_best_weights and self._best_weights is not None:

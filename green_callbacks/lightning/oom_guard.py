@@ -30,6 +30,7 @@ from green_callbacks.core import keys
 from green_callbacks.core.memory import device_memory, measured_peak
 from green_callbacks.errors import OOMGuardConfigError
 from green_callbacks.lightning import _compat
+from green_callbacks.lightning.callback import to_loggers
 from green_callbacks.policies.memory import OOMEvent, OOMPlanConfig
 from green_callbacks.policies.oom_driver import OOMDriver
 
@@ -152,11 +153,9 @@ class OOMGuard(pl.Callback):
     def _shrink(self, trainer: Any, batch_size: int) -> None:
         lightning_setattr(trainer.lightning_module, self.batch_size_attr, batch_size)
         _compat.reset_loaders(trainer)  # rebuilt from the new size when the loop runs
-        for logger in trainer.loggers:
-            logger.log_metrics(
-                {keys.OOM_BATCH_SIZE: batch_size, keys.OOM_RECOVERIES: len(self.events)},
-                step=trainer.global_step,
-            )
+        to_loggers(
+            trainer, {keys.OOM_BATCH_SIZE: batch_size, keys.OOM_RECOVERIES: len(self.events)}
+        )
 
     def _recover(self, trainer: Any, error: BaseException) -> None:
         _free_memory(trainer)

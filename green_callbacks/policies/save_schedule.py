@@ -39,7 +39,13 @@ from green_callbacks.core import keys
 from green_callbacks.core.session import EnergySession
 from green_callbacks.core.signals import SignalLatch, signal_names
 from green_callbacks.core.tracker import Window
-from green_callbacks.errors import PolicyConfigError, UsageError
+from green_callbacks.errors import (
+    OutputFailureWarning,
+    PolicyConfigError,
+    UnsafeTargetError,
+    UsageError,
+    warn,
+)
 from green_callbacks.policies.checkpointing import (
     CheckpointPlanConfig,
     CheckpointPlanner,
@@ -77,6 +83,8 @@ class SaveSchedule:
         self.last_decision: SaveDecision | None = None
         self.last_cost_j: float | None = None
         self.signalled = False
+        self.failures = 0
+        """Saves that could not be written (each warned about)."""
         self.saving = False
         """True while a save is being written (the state it writes counts that save)."""
         self._session: EnergySession | None = None
@@ -136,18 +144,36 @@ class SaveSchedule:
         since = session.tracker.peek(self._since)
         return session.reduced({"j": since})["j"] if session.distributed else since
 
-    def save(self, decision: SaveDecision, write: Callable[[], object]) -> float:
-        """Run ``write`` in a ``checkpoint`` window; returns and records its energy. Units: J."""
+    def save(self, decision: SaveDecision, write: Callable[[], object]) -> float | None:
+        """Run ``write`` in a ``checkpoint`` window; returns and records its energy. Units: J.
+
+        A write that fails with an ``OSError`` (a full disk, a path that is a
+        file) or an unsafe target is warned about and not counted: the energy
+        since the last save keeps growing, so the next trigger tries again.
+        Returns None then. Training goes on; the atomic writer left the
+        previous checkpoint whole.
+        """
         session = self.session
         window = session.tracker.open("phase", "checkpoint")
         self.saving = True
+        failed: Exception | None = None
         try:
             write()
+        except (OSError, UnsafeTargetError) as err:
+            failed = err
         finally:
             self.saving = False
             cost = session.tracker.close(window).energy_j
         if session.distributed is not None:
             cost = session.reduced({"j": cost})["j"]
+        if failed is not None:
+            self.failures += 1
+            warn(
+                f"EnergyCheckpoint could not save ({failed}); the previous checkpoint is intact, "
+                "training goes on and the next trigger tries again",
+                OutputFailureWarning,
+            )
+            return None
         self.planner.record(cost)
         self._since = session.tracker.open("phase", "since_checkpoint", exact=False)
         self.last_decision, self.last_cost_j = decision, cost

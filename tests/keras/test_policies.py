@@ -20,7 +20,7 @@ keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
 np = pytest.importorskip("numpy")
 
 from green_callbacks.core import keys  # noqa: E402
-from green_callbacks.errors import EnergyCallbackMissingError  # noqa: E402
+from green_callbacks.errors import EnergyCallbackMissingError, OutputFailureWarning  # noqa: E402
 from green_callbacks.keras import (  # noqa: E402
     EnergyCallback,
     EnergyCheckpoint,
@@ -303,3 +303,16 @@ def test_the_former_backup_dir_still_works_with_a_warning(tmp_path: Path) -> Non
     with pytest.warns(DeprecationWarning, match=renamed):
         saver = EnergyCheckpoint(backup_dir=tmp_path / "backup")
     assert saver.dirpath == tmp_path / "backup"
+
+
+def test_a_backup_that_cannot_be_written_warns_and_training_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "full").write_text("a file where the backups should go")
+    meter, clock = energy()
+    saver = EnergyCheckpoint(tmp_path / "full", every_kj=0.25, delete_on_finish=False)
+    with pytest.warns(OutputFailureWarning, match="could not save"):
+        history = fit(model(), [Ticks(meter, clock), meter, saver], epochs=2)
+
+    # 100 J a batch: every check from the 3rd batch on (300 J >= 250 J) tries again, the
+    # 6 later batches and the 2 epoch ends; nothing counted as saved
+    assert history.epoch == [0, 1] and saver.planner.saves == 0
+    assert saver.schedule.failures == (2 * BATCHES_PER_EPOCH - 2) + 2

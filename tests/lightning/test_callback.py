@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch", reason="needs the 'lightning' extra")
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
-from green_callbacks.errors import EnergySourceWarning  # noqa: E402
+from green_callbacks.errors import EnergySourceWarning, OutputFailureWarning  # noqa: E402
 from green_callbacks.lightning import EnergyCallback  # noqa: E402
 from green_callbacks.testing import FakeMeter, constant_power_trace  # noqa: E402
 
@@ -184,3 +184,36 @@ def test_a_failing_source_warns_at_the_users_fit_line_and_training_goes_on(tmp_p
     ours = [w for w in caught if issubclass(w.category, EnergySourceWarning)]
     assert len(ours) == 1 and ours[0].filename == __file__
     assert column(metric_rows(tmp_path), "energy/train_epoch_j") == [0.0]
+
+
+class BrokenLogger(CSVLogger):  # type: ignore[misc]
+    """A logger whose service goes down: hyperparameters always fail, metrics once told to."""
+
+    metrics_down = False
+
+    def log_hyperparams(self, params: object, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("tracking server unreachable")
+
+    def log_metrics(self, metrics: object, step: object = None) -> None:
+        if self.metrics_down:
+            raise ConnectionError("tracking server unreachable")
+        super().log_metrics(metrics, step)
+
+
+def test_a_failing_logger_warns_and_training_and_prediction_go_on(
+    tmp_path: Path, trace: str
+) -> None:
+    callback, logger = EnergyCallback(meters=trace), BrokenLogger(tmp_path)
+    fitting = pl.Trainer(
+        max_epochs=1, logger=logger, callbacks=[callback],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        log_every_n_steps=1,
+    )  # fmt: skip
+    with pytest.warns(OutputFailureWarning, match="BrokenLogger could not take the energy"):
+        fitting.fit(TinyModel(), loader())  # without the guard: dead at step 0 in setup
+    logger.metrics_down = True
+    with pytest.warns(OutputFailureWarning, match="ConnectionError"):
+        predictions = fitting.predict(TinyModel(), loader())  # without it: predictions lost
+
+    assert fitting.current_epoch == 1 and predictions is not None and len(predictions) == 4
+    assert callback.summary is not None and callback.summary["totals"]["energy_j"] > 0

@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch", reason="needs the 'lightning' extra")
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from green_callbacks.core import keys  # noqa: E402
+from green_callbacks.errors import OutputFailureWarning  # noqa: E402
 from green_callbacks.lightning import (  # noqa: E402
     EnergyCallback,
     EnergyCallbackMissingError,
@@ -210,3 +211,19 @@ def test_a_fit_that_raises_gives_the_signal_handler_back(tmp_path: Path) -> None
     with pytest.raises(ZeroDivisionError):
         fit(tmp_path, Broken([0.5], clock), [energy, saver], epochs=1)
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+
+def test_a_checkpoint_that_cannot_be_written_warns_and_training_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "not_a_folder").write_text("a file where the checkpoints should go")
+    energy, clock = fake_energy()
+    saver = EnergyCheckpoint(tmp_path / "not_a_folder", every_kj=0.25)
+    with pytest.warns(OutputFailureWarning, match="could not save"):
+        trainer = fit(tmp_path, ScriptedModel([0.5], clock), [energy, saver], epochs=2)
+
+    assert trainer.current_epoch == 2 and trainer.global_step == 2 * STEPS_PER_EPOCH
+    # the energy since the last save keeps growing, so every later check tries again: the
+    # end of epoch 0 (the fake meter's first power figure comes from that epoch's reads),
+    # each step of epoch 1 and its end; nothing counted as saved, no part file left
+    assert saver.schedule.failures == 1 + STEPS_PER_EPOCH + 1 and saver.planner.saves == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".part-")) == []
+    assert (tmp_path / "not_a_folder").read_text().startswith("a file")
