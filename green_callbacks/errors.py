@@ -114,6 +114,10 @@ class OutputFailureWarning(UserWarning):
     """A logger, a checkpoint or a file could not be written; training goes on without it."""
 
 
+class InterruptedRunWarning(UserWarning):
+    """A metered run ended without its end hook (an exception); its summary was written late."""
+
+
 class MemoryLeakWarning(ResourceWarning):
     """Memory in use climbed epoch after epoch: the run may end in an out-of-memory crash."""
 

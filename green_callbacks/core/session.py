@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,12 @@ from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker, Window
 from green_callbacks.core.units import Carbon
-from green_callbacks.errors import CallbackConfigError, require_number, warn
+from green_callbacks.errors import (
+    CallbackConfigError,
+    InterruptedRunWarning,
+    require_number,
+    warn,
+)
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
 from green_callbacks.meters.share import RankShare
 from green_callbacks.meters.spec import MeterLike, check_meters
@@ -45,6 +51,10 @@ RUN_STATE_VERSION = 1
 JOB_TOTAL_KEY = "job_total_j"
 """State key of a distributed job's last total and this process's own total then. Units: J."""
 PHASES = ("train", "val", "test", "predict")
+INTERRUPTED = (
+    "this run ended without its end hook (an exception?) and was closed when the next run "
+    "started: its figures include the time until then; the next run starts from zero"
+)
 
 
 class Stateful(Protocol):
@@ -142,18 +152,42 @@ class EnergyCallbackArgs:
         return self._session
 
     def _open_session(self, **options: Any) -> EnergySession:
-        """Start a session (``options`` as :class:`EnergySession`), continuing any loaded state."""
+        """Start a session (``options`` as :class:`EnergySession`), continuing any loaded state.
+
+        A session still open here belongs to a run that never reached its end
+        hook (Keras and Hugging Face call none after an exception): it is
+        closed first, its summary written with a note, so the new run neither
+        inherits its clock nor leaks its sampler thread. A session still open
+        when the process exits is closed then, for the same reason.
+        """
+        self._close_stale()
         self._session = EnergySession(self.config, **options, **self._session_options).start()
         self._session.load_state_dict(self._pending_state)
         self._pending_state = {}
+        atexit.register(self._close_at_exit)
         return self._session
 
-    def _close_session(self) -> None:
-        """Stop the session, keeping its final state and summary."""
+    def _close_stale(self) -> None:
+        """Close a session a run left open without reaching its end hook, with a warning.
+
+        Its summary is written with a note: when the run failed is unknown, so
+        its figures run until now. The next run does not continue its totals.
+        """
         if self._session is not None:
+            warn(INTERRUPTED, InterruptedRunWarning)
+            self._close_session(note=INTERRUPTED)
+            self._pending_state = {}
+
+    def _close_session(self, note: str | None = None) -> None:
+        """Stop the session, keeping its final state and summary (with ``note``, if any)."""
+        if self._session is not None:
+            atexit.unregister(self._close_at_exit)
             self._pending_state = self._session.state_dict()
-            self.summary = self._session.stop()
+            self.summary = self._session.stop(note)
             self._session = None
+
+    def _close_at_exit(self) -> None:
+        self._close_session(note="the process exited before this run's end hook ran")
 
     # -- the run state: energy and the policies acting on it, saved together --
 
@@ -275,8 +309,8 @@ class EnergySession:
             self.tracker.start()
         return self
 
-    def stop(self) -> dict[str, Any]:
-        """Stop metering; write and return the summary.
+    def stop(self, note: str | None = None) -> dict[str, Any]:
+        """Stop metering; write and return the summary (``note`` joins its ``notes``).
 
         In a distributed job the summary is this process's share plus the job's
         last total, and only global rank 0 writes it.
@@ -285,6 +319,8 @@ class EnergySession:
             self._synchronize()
             self.tracker.stop()
         summary = self.tracker.summary()
+        if note is not None:
+            summary["notes"].append(note)
         if self.distributed is not None:
             summary["distributed"] = {
                 "share": self.distributed.share.describe(),

@@ -57,6 +57,7 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
         self._pending = {}
         if kwargs.get("model") is not None:
             _BY_MODEL[kwargs["model"]] = self  # the policy callbacks find it here
+        self._close_stale()  # a train() that raised left its session open
         if state.global_step > 0:  # resuming: continue the total saved beside the checkpoint
             saved = (
                 Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / STATE_FILE

@@ -50,7 +50,7 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._in_fit = True
-        self._begin()
+        self._open_session(synchronize=_cuda_synchronize())  # closes one a failed fit left
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._val_metrics = {}

@@ -172,3 +172,28 @@ def test_run_state_carries_policies_and_reads_older_and_refuses_newer() -> None:
     assert older.state_dict() == {"energy_j": 5.0}
     with pytest.raises(CallbackConfigError, match="version 2, newer than this"):
         older.load_run_state({"version": 2, "energy": {}, "parts": {}})
+
+
+CRASHING_SCRIPT = """
+import sys
+from green_callbacks.core.session import EnergyCallbackArgs
+callback = EnergyCallbackArgs(meters="estimate", summary_path=sys.argv[1])
+callback._open_session(sample_interval_s=None)
+raise RuntimeError("the training script crashed")
+"""
+
+
+def test_a_run_still_open_when_the_process_exits_writes_its_summary(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    summary = tmp_path / "summary.json"
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_SCRIPT, str(summary)], capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 1 and "the training script crashed" in done.stderr
+    written = json.loads(summary.read_text())
+    assert "the process exited before this run's end hook ran" in written["notes"]
+    assert written["totals"]["energy_j"] >= 0

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
 np = pytest.importorskip("numpy")
 
+from green_callbacks.errors import InterruptedRunWarning  # noqa: E402
 from green_callbacks.keras import EnergyCallback  # noqa: E402
 from green_callbacks.testing import constant_power_trace  # noqa: E402
 
@@ -108,3 +112,48 @@ def test_a_fit_resumed_from_saved_state_continues_the_total(tmp_path: Path, trac
     total = history.history["energy/total_j"][0]
     assert total > before + history.history["energy/train_epoch_j"][0] * 0.99
     assert resumed.summary["resumed"] is True  # type: ignore[index]
+
+
+def test_a_failed_fit_is_closed_with_a_note_when_the_next_one_starts(tmp_path: Path) -> None:
+    class Failing(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, index: int) -> Any:
+            self.calls += 1
+            if self.calls == 7:
+                raise OSError("a data file went missing")
+            rng = np.random.default_rng(index)
+            return rng.normal(size=(16, 8)).astype("float32"), rng.integers(0, 2, size=16)
+
+    net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    net.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback = EnergyCallback(meters="estimate", summary_path=tmp_path / "summary.json")
+    with pytest.raises(OSError, match="went missing"):
+        net.fit(Failing(), epochs=2, verbose=0, callbacks=[callback])
+    assert callback.session is not None  # Keras called no end hook
+
+    time.sleep(1.0)  # idle after the failure: not part of the next run
+    x = np.zeros((32, 8), "float32")
+    stale: list[Any] = []
+    peek = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: stale.append(callback.summary)
+    )
+    with pytest.warns(InterruptedRunWarning, match="ended without its end hook"):
+        net.fit(x, np.zeros(32), epochs=1, verbose=0, callbacks=[callback, peek])
+
+    # the failed run: closed when the next began, its summary says so and how
+    assert any("closed when the next run started" in note for note in stale[0]["notes"])
+    assert stale[0]["totals"]["duration_s"] >= 1.0
+    # the next run: its own figures only, and no thread left behind
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["totals"]["duration_s"] < 1.0 and written["resumed"] is False
+    assert callback.session is None and "green-callbacks-sampler" not in threading_names()
+
+
+def threading_names() -> list[str]:
+    return [t.name for t in threading.enumerate()]
