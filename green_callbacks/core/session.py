@@ -175,7 +175,16 @@ class EnergyCallbackArgs:
         """
         if self._session is not None:
             warn(INTERRUPTED, InterruptedRunWarning)
-            self._close_session(note=INTERRUPTED)
+            self.end_interrupted(INTERRUPTED, continue_totals=False)
+
+    def end_interrupted(self, note: str, *, continue_totals: bool) -> None:
+        """End a run that an exception interrupted: summary written with ``note``.
+
+        ``continue_totals``: the next run continues this one's totals (a
+        deliberate retry, as ``OOMGuard`` makes); else it starts from zero.
+        """
+        self._close_session(note=note)
+        if not continue_totals:
             self._pending_state = {}
 
     def _close_session(self, note: str | None = None) -> None:

@@ -6,6 +6,11 @@ checkpoint callbacks look at the latch after each batch, save, and end
 training. The handlers that were installed before are still called
 (except the default action, which would kill the process before the save).
 
+Ctrl-C (SIGINT) is held the same way, with what users of long-running tools
+expect: the first one asks for a save at the next safe point and a clean stop
+(and says so on stderr), a second one before that point interrupts at once
+(Python's ``KeyboardInterrupt``).
+
 Example:
     >>> import os, signal
     >>> latch = SignalLatch(["SIGUSR1"]).install()
@@ -18,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -81,10 +87,19 @@ class SignalLatch:
         return self
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
-        if not self._received:
-            self._received = signal.Signals(number).name
+        name = signal.Signals(number).name
         previous = self._previous.get(signal.Signals(number))
-        if callable(previous):
+        if number == signal.SIGINT:
+            if self._received == name and callable(previous):  # a second Ctrl-C: now
+                previous(number, frame)
+                return
+            sys.stderr.write(
+                "\ngreen_callbacks: Ctrl-C: saving at the end of this batch and stopping; "
+                "press Ctrl-C again to interrupt now\n"
+            )
+        if not self._received:
+            self._received = name
+        if callable(previous) and number != signal.SIGINT:
             previous(number, frame)
 
     def pop(self) -> str:

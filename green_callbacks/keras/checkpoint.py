@@ -43,7 +43,8 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
             this fraction of training energy (measured after the first save).
         max_loss_kj: without ``every_kj``: never leave more than this unsaved. Units: kJ.
         keep_last: how many backups to keep.
-        signals: on any of these, save after the current batch and stop training.
+        signals: on any of these, save after the current batch and stop training
+            (``SIGTERM``, Ctrl-C's ``SIGINT``); a second Ctrl-C interrupts at once.
         delete_on_finish: remove the backups once a ``fit`` ends without a
             signal, as ``BackupAndRestore`` does by default, so that the next
             run starts afresh instead of resuming a finished one.
@@ -66,7 +67,7 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
         max_overhead: float = 0.01,
         max_loss_kj: float | None = None,
         keep_last: int = 2,
-        signals: Sequence[str | int] | str = ("SIGTERM",),
+        signals: Sequence[str | int] | str = ("SIGTERM", "SIGINT"),
         delete_on_finish: bool = True,
         backup_dir: str | Path | None = None,
     ):

@@ -19,12 +19,14 @@ import keras
 
 from green_callbacks.core import keys
 from green_callbacks.core.memory import device_memory, measured_peak
+from green_callbacks.core.session import EnergyCallbackArgs
 from green_callbacks.errors import OOMGuardConfigError
 from green_callbacks.keras import _compat
 from green_callbacks.policies.memory import OOMEvent, OOMPlanConfig
 from green_callbacks.policies.oom_driver import OOMDriver
 
 log = logging.getLogger("green_callbacks.oom_guard")
+OOM_NOTE = "interrupted by an out-of-memory error; OOMGuard went on at a smaller batch size"
 
 
 class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
@@ -125,6 +127,9 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
             nonlocal batch_size, start
             if not self.recover:
                 raise error
+            for callback in callbacks:  # Keras ran no end hook: end the metered run, to go on
+                if isinstance(callback, EnergyCallbackArgs) and callback.session is not None:
+                    callback.end_interrupted(OOM_NOTE, continue_totals=True)
             _compat.forget_step_functions(model)
             start = self._epoch  # the interrupted epoch runs again, from its start
             name = f"oom-epoch={self._epoch}-step={self._steps}.weights.h5"

@@ -35,7 +35,8 @@ class EnergyCheckpoint(ScheduledSaves, pl.callbacks.ModelCheckpoint):
         max_loss_kj: without ``every_kj``: never leave more than this unsaved. Units: kJ.
         keep_last: how many energy checkpoints to keep (``last.ckpt`` aside).
         signals: on any of these, save after the current batch and stop
-            training (``SIGTERM``, and e.g. ``SIGUSR1`` for a scheduler's warning).
+            training (``SIGTERM``, Ctrl-C's ``SIGINT``, and e.g. ``SIGUSR1`` for a
+            scheduler's warning); a second Ctrl-C interrupts at once.
         save_weights_only: as ``ModelCheckpoint``.
 
     Each save is written to a hidden part file, flushed to disk and renamed into
@@ -52,7 +53,7 @@ class EnergyCheckpoint(ScheduledSaves, pl.callbacks.ModelCheckpoint):
         max_overhead: float = 0.01,
         max_loss_kj: float | None = None,
         keep_last: int = 2,
-        signals: Sequence[str | int] | str = ("SIGTERM",),
+        signals: Sequence[str | int] | str = ("SIGTERM", "SIGINT"),
         save_weights_only: bool = False,
     ):
         plan = CheckpointPlanConfig(every_kj, max_overhead, max_loss_kj)

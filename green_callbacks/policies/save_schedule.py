@@ -71,7 +71,7 @@ class SaveSchedule:
         plan: CheckpointPlanConfig,
         *,
         keep_last: int = 2,
-        signals: Sequence[str | int] | str = ("SIGTERM",),
+        signals: Sequence[str | int] | str = ("SIGTERM", "SIGINT"),
     ):
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
             raise PolicyConfigError(

@@ -244,3 +244,22 @@ def test_a_failed_emergency_save_is_logged_not_raised(
 def test_negative_leak_threshold_is_refused() -> None:
     with pytest.raises(PolicyConfigError, match="min_leak_mib must be >= 0 MiB"):
         OOMDriver(OOMPlanConfig(), min_leak_mib=-1)
+
+
+def test_the_first_ctrl_c_asks_for_a_save_and_the_second_interrupts(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    running, _ = session()
+    schedule = SaveSchedule(CheckpointPlanConfig(every_kj=100.0))  # SIGTERM and SIGINT
+    schedule.start(running)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: held for the save
+        assert "press Ctrl-C again to interrupt now" in capfd.readouterr().err
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the second, before a safe point: now
+        decision = schedule.check(epoch_end=False)  # the first is still there to save on
+    finally:
+        schedule.stop()
+
+    assert decision.reason is SaveReason.SIGNAL and schedule.signalled
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
