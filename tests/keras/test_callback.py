@@ -133,7 +133,7 @@ def test_a_failed_fit_is_closed_with_a_note_when_the_next_one_starts(tmp_path: P
     net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     net.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     callback = EnergyCallback(meters="estimate", summary_path=tmp_path / "summary.json")
-    with pytest.raises(OSError, match="went missing"):
+    with pytest.raises(Exception, match="went missing"):  # TensorFlow wraps it in its own
         net.fit(Failing(), epochs=2, verbose=0, callbacks=[callback])
     assert callback.session is not None  # Keras called no end hook
 
