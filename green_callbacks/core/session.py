@@ -334,6 +334,7 @@ class EnergySession:
             summary["distributed"] = {
                 "share": self.distributed.share.describe(),
                 "job_total_j": self._job_total[0],
+                "own_total_j": self._job_total[1],  # this process's total at that instant
             }
             if self.distributed.share.rank != 0:
                 return summary
