@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import signal
 import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 from green_callbacks import __version__
 from green_callbacks._optional import missing_extra
-from green_callbacks.core.atomic import atomic_write
+from green_callbacks.core.atomic import atomic_write, check_target
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker
 from green_callbacks.errors import EnergySourceWarning, GreenCallbacksError
 from green_callbacks.meters.auto import detect
-from green_callbacks.meters.spec import SPEC_FORMS
+from green_callbacks.meters.spec import SPEC_FORMS, check_meters
 
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 127
@@ -52,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except GreenCallbacksError as err:
             print(f"green-callbacks: error: {err}", file=sys.stderr)
             return EXIT_USAGE
+        except BrokenPipeError:  # `green-callbacks meters --json | head`: the reader left
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     return result
 
 
@@ -106,13 +112,20 @@ def _parser() -> argparse.ArgumentParser:
     measure.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     measure.add_argument("-o", "--output", help="write the report to this file instead")
     measure.add_argument(
-        "--interval", type=float, default=DEFAULT_SAMPLE_INTERVAL_S, help="sampling interval in s"
+        "--interval", type=_number(above=0.0), default=DEFAULT_SAMPLE_INTERVAL_S,
+        help="sampling interval in s (default %(default)s)",
+    )  # fmt: skip
+    measure.add_argument(
+        "--idle-baseline", type=_number(at_least=0.0), default=0.0,
+        help="seconds of idle power to measure first (default %(default)s)",
+    )  # fmt: skip
+    measure.add_argument(
+        "--carbon-intensity", type=_number(at_least=0.0), help="grid intensity, gCO2e/kWh"
     )
     measure.add_argument(
-        "--idle-baseline", type=float, default=0.0, help="seconds of idle power to measure first"
-    )
-    measure.add_argument("--carbon-intensity", type=float, help="grid intensity, gCO2e/kWh")
-    measure.add_argument("--pue", type=float, default=1.0, help="facility PUE for carbon figures")
+        "--pue", type=_number(at_least=1.0), default=1.0,
+        help="facility PUE for carbon figures (default %(default)s)",
+    )  # fmt: skip
     measure.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     measure.set_defaults(handler=_cmd_measure)
 
@@ -121,8 +134,12 @@ def _parser() -> argparse.ArgumentParser:
         help="train a small network on digits and show energy next to accuracy",
         description="Train a small CNN on scikit-learn's digits with EnergyCallback (Lightning).",
     )
-    demo.add_argument("--epochs", type=_positive_int, default=5, help="training epochs")
-    demo.add_argument("--out", default="runs/demo", help="folder for logs and the summary")
+    demo.add_argument(
+        "--epochs", type=_positive_int, default=5, help="training epochs (default %(default)s)"
+    )
+    demo.add_argument(
+        "--out", default="runs/demo", help="folder for logs and the summary (default %(default)s)"
+    )
     demo.add_argument(
         "--meter", action="append", dest="meters", metavar="SPEC", help="energy source (repeatable)"
     )
@@ -131,10 +148,34 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
     return value
+
+
+def _number(*, above: float | None = None, at_least: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number in range, or an exit-2 line that says which."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if (
+            not math.isfinite(value)
+            or (above is not None and not value > above)
+            or (at_least is not None and not value >= at_least)
+        ):
+            bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def _cmd_meters(args: argparse.Namespace) -> int:
@@ -172,6 +213,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.output:
+        check_target(Path(args.output))  # refused now, before the command runs
     tracker = EnergyTracker(
         args.meters or "auto",
         sample_interval_s=args.interval,
@@ -191,11 +234,14 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import logging
-    import os
-    from pathlib import Path
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard may load TensorFlow
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # keep to the table
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"green-callbacks demo: --out {out} is a file; give a folder", file=sys.stderr)
+        return EXIT_USAGE
+    check_meters(args.meters or ["auto"])  # before the slow imports
     try:
         from green_callbacks.lightning import demo
     except ImportError as err:
@@ -240,8 +286,14 @@ def _report(
 def _emit(report: dict[str, Any], totals: WindowResult, args: argparse.Namespace) -> None:
     text = json.dumps(report, indent=2) if args.json else _human(report, totals)
     if args.output:
-        atomic_write(args.output, lambda part: part.write_text(text + "\n", encoding="utf-8"))
-        return
+        try:
+            atomic_write(args.output, lambda part: part.write_text(text + "\n", encoding="utf-8"))
+            return
+        except (OSError, GreenCallbacksError) as err:  # the command ran: keep its figures
+            print(f"green-callbacks: error: cannot write -o {args.output} ({err}); "
+                  "the report follows on stderr", file=sys.stderr)  # fmt: skip
+            print(text, file=sys.stderr)
+            return
     stream: TextIO = sys.stdout if args.json else sys.stderr
     print(text, file=stream)
 

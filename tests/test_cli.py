@@ -172,3 +172,66 @@ def test_meters_json_lists_findings_and_domains(powercap: FakePowercapTree) -> N
     chosen = {f["source"] for f in payload["findings"] if f["chosen"]}
     assert "rapl" in chosen and "estimate" not in chosen
     assert {d["domain"] for d in payload["domains"]} >= {"cpu:0", "dram:1"}
+
+
+BAD_INPUT = [
+    (["measure", "--interval", "0", "--", "true"], "--interval: must be a number > 0, got '0'"),
+    (["measure", "--interval", "-1", "--", "true"], "must be a number > 0, got '-1'"),
+    (["measure", "--idle-baseline", "-1", "--", "true"], "must be a number >= 0, got '-1'"),
+    (["measure", "--pue", "0.5", "--", "true"], "--pue: must be a number >= 1, got '0.5'"),
+    (["measure", "--carbon-intensity", "x", "--", "true"], "must be a number >= 0, got 'x'"),
+    (["measure", "--meter", "nope", "--", "true"], "nope"),
+    (["demo", "--epochs", "abc"], "--epochs: must be a positive whole number, got 'abc'"),
+    (["demo", "--epochs", "0"], "must be a positive whole number, got '0'"),
+    (["demo", "--meter", "foo"], "foo"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_with_exit_2(args: list[str], message: str) -> None:
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert "_positive_int" not in done.stderr and done.stdout == ""
+
+
+def test_demo_out_that_is_a_file_fails_before_training(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    done = subprocess.run(
+        [*CLI, "demo", "--out", str(tmp_path / "file")], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "is a file; give a folder" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_measure_output_that_cannot_be_written_keeps_the_exit_code_and_figures(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dir").mkdir()
+    refused = subprocess.run(
+        [*CLI, "measure", "--meter", "estimate", "-o", str(tmp_path / "dir"), "--", "false"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "is not a regular file" in refused.stderr  # before running
+
+    made = tmp_path / "missing" / "folder" / "report.json"
+    done = subprocess.run(
+        [*CLI, "measure", "--json", "--meter", "estimate", "-o", str(made), "--", "false"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1  # the command's own exit code
+    assert json.loads(made.read_text())["exit_code"] == 1  # its folders were made
+
+
+def test_meters_into_a_closed_pipe_is_quiet() -> None:
+    # as `meters --json | head -1` once head has gone: the reader closes before any write
+    child = subprocess.Popen(
+        [*CLI, "meters", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=60) == 0
+    assert "BrokenPipeError" not in stderr and "Traceback" not in stderr
