@@ -53,4 +53,4 @@ def test_demo_command_rejects_a_bad_epoch_count(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["demo", "--epochs", "0"])
     assert exit_info.value.code == cli.EXIT_USAGE
-    assert "must be a positive whole number, got 0" in capsys.readouterr().err
+    assert "must be a positive whole number, got '0'" in capsys.readouterr().err
