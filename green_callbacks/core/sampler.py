@@ -150,14 +150,12 @@ class Sampler:
     Args:
         poll: reads every source; must not raise (sources drop themselves).
         interval_s: seconds between polls.
-        first_s: seconds before the first poll (default ``interval_s``).
     """
 
-    def __init__(self, poll: Callable[[], None], interval_s: float, first_s: float | None = None):
+    def __init__(self, poll: Callable[[], None], interval_s: float):
         if interval_s <= 0:
             raise TrackerConfigError(f"sample interval must be > 0 s, got {interval_s}")
         self.interval_s = interval_s
-        self.first_s = interval_s if first_s is None else first_s
         self._poll = poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

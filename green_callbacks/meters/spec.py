@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from green_callbacks.errors import MeterSpecError
 from green_callbacks.meters.auto import Selection, detect
@@ -98,17 +99,18 @@ def build_meter(spec: MeterSpec, *, clock: Clock = DEFAULT_CLOCK) -> Meter:
     raise MeterSpecError(f"meter {spec.source!r} cannot be built directly; use one of {_forms()}")
 
 
-def check_meters(meters: object) -> None:
+def check_meters(meters: object) -> list[MeterLike]:
     """Check what ``meters=`` names without opening anything: specs parse, objects are meters.
 
     Called when a callback is built, so a wrong value fails there, not when
-    training starts.
+    training starts. Returns the items as a list (one spec or meter is a list of one).
     """
-    if isinstance(meters, str) or not isinstance(meters, Sequence):
-        meters = [meters]
-    if not meters:
+    items: list[Any] = (
+        [meters] if isinstance(meters, str) or not isinstance(meters, Sequence) else list(meters)
+    )
+    if not items:
         raise MeterSpecError(f"no meter given; pass 'auto' or a list of specs such as {_forms()}")
-    for item in meters:
+    for item in items:
         if isinstance(item, str):
             parse_spec(item)
         elif not all(callable(getattr(item, name, None)) for name in ("read", "domains", "close")):
@@ -116,6 +118,7 @@ def check_meters(meters: object) -> None:
                 f"meters= takes 'auto', a spec string such as {_forms()}, or a meter object "
                 f"(with read(), domains() and close()); got {item!r}"
             )
+    return items
 
 
 def open_meters(
@@ -127,11 +130,7 @@ def open_meters(
         meters: ``"auto"``, one spec, a meter object, or a list of those.
         clock: clock handed to every meter that is built here.
     """
-    items: list[MeterLike] = (
-        [meters] if isinstance(meters, str) or not isinstance(meters, Sequence) else list(meters)
-    )
-    if not items:
-        raise MeterSpecError(f"no meter given; pass 'auto' or a list of specs such as {_forms()}")
+    items = check_meters(meters)
     selection = Selection()
     try:
         for item in items:

@@ -128,7 +128,8 @@ class LeakWatch:
     """
 
     def __init__(self, window: int = 5, min_growth_bytes: float = 64 * 2**20):
-        if isinstance(window, bool) or not isinstance(window, int) or window < 3:
+        require_number("window", window, PolicyConfigError, integer=True)
+        if window < 3:
             raise PolicyConfigError(f"window must be >= 3 epochs to see a trend, got {window!r}")
         if not min_growth_bytes >= 0:
             raise PolicyConfigError(

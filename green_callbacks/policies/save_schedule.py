@@ -44,6 +44,7 @@ from green_callbacks.errors import (
     PolicyConfigError,
     UnsafeTargetError,
     UsageError,
+    require_number,
     warn,
 )
 from green_callbacks.policies.checkpointing import (
@@ -73,7 +74,8 @@ class SaveSchedule:
         keep_last: int = 2,
         signals: Sequence[str | int] | str = ("SIGTERM", "SIGINT"),
     ):
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+        require_number("keep_last", keep_last, PolicyConfigError, integer=True)
+        if keep_last < 1:
             raise PolicyConfigError(
                 f"keep_last must be a whole number of saves >= 1, got {keep_last!r}"
             )
