@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker, Window
 from green_callbacks.core.units import Carbon
+from green_callbacks.core.watch import WATCH_INTERVAL_S, CallWatch, Watcher
 from green_callbacks.errors import (
     CallbackConfigError,
     InterruptedRunWarning,
@@ -55,6 +57,12 @@ INTERRUPTED = (
     "this run ended without its end hook (an exception?) and was closed when the next run "
     "started: its figures include the time until then; the next run starts from zero"
 )
+ENDED_BY_ERROR = (
+    "this run's {call} ended without its end hook (an exception) and the run was closed "
+    "within {interval:g} s of it; the next run starts from zero"
+)
+_SESSIONS = threading.RLock()
+"""Held while a callback opens or closes its session (a :class:`Watcher` may close one)."""
 
 
 class Stateful(Protocol):
@@ -139,6 +147,8 @@ class EnergyCallbackArgs:
         self._pending_state: dict[str, Any] = {}
         self._parts: dict[str, Stateful] = {}
         self._pending_parts: dict[str, dict[str, Any]] = {}
+        self._watcher: Watcher | None = None
+        self._stale_state = False  # the pending state is a failed run's: not continued
         self.summary: dict[str, Any] | None = None
         """The end-of-run summary (docs/tracker.md), once a run has stopped."""
         self._init_state()
@@ -151,21 +161,43 @@ class EnergyCallbackArgs:
         """The running session (None outside a metered run)."""
         return self._session
 
-    def _open_session(self, **options: Any) -> EnergySession:
+    def _open_session(self, watch: CallWatch | None = None, **options: Any) -> EnergySession:
         """Start a session (``options`` as :class:`EnergySession`), continuing any loaded state.
 
         A session still open here belongs to a run that never reached its end
         hook (Keras and Hugging Face call none after an exception): it is
         closed first, its summary written with a note, so the new run neither
-        inherits its clock nor leaks its sampler thread. A session still open
-        when the process exits is closed then, for the same reason.
+        inherits its clock nor leaks its sampler thread. ``watch``: the
+        framework call the run belongs to (``fit``, ``train``); once it has
+        ended without the end hook, the run is closed at once, the same way,
+        rather than at the next run. A session still open when the process
+        exits is closed then.
         """
-        self._close_stale()
-        self._session = EnergySession(self.config, **options, **self._session_options).start()
-        self._session.load_state_dict(self._pending_state)
-        self._pending_state = {}
-        atexit.register(self._close_at_exit)
-        return self._session
+        with _SESSIONS:
+            self._close_stale()
+            if self._stale_state:
+                self._pending_state, self._stale_state = {}, False
+            session = EnergySession(self.config, **options, **self._session_options).start()
+            self._session = session
+            session.load_state_dict(self._pending_state)
+            self._pending_state = {}
+            atexit.register(self._close_at_exit)
+            if watch is not None:
+                self._watcher = Watcher(watch, lambda: self._close_ended(session), _SESSIONS)
+                self._watcher.start()
+        return session
+
+    def _close_ended(self, session: EnergySession) -> None:
+        """The watched call ended and this ``session`` is still open: close it with a note."""
+        if self._session is not session:
+            return
+        note = ENDED_BY_ERROR.format(call=self.WATCHED_CALL, interval=WATCH_INTERVAL_S)
+        warn(note, InterruptedRunWarning)
+        self._close_session(note=note)
+        self._stale_state = True
+
+    WATCHED_CALL = "fit()"
+    """What adapters call the framework call they watch, for the note."""
 
     def _close_stale(self) -> None:
         """Close a session a run left open without reaching its end hook, with a warning.
@@ -182,18 +214,27 @@ class EnergyCallbackArgs:
 
         ``continue_totals``: the next run continues this one's totals (a
         deliberate retry, as ``OOMGuard`` makes); else it starts from zero.
+        Also right after the watcher closed the run (it keeps the totals
+        for this call to decide).
         """
-        self._close_session(note=note)
-        if not continue_totals:
-            self._pending_state = {}
+        with _SESSIONS:
+            if self._session is None and self.summary is not None and self._stale_state:
+                self.summary["notes"].append(note)
+            self._close_session(note=note)
+            self._stale_state = not continue_totals
 
     def _close_session(self, note: str | None = None) -> None:
         """Stop the session, keeping its final state and summary (with ``note``, if any)."""
-        if self._session is not None:
-            atexit.unregister(self._close_at_exit)
-            self._pending_state = self._session.state_dict()
-            self.summary = self._session.stop(note)
-            self._session = None
+        with _SESSIONS:
+            if self._watcher is not None:
+                self._watcher.stop()
+                self._watcher = None
+            if self._session is not None:
+                atexit.unregister(self._close_at_exit)
+                self._pending_state = self._session.state_dict()
+                self._stale_state = False
+                self.summary = self._session.stop(note)
+                self._session = None
 
     def _close_at_exit(self) -> None:
         self._close_session(note="the process exited before this run's end hook ran")

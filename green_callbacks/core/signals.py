@@ -22,10 +22,11 @@ Example:
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -69,10 +70,20 @@ def signal_names(signals: Sequence[str | int] | str) -> tuple[str, ...]:
 
 
 class SignalLatch:
-    """Notes the first of ``signals`` received, for :meth:`pop` at a safe point."""
+    """Notes the first of ``signals`` received, for :meth:`pop` at a safe point.
 
-    def __init__(self, signals: Sequence[str | int]):
+    Args:
+        signals: names or numbers.
+        active: whether the run that will look at the latch is still going. A
+            signal that arrives after it ended without :meth:`restore` (an
+            exception skipped the end hook) puts the previous handlers back
+            and is handled by them, as if the latch had never been there: a
+            process is never left deaf to SIGTERM.
+    """
+
+    def __init__(self, signals: Sequence[str | int], active: Callable[[], bool] | None = None):
         self.signals = tuple(signal_number(s) for s in signals)
+        self._active = active
         self._received = ""
         self._previous: dict[signal.Signals, Any] = {}
 
@@ -89,6 +100,10 @@ class SignalLatch:
     def _handle(self, number: int, frame: FrameType | None) -> None:
         name = signal.Signals(number).name
         previous = self._previous.get(signal.Signals(number))
+        if self._active is not None and not self._active():
+            self.restore()
+            _deliver(number, frame, previous)
+            return
         if number == signal.SIGINT:
             if self._received == name and callable(previous):  # a second Ctrl-C: now
                 previous(number, frame)
@@ -112,3 +127,11 @@ class SignalLatch:
         for number, previous in self._previous.items():
             signal.signal(number, previous if previous is not None else signal.SIG_DFL)
         self._previous = {}
+
+
+def _deliver(number: int, frame: FrameType | None, handler: Any) -> None:
+    """Handle a signal the way ``handler`` (as ``signal.getsignal`` returned it) would."""
+    if callable(handler):
+        handler(number, frame)
+    elif handler in (signal.SIG_DFL, None):
+        os.kill(os.getpid(), number)  # the default action, now that it is installed again

@@ -21,6 +21,7 @@ from typing import Any
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
+from green_callbacks.core.watch import CallWatch
 from green_callbacks.errors import UsageError
 
 try:
@@ -45,6 +46,8 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     :func:`attach`, which also places the callback before ``report_to`` loggers.
     """
 
+    WATCHED_CALL = "train()"
+
     def _init_state(self) -> None:
         self.attached = False
         self._pending: dict[str, float] = {}
@@ -64,7 +67,8 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
             )
             if saved.is_file():
                 self.load_run_state(json.loads(saved.read_text(encoding="utf-8")))
-        self._open_session(synchronize=_cuda_synchronize())
+        train = CallWatch.find(lambda owner: isinstance(owner, Trainer), ("train",))
+        self._open_session(train, synchronize=_cuda_synchronize())  # closed if train() raises
         if args.report_to and not self.attached:
             warnings.warn(
                 "green_callbacks: Trainer runs callbacks passed to it after its report_to "

@@ -14,6 +14,7 @@ from typing import Any
 
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
+from green_callbacks.core.watch import CallWatch
 from green_callbacks.errors import EnergyCallbackMissingError
 
 try:
@@ -38,7 +39,8 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
     async_safe = True  # batch hooks only read the clock, never the logs' tensors
 
     def _init_state(self) -> None:
-        self._in_fit = False
+        self._fitting = False
+        self._fit: CallWatch | None = None  # the running fit, watched: Keras has no hook on errors
         self._val_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
 
@@ -49,8 +51,8 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
     # -- fit ---------------------------------------------------------------
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._in_fit = True
-        self._open_session(synchronize=_cuda_synchronize())  # closes one a failed fit left
+        self._fitting, self._fit = True, self._watch(("fit",))
+        self._open_session(self._fit, synchronize=_cuda_synchronize())  # closes a failed fit's
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._val_metrics = {}
@@ -66,26 +68,25 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
         self._deliver(metrics, logs)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        self._in_fit = False
+        self._fitting, self._fit = False, None
         self._finish()
 
     # -- evaluate (validation inside fit) and predict -------------------------
 
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if not self._in_fit:
-            self._begin()
+        self._begin(("evaluate",))
         self._require().epoch_start(self._test_phase())
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         metrics = self._require().epoch_end(self._test_phase())
-        if self._in_fit:
+        if self._in_fit():
             self._val_metrics = metrics  # joins the epoch's logs in on_epoch_end
             return
         self._deliver(metrics, logs)
         self._finish()
 
     def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._begin()
+        self._begin(("predict",))
         self._require().epoch_start("predict")
 
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
@@ -94,18 +95,33 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
 
     # -- helpers -------------------------------------------------------------
 
-    def _test_phase(self) -> str:
-        return "val" if self._in_fit else "test"
+    def _in_fit(self) -> bool:
+        """Inside a ``fit`` that is still running (not one an exception ended)."""
+        if self._fitting and self._fit is not None and not self._fit.alive():
+            self._fitting, self._fit = False, None
+        return self._fitting
 
-    def _begin(self) -> None:
-        if self._session is None:
-            self._open_session(synchronize=_cuda_synchronize())
+    def _test_phase(self) -> str:
+        return "val" if self._in_fit() else "test"
+
+    def _watch(self, calls: tuple[str, ...]) -> CallWatch | None:
+        model = self.model  # or a wrapper whose fit runs the model's (OOMGuard.fit retries it)
+        return CallWatch.find(
+            lambda owner: owner is model or getattr(owner, "runs_fit", False) is True, calls
+        )
+
+    def _begin(self, calls: tuple[str, ...] = ("fit", "evaluate", "predict")) -> None:
+        """Open a run for a standalone evaluate or predict (one a failed fit left is closed)."""
+        fit_ended = self._fitting and not self._in_fit()
+        if self._session is None or fit_ended:
+            self._open_session(self._watch(calls), synchronize=_cuda_synchronize())
 
     def _finish(self) -> None:
         self._close_session()
 
     def _require(self) -> EnergySession:
-        self._begin()
+        if self._session is None:
+            self._begin()
         assert self._session is not None
         return self._session
 

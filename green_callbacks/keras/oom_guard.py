@@ -56,6 +56,10 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
     ``oom/batch_size`` and ``oom/recoveries``.
     """
 
+    runs_fit = True
+    """Its :meth:`fit` runs the model's ``fit``, again after an out-of-memory error: the
+    EnergyCallback's run lasts as long as this call, not one attempt."""
+
     def __init__(
         self,
         *,
@@ -128,7 +132,7 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
             if not self.recover:
                 raise error
             for callback in callbacks:  # Keras ran no end hook: end the metered run, to go on
-                if isinstance(callback, EnergyCallbackArgs) and callback.session is not None:
+                if isinstance(callback, EnergyCallbackArgs):  # (even if its watcher ended it)
                     callback.end_interrupted(OOM_NOTE, continue_totals=True)
             _compat.forget_step_functions(model)
             start = self._epoch  # the interrupted epoch runs again, from its start

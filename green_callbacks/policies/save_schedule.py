@@ -100,7 +100,7 @@ class SaveSchedule:
         self.stop()  # a fit that raised never reached its end
         self._session = session
         self.signalled = False
-        self._latch = SignalLatch(self.signals).install()
+        self._latch = SignalLatch(self.signals, active=lambda: session.running).install()
         self._since = session.tracker.open("phase", "since_checkpoint", exact=False)
 
     def stop(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,51 @@ def test_attached_callback_meters_evaluate_and_predict_outside_train(
         output.metrics["energy/predict_j"] / 20
     )
     assert callback.summary["totals"]["kind"] == "replayed"  # type: ignore[index]
+
+
+class Broken(RuntimeError):
+    pass
+
+
+class FailingForward(TinyClassifier):
+    calls = 0
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        FailingForward.calls += 1
+        if FailingForward.calls == 3:
+            raise Broken("a step failed")
+        return super().forward(x, labels)
+
+
+class FailingCallback(transformers.TrainerCallback):  # type: ignore[misc]
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == 2:
+            raise Broken("another callback failed")
+
+
+@pytest.mark.parametrize("where", ["step", "another callback"])
+def test_a_failed_train_is_closed_with_its_summary_as_soon_as_it_ends(
+    tmp_path: Path, trace: str, where: str
+) -> None:
+    import threading
+    import time
+
+    from green_callbacks.errors import InterruptedRunWarning
+
+    energy = EnergyCallback(meters=trace, summary_path=tmp_path / "summary.json")
+    trainer = make_trainer(tmp_path, 2, [energy] + ([FailingCallback()] if where != "step" else []))
+    if where == "step":
+        FailingForward.calls = 0
+        trainer.model = FailingForward()
+    with pytest.raises(Broken):
+        trainer.train()
+    with pytest.warns(InterruptedRunWarning, match=r"train\(\) ended without its end hook"):
+        deadline = time.monotonic() + 5.0
+        while energy.session is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert energy.session is None
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["totals"]["energy_j"] > 0 and written["totals"]["duration_s"] < 5.0
+    assert any("ended without its end hook" in note for note in written["notes"])
+    names = {t.name for t in threading.enumerate()}
+    assert not {"green-callbacks-sampler", "green-callbacks-watch"} & names

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 import pytest
@@ -15,7 +18,7 @@ keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
 np = pytest.importorskip("numpy")
 
 from green_callbacks.errors import InterruptedRunWarning  # noqa: E402
-from green_callbacks.keras import EnergyCallback  # noqa: E402
+from green_callbacks.keras import EnergyCallback, EnergyCheckpoint  # noqa: E402
 from green_callbacks.testing import constant_power_trace  # noqa: E402
 
 POWER_W = 150.0
@@ -114,7 +117,7 @@ def test_a_fit_resumed_from_saved_state_continues_the_total(tmp_path: Path, trac
     assert resumed.summary["resumed"] is True  # type: ignore[index]
 
 
-def test_a_failed_fit_is_closed_with_a_note_when_the_next_one_starts(tmp_path: Path) -> None:
+def test_a_failed_fit_is_closed_with_a_note_as_soon_as_it_ends(tmp_path: Path) -> None:
     class Failing(keras.utils.PyDataset):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
@@ -133,26 +136,36 @@ def test_a_failed_fit_is_closed_with_a_note_when_the_next_one_starts(tmp_path: P
     net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     net.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     callback = EnergyCallback(meters="estimate", summary_path=tmp_path / "summary.json")
-    with pytest.raises(Exception, match="went missing"):  # TensorFlow wraps it in its own
-        net.fit(Failing(), epochs=2, verbose=0, callbacks=[callback])
-    assert callback.session is not None  # Keras called no end hook
+    checkpoint = EnergyCheckpoint(tmp_path / "backups", signals=("SIGUSR1",))
+    received: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda number, frame: received.append(number))
+    try:
+        with pytest.raises(Exception, match="went missing"):  # TensorFlow wraps it in its own
+            net.fit(Failing(), epochs=2, verbose=0, callbacks=[callback, checkpoint])
+        # Keras called no end hook; the watcher closes the run within its interval
+        with pytest.warns(InterruptedRunWarning, match="ended without its end hook"):
+            deadline = time.monotonic() + 5.0
+            while callback.session is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        latched = signal.getsignal(signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGUSR1)  # the fit is over: the user's handler gets it
+        after = signal.getsignal(signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert isinstance(latched, MethodType) and type(latched.__self__).__name__ == "SignalLatch"
+    assert received == [signal.SIGUSR1] and not isinstance(after, MethodType)
 
-    time.sleep(1.0)  # idle after the failure: not part of the next run
-    x = np.zeros((32, 8), "float32")
-    stale: list[Any] = []
-    peek = keras.callbacks.LambdaCallback(
-        on_train_begin=lambda logs: stale.append(callback.summary)
-    )
-    with pytest.warns(InterruptedRunWarning, match="ended without its end hook"):
-        net.fit(x, np.zeros(32), epochs=1, verbose=0, callbacks=[callback, peek])
+    assert callback.session is None
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert any("fit() ended without its end hook" in note for note in written["notes"])
+    assert written["totals"]["duration_s"] < 5.0
+    assert not {"green-callbacks-sampler", "green-callbacks-watch"} & set(threading_names())
 
-    # the failed run: closed when the next began, its summary says so and how
-    assert any("closed when the next run started" in note for note in stale[0]["notes"])
-    assert stale[0]["totals"]["duration_s"] >= 1.0
-    # the next run: its own figures only, and no thread left behind
+    time.sleep(1.0)  # idle after the failure: part of no run
+    net.fit(np.zeros((32, 8), "float32"), np.zeros(32), epochs=1, verbose=0, callbacks=[callback])
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["totals"]["duration_s"] < 1.0 and written["resumed"] is False
-    assert callback.session is None and "green-callbacks-sampler" not in threading_names()
+    assert written["notes"] == []
 
 
 def threading_names() -> list[str]:
