@@ -39,6 +39,10 @@ class MeterReadError(GreenCallbacksError, RuntimeError):
     """A meter that worked before failed while reading."""
 
 
+class ImplausibleReadingError(MeterReadError):
+    """One reading is impossible (a counter outside its range): skip it, keep the meter."""
+
+
 class TrackerStateError(GreenCallbacksError, RuntimeError):
     """The tracker was used out of order (closing a window twice, reading before start)."""
 

@@ -10,12 +10,19 @@ flagged ``interpolated``). Epoch and run boundaries take a fresh read.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from operator import add, mul, sub
 from typing import NamedTuple
 
-from green_callbacks.errors import MeterReadError, TrackerConfigError, warn
+from green_callbacks.errors import (
+    ImplausibleReadingError,
+    MeterReadError,
+    TrackerConfigError,
+    warn,
+)
 from green_callbacks.meters.base import Meter
 
 # Power is estimated over at least this span: counters update every 1 ms (RAPL)
@@ -66,13 +73,37 @@ def interpolated_deltas(start: tuple[float, Model], end: tuple[float, Model]) ->
     return tuple(d if d > 0.0 else 0.0 for d in map(sub, m1.at(t1), m0.at(t0)))
 
 
+GRACE_S = 1.0
+"""Slack added to the time between two readings before the power ceiling is applied.
+
+Counters update in steps (RAPL every ~1 ms, NVML every 20-100 ms), so two
+reads close together can see one step's worth of energy in almost no time.
+Units: s."""
+
+MAX_REJECTED_IN_A_ROW = 50
+"""Implausible readings in a row after which a source is dropped (5 s at the default 0.1 s)."""
+
+
 class SourceState:
-    """One meter with its latest model; dropped (never raising) if it fails.
+    """One meter with its latest model: readings checked, failures survived.
 
     Args:
         meter: the open meter.
-        strict: re-raise read failures instead of dropping the source.
+        strict: re-raise read failures and implausible readings instead of
+            surviving them; once failed, it keeps raising.
         on_drop: called once with the note when the source is dropped.
+        on_note: called once with the note when a first reading is rejected.
+        clock: the tracker's clock, for figures extrapolated past a gap.
+
+    Every reading is checked at this boundary: finite, never decreasing, and
+    no faster than the domain's ceiling (:attr:`Domain.max_power_w`) allows
+    since the previous reading. An implausible reading is replaced by the
+    power before it (the counter is re-anchored, so a misread wrap adds
+    nothing), with one warning per source. A source that fails, or gives
+    only implausible readings for :data:`MAX_REJECTED_IN_A_ROW` reads, is
+    dropped: from then on its domains are *estimated* at the mean power it
+    measured until then (method ``held-power``), so the run's figures and the
+    policies acting on them go on, labelled, instead of reading 0 W.
     """
 
     def __init__(
@@ -81,34 +112,109 @@ class SourceState:
         *,
         strict: bool = False,
         on_drop: Callable[[str], None] | None = None,
+        on_note: Callable[[str], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ):
         self.meter = meter
-        self.names = tuple(d.name for d in meter.domains())
+        self.domains = tuple(meter.domains())
+        self.names = tuple(d.name for d in self.domains)
         self.strict = strict
         self.dropped_note: str | None = None
         self.failure: BaseException | None = None
+        self.rejected = 0
+        """Readings rejected as implausible so far."""
+        self._in_a_row = 0
         self._on_drop = on_drop
+        self._on_note = on_note
+        self._clock = clock
         self._lock = threading.Lock()
         zeros = (0.0,) * len(self.names)
         # Replaced as one object, so the training thread always sees a consistent model.
         self.model = Model(zeros, zeros, zeros)
         self._slope_origin: tuple[float, tuple[float, ...]] | None = None
+        self._first: tuple[float, tuple[float, ...]] | None = None
+        self._last_raw: tuple[float, tuple[float, ...]] | None = None
+        self._offsets = zeros
+        self._ceilings = tuple(d.max_power_w for d in self.domains)
         self.last_timestamp_s: float | None = None
 
-    def sample(self) -> tuple[float, ...]:
-        """Read the meter now (thread-safe) and return its cumulative values."""
+    def sample(self) -> tuple[float, tuple[float, ...]]:
+        """Read the meter now (thread-safe): the reading's time and cumulative values.
+
+        After a skipped reading or a drop, the values are the model's at the
+        tracker's clock (extrapolated at the power in force).
+        """
         if self.dropped_note is not None:
-            return self.model.values
+            return self._extrapolated()
         with self._lock:
             try:
                 reading = self.meter.read()
-                values = tuple(reading.energy_j[n] for n in self.names)
+                raw = tuple(float(reading.energy_j[n]) for n in self.names)
+            except ImplausibleReadingError as err:
+                self._reject(str(err), err)
+                return self._extrapolated()
             except Exception as err:
                 self._drop(err)
-                return self.model.values
+                return self._extrapolated()
+            values = self._checked(reading.timestamp_s, raw)
+            if values is None:
+                return self._extrapolated()
             self.model = self._next_model(reading.timestamp_s, values)
             self.last_timestamp_s = reading.timestamp_s
-        return values
+        return reading.timestamp_s, values
+
+    def _extrapolated(self) -> tuple[float, tuple[float, ...]]:
+        anchors = self.model.anchors
+        now = self._clock() if self._clock is not None else (anchors[0] if anchors else 0.0)
+        return now, self.model.at(now)
+
+    def _checked(self, t1: float, raw: tuple[float, ...]) -> tuple[float, ...] | None:
+        """The reading with the offsets applied, or None if it is to be skipped."""
+        if not all(map(math.isfinite, raw)):
+            self._reject(f"a reading is not finite ({_show(self.names, raw)})")
+            return None
+        previous = self._last_raw
+        if previous is None:
+            if min(raw, default=0.0) < 0:
+                self._reject(f"a first reading is negative ({_show(self.names, raw)})")
+                return None
+            self._last_raw = (t1, raw)
+            self._first = (t1, raw)
+            return raw
+        t0, raw0 = previous
+        elapsed = max(t1 - t0, 0.0)
+        offsets = list(self._offsets)
+        bad = []
+        for i, (a, b, ceiling) in enumerate(zip(raw0, raw, self._ceilings)):
+            step = b - a
+            if step < 0 or step > ceiling * (elapsed + GRACE_S):
+                bad.append(f"{self.names[i]} {'fell' if step < 0 else 'rose'} by {abs(step):.6g} J "
+                           f"in {elapsed:.3g} s (ceiling {ceiling:g} W)")  # fmt: skip
+                # re-anchor: this interval counts at the power before it, later ones as read
+                offsets[i] = self.model.at(t1)[i] - b
+        self._last_raw = (t1, raw)
+        if bad:
+            self._offsets = tuple(offsets)
+            self._reject("; ".join(bad))
+        else:
+            self._in_a_row = 0
+        return tuple(v + o for v, o in zip(raw, self._offsets))
+
+    def _reject(self, why: str, err: BaseException | None = None) -> None:
+        self.rejected += 1
+        self._in_a_row += 1
+        note = (
+            f"source {self.meter.name!r} gave an implausible reading: {why}; such readings are "
+            "replaced by the power before them (estimated)"
+        )
+        if self.strict:
+            self.failure = err or ImplausibleReadingError(note)
+        elif self.rejected == 1:
+            if self._on_note is not None:
+                self._on_note(note)
+            warn(note)
+        if self._in_a_row >= MAX_REJECTED_IN_A_ROW:
+            self._drop(ImplausibleReadingError(f"{self._in_a_row} implausible readings in a row"))
 
     def _next_model(self, t1: float, e1: tuple[float, ...]) -> Model:
         """Anchor the line at the new sample; re-estimate power over >= MIN_SLOPE_SPAN_S."""
@@ -125,23 +231,47 @@ class SourceState:
         return Model(anchors, e1, tuple(max((b - a) / span, 0.0) for a, b in zip(e0, e1)))
 
     def _drop(self, err: BaseException) -> None:
+        held = self._mean_power()
         self.dropped_note = (
             f"source {self.meter.name!r} ({', '.join(self.names)}) failed and was dropped: "
-            f"{type(err).__name__}: {err}; its figures stop at the last good reading"
+            f"{type(err).__name__}: {err}; from then on its domains are estimated at the mean "
+            f"power it measured until then ({_show(self.names, held, 'W')}), and energy "
+            "checkpoints and budgets go on with that estimate"
         )
         self.failure = err
-        values = self.model.values
-        self.model = Model(self.model.anchors, values, (0.0,) * len(values))  # no extrapolation
+        anchor = self.last_timestamp_s if self.last_timestamp_s is not None else 0.0
+        values = self.model.at(anchor)
+        self.model = Model((anchor,) * len(values), values, held)
+        self.domains = tuple(
+            replace(d, kind="estimated", method="held-power", detail=f"{d.source} failed; "
+                    f"held at its mean measured power, {w:.4g} W")
+            for d, w in zip(self.domains, held)
+        )  # fmt: skip
         if self._on_drop is not None:
             self._on_drop(self.dropped_note)
         if not self.strict:
             warn(self.dropped_note)
 
+    def _mean_power(self) -> tuple[float, ...]:
+        """Mean power from the first to the latest accepted reading (0 W without a span)."""
+        if self._first is None or self.last_timestamp_s is None:
+            return (0.0,) * len(self.names)
+        t0, e0 = self._first
+        span = self.last_timestamp_s - t0
+        if span <= 0:
+            return (0.0,) * len(self.names)
+        e1 = self.model.values
+        return tuple(max((b - a) / span, 0.0) for a, b in zip(e0, e1))
+
     def raise_if_strict(self) -> None:
-        """In strict mode, re-raise a failure recorded on any thread."""
+        """In strict mode, raise a failure recorded on any thread (every time: it sticks)."""
         if self.strict and self.failure is not None:
-            err, self.failure = self.failure, None
-            raise MeterReadError(f"strict mode: {self.dropped_note}") from err
+            note = self.dropped_note or f"source {self.meter.name!r}: {self.failure}"
+            raise MeterReadError(f"strict mode: {note}") from self.failure
+
+
+def _show(names: tuple[str, ...], values: tuple[float, ...], unit: str = "J") -> str:
+    return ", ".join(f"{n}={v:.6g} {unit}" for n, v in zip(names, values))
 
 
 class Sampler:

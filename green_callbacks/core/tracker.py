@@ -172,8 +172,12 @@ class EnergyTracker:
             selection = restrict(selection, self._share)
         self._findings = selection.findings
         self._sources = [
-            SourceState(m, strict=self._strict, on_drop=self._note_drop) for m in selection.meters
-        ]
+            SourceState(
+                m, strict=self._strict, on_drop=self._note_drop, on_note=self._note,
+                clock=self._clock,
+            )
+            for m in selection.meters
+        ]  # fmt: skip
         self._layout = Layout.of(
             tuple(chain.from_iterable(m.domains() for m in selection.meters)), self._carbon
         )
@@ -228,11 +232,13 @@ class EnergyTracker:
         """
         run = self._require_run()
         try:
-            now, values = self._exact()
+            now, values = self._exact(check=False)  # the totals are kept even in strict mode
             self._record(run, now, tuple(map(sub, values, run.values_at_start())), False)
             self._final = self._totals_at(now, values)
         finally:
             self._shutdown()
+        if self._strict:
+            self._raise_if_strict()
         return self._final
 
     def _shutdown(self) -> None:
@@ -270,21 +276,25 @@ class EnergyTracker:
             source.sample()
         self._model = Model.concat([s.model for s in self._sources])
 
-    def _note_drop(self, note: str) -> None:
+    def _note(self, note: str) -> None:
         self._dropped.append(note)
         self._notes = tuple(self._dropped)
 
-    def _exact(self) -> tuple[float, tuple[float, ...]]:
+    def _note_drop(self, note: str) -> None:
+        """A source was dropped: its domains are now estimates, and the layout says so."""
+        self._note(note)
+        domains = tuple(chain.from_iterable(s.domains for s in self._sources))
+        self._layout = Layout.of(domains, self._carbon)
+
+    def _exact(self, *, check: bool = True) -> tuple[float, tuple[float, ...]]:
         """A fresh reading of every source (which also updates the models)."""
-        if self._strict:
-            self._raise_if_strict()
         parts = [s.sample() for s in self._sources]
         self._model = Model.concat([s.model for s in self._sources])
-        if len(parts) == 1:  # a live source's own reading time is the boundary's
-            source = self._sources[0]
-            stamp = source.last_timestamp_s if source.dropped_note is None else None
-            return (self._clock() if stamp is None else stamp), parts[0]
-        return self._clock(), tuple(chain.from_iterable(parts))
+        if self._strict and check:  # a failure of this reading, or one on the sampler thread
+            self._raise_if_strict()
+        if len(parts) == 1:  # a single source's own reading time is the boundary's
+            return parts[0]
+        return self._clock(), tuple(chain.from_iterable(values for _, values in parts))
 
     def _raise_if_strict(self) -> None:
         for source in self._sources:

@@ -32,6 +32,18 @@ KINDS: tuple[Kind, ...] = ("measured", "estimated", "replayed")
 DEVICE_PREFIXES = ("gpu",)
 """Domain name prefixes of per-device domains (``gpu:0``); every other domain is host-level."""
 
+MAX_POWER_W: Mapping[str, float] = {"gpu": 3000.0, "cpu": 2000.0, "dram": 1000.0, "psys": 10000.0}
+"""The most power a domain can plausibly draw, by name prefix (``gpu:0`` -> ``gpu``). Units: W.
+
+Two to four times the largest parts made today (a 1.4 kW accelerator, a 500 W
+CPU package, a socket of DRAM, a whole node), so that only impossible
+readings exceed it: a counter misread as a wrap, a corrupt trace. Domains
+with other names get :data:`DEFAULT_MAX_POWER_W`.
+"""
+
+DEFAULT_MAX_POWER_W = 10000.0
+"""The ceiling of a domain whose name has no entry in :data:`MAX_POWER_W`. Units: W."""
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -70,6 +82,12 @@ class Domain:
         if sep and prefix in DEVICE_PREFIXES and index.isdigit():
             return int(index)
         return None
+
+    @property
+    def max_power_w(self) -> float:
+        """The most power this domain can plausibly draw (:data:`MAX_POWER_W`). Units: W."""
+        prefix = self.name.split(":", 1)[0].split("/", 1)[0]
+        return MAX_POWER_W.get(prefix, DEFAULT_MAX_POWER_W)
 
     def label(self) -> str:
         """Short provenance label, e.g. ``"measured (nvml energy-counter)"``."""

@@ -24,7 +24,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from green_callbacks.errors import MeterPermissionError, MeterReadError, MeterUnavailableError
+from green_callbacks.errors import (
+    ImplausibleReadingError,
+    MeterPermissionError,
+    MeterReadError,
+    MeterUnavailableError,
+)
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock, Domain, Reading
 
 DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
@@ -87,8 +92,14 @@ class RaplMeter:
     def read(self) -> Reading:
         now = self._clock()
         energy: dict[str, float] = {}
-        for zone in self._zones:
-            raw = _read_counter(zone.energy_path)
+        raws = [_read_counter(zone.energy_path) for zone in self._zones]
+        for zone, raw in zip(self._zones, raws):  # all checked before any zone moves on
+            if not 0 <= raw <= zone.max_range_uj:
+                raise ImplausibleReadingError(
+                    f"RAPL counter {zone.energy_path} read {raw} uJ, outside its range "
+                    f"0..{zone.max_range_uj} (max_energy_range_uj); the reading is skipped"
+                )
+        for zone, raw in zip(self._zones, raws):
             delta = raw - zone.last_uj
             if delta < 0:  # the counter wrapped once since the last read
                 delta += zone.max_range_uj

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -135,12 +136,25 @@ def _validated(
         raise MeterSpecError(
             f"{where}: needs at least two rows of time and value, got {len(times)}"
         )
+    for label, series in (("time_s", times), ("value", values)):
+        bad = next((i for i, v in enumerate(series) if not math.isfinite(v)), None)
+        if bad is not None:
+            raise MeterSpecError(
+                f"{where}: row {bad + 1} has {label} {series[bad]}; every value must be a "
+                "finite number"
+            )
     if any(b <= a for a, b in pairwise(times)):
         raise MeterSpecError(f"{where}: time_s must strictly increase from row to row")
     shifted = [t - times[0] for t in times]
     if kind == "power":
         if min(values) < 0:
             raise MeterSpecError(f"{where}: power must be >= 0 W, got {min(values)}")
+        ceiling = Domain(domain, "replayed", "replay", "trace").max_power_w
+        if max(values) > ceiling:
+            raise MeterSpecError(
+                f"{where}: power {max(values)} W is more than any {domain!r} domain draws "
+                f"(ceiling {ceiling:g} W, docs/meters.md); is the column in mW or uW?"
+            )
         return _from_power(shifted, values)
     if kind == "energy":
         if any(b < a for a, b in pairwise(values)):
@@ -163,11 +177,16 @@ def _column_kind(header: str) -> tuple[str, str]:
 
 
 def _load_csv(path: Path) -> dict[str, tuple[str, Sequence[float], Sequence[float]]]:
-    try:
-        with path.open(newline="") as handle:
+    try:  # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the header
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
     except OSError as err:
         raise MeterSpecError(f"cannot read replay trace {path}: {err}") from err
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise MeterSpecError(
+            f"replay trace {path} is not a text CSV file ({err}); "
+            "write it as UTF-8 text with a header such as 'time_s,power_w'"
+        ) from err
     if not rows or rows[0][0].strip() != "time_s" or len(rows[0]) < 2:
         raise MeterSpecError(
             f"replay trace {path}: the first line must be a header 'time_s,power_w' "
@@ -184,5 +203,10 @@ def _load_csv(path: Path) -> dict[str, tuple[str, Sequence[float], Sequence[floa
     series: dict[str, tuple[str, Sequence[float], Sequence[float]]] = {}
     for col, name in enumerate(header[1:], start=1):
         domain, kind = _column_kind(name)
+        if domain in series:
+            raise MeterSpecError(
+                f"replay trace {path}: two columns for domain {domain!r} ({name!r} and one "
+                "before it); give each domain one column, power '_w' or energy '_j'"
+            )
         series[domain] = (kind, times, [row[col] for row in table])
     return series

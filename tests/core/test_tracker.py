@@ -158,30 +158,46 @@ def test_sampler_thread_starts_and_stops_without_leaks() -> None:
     assert set(threading.enumerate()) == before
 
 
-def test_failing_source_is_dropped_with_one_warning_and_training_goes_on(clock: FakeClock) -> None:
+def test_a_failing_source_is_held_at_its_mean_power_and_labelled_estimated(
+    clock: FakeClock,
+) -> None:
     good = FakeMeter({"cpu": 10.0}, clock=clock)
-    bad = FakeMeter({"gpu:0": 100.0}, clock=clock, fail_after=3)
+    bad = FakeMeter({"gpu:0": 100.0}, clock=clock, fail_after=3)  # read at 0 s and 1 s only
     tracker = EnergyTracker([good, bad], sample_interval_s=None, clock=clock).start()
     clock.advance(1.0)
+    before = tracker.open("epoch", "train")
 
-    with pytest.warns(EnergySourceWarning, match="'fake'.*dropped") as caught:
+    with pytest.warns(EnergySourceWarning, match="'fake'.*dropped.*gpu:0=100 W") as caught:
         for _ in range(3):
             tracker.poll()
             clock.advance(1.0)
+        epoch = tracker.close(before)
         totals = tracker.stop()
 
     assert len(caught) == 1
-    assert totals.energy_by_domain == {"cpu": 40.0, "gpu:0": 100.0}
-    assert "scripted failure" in totals.notes[0]
+    # 100 W measured until 1 s, then held at that mean: not the 0 W of a dead sensor
+    assert totals.energy_by_domain == {"cpu": 40.0, "gpu:0": 400.0}
+    assert epoch.energy_j == 330.0
+    held = {d.name: d for d in totals.layout.domains}["gpu:0"]
+    assert (held.kind, held.source, held.method) == ("estimated", "fake", "held-power")
+    assert totals.kind == epoch.layout.kind() == "mixed"
+    assert "scripted failure" in totals.notes[0] and "estimated" in totals.notes[0]
 
 
 def test_strict_mode_raises_the_failure(clock: FakeClock) -> None:
-    bad = FakeMeter({"gpu:0": 1.0}, clock=clock, fail_after=2)
+    bad = FakeMeter({"gpu:0": 1.0}, clock=clock, fail_after=3)
     tracker = EnergyTracker([bad], sample_interval_s=None, clock=clock, strict=True).start()
+    clock.advance(1.0)
     tracker.poll()
 
     with pytest.raises(MeterReadError, match="strict mode"):
         tracker.open("epoch")
+    with pytest.raises(MeterReadError, match="strict mode"):  # it sticks: no quiet success later
+        tracker.open("epoch")
+    with pytest.raises(MeterReadError, match="strict mode"):
+        tracker.stop()
+    assert not tracker.running  # stopped all the same: no thread or meter left
+    assert tracker.summary()["totals"]["energy_j"] == 1.0  # and the figures kept
 
 
 def test_trace_file_gets_one_line_per_window(clock: FakeClock, tmp_path: Path) -> None:

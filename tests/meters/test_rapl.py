@@ -45,6 +45,29 @@ def test_unwraps_one_wraparound(powercap: FakePowercapTree) -> None:
     assert meter.read().energy_j["cpu:0"] == 0.2
 
 
+@pytest.mark.parametrize("impossible", [-5, 1_000_001])
+def test_a_counter_outside_its_range_is_skipped_not_taken_as_a_wrap(
+    powercap: FakePowercapTree, impossible: int
+) -> None:
+    clock = FakeClock()
+    powercap.set_energy("intel-rapl:0", 0)
+    tracker = EnergyTracker([RaplMeter(powercap.root, clock=clock)], sample_interval_s=None,
+                            clock=clock).start()  # fmt: skip
+    clock.advance(1.0)
+    powercap.set_energy("intel-rapl:0", 10_000)  # 10 mW for 1 s
+    tracker.poll()
+    clock.advance(1.0)
+    powercap.set_energy("intel-rapl:0", impossible)
+    with pytest.warns(EnergySourceWarning, match=f"read {impossible} uJ, outside its range"):
+        tracker.poll()  # skipped, not a wrap of about 1 J
+    clock.advance(1.0)
+    powercap.set_energy("intel-rapl:0", 30_000)
+    totals = tracker.stop()
+
+    assert totals.energy_by_domain["cpu:0"] == pytest.approx(0.03)
+    assert totals.notes and "replaced by the power before them" in totals.notes[0]
+
+
 def test_double_wraparound_over_a_long_window_is_counted_when_polled(
     powercap: FakePowercapTree,
 ) -> None:

@@ -69,6 +69,12 @@ def test_power_holds_after_the_last_row() -> None:
         ("time_s,watts\n0,1\n1,2\n", "column 'watts'"),
         ("time_s,power_w\n0,1\n1,x\n", "non-numeric"),
         ("time_s,power_w\n0,1\n1\n", "every row needs 2 values"),
+        ("time_s,power_w\n0,1\n1,nan\n", "row 2 has value nan; every value must be a finite"),
+        ("time_s,power_w\n0,1\n1,inf\n", "row 2 has value inf"),
+        ("time_s,energy_j\n0,1\ninf,2\n", "row 2 has time_s inf"),
+        ("time_s,power_w\n0,1\n1,1e308\n", r"more than any 'replay' domain draws \(ceiling"),
+        ("time_s,gpu:0_w\n0,1\n1,3001\n", "ceiling 3000 W"),
+        ("time_s,gpu_w,gpu_j\n0,1,0\n1,1,1\n", "two columns for domain 'gpu'"),
     ],
 )
 def test_malformed_traces_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
@@ -76,6 +82,21 @@ def test_malformed_traces_say_what_is_wrong(tmp_path: Path, text: str, message: 
     trace.write_text(text)
 
     with pytest.raises(MeterSpecError, match=message):
+        ReplayMeter.from_csv(trace)
+
+
+def test_a_trace_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    trace = tmp_path / "excel.csv"
+    trace.write_bytes("time_s,power_w\n0,10\n1,10\n".encode("utf-8-sig"))
+
+    assert [d.name for d in ReplayMeter.from_csv(trace).domains()] == ["replay"]
+
+
+def test_a_binary_file_is_named_and_refused(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.parquet"
+    trace.write_bytes(b"PAR1\xff\xfe\x00\x81binary")
+
+    with pytest.raises(MeterSpecError, match=r"trace.parquet is not a text CSV file"):
         ReplayMeter.from_csv(trace)
 
 
