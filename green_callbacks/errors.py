@@ -106,6 +106,10 @@ class UnsafeTargetError(GreenCallbacksError, ValueError):
     """A write would replace something that is not a regular file (a device, a folder)."""
 
 
+class OutputError(GreenCallbacksError, RuntimeError):
+    """Strict mode only: a logger, checkpoint or file the package writes failed."""
+
+
 class FrameworkAPIError(GreenCallbacksError, RuntimeError):
     """A framework internal the package relies on changed; the message names the versions."""
 
@@ -150,6 +154,13 @@ def warn(message: str, category: type[Warning] = EnergySourceWarning) -> None:
 
 def _is_framework(module: str) -> bool:
     return module.split(".", 1)[0] in _FRAMEWORK_MODULES
+
+
+def output_failed(message: str, *, strict: bool, cause: BaseException | None = None) -> None:
+    """A logger, checkpoint or file write failed: warn and go on, or raise in strict mode."""
+    if strict:
+        raise OutputError(f"strict mode: {message}") from cause
+    warn(message, OutputFailureWarning)
 
 
 def warn_renamed(owner: str, old: str, new: str, *, stacklevel: int = 3) -> None:

@@ -41,6 +41,13 @@ def step_j(phase: str) -> str:
     return f"energy/{phase}_step_j"
 
 
+def held_j(phase: str) -> str:
+    """Of the epoch's or loop's energy, the joules no sensor measured: a failed source's
+    domains held at the mean power it measured (an estimate). Logged only once a source has
+    failed. Units: J."""
+    return f"energy/{phase}_held_j"
+
+
 def loop_j(phase: str) -> str:
     """Energy of a whole test or predict loop. Units: J."""
     return f"energy/{phase}_j"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from green_callbacks.core.units import Carbon
-from green_callbacks.meters.base import Domain
+from green_callbacks.meters.base import HELD_POWER, Domain
 
 LEVELS = ("run", "phase", "epoch", "batch")
 
@@ -81,6 +81,21 @@ class WindowResult(NamedTuple):
     def energy_j(self) -> float:
         """Total over top-level domains (parts are not added twice). Units: J."""
         return sum(self.layout.total_of(self.values))
+
+    @property
+    def has_held(self) -> bool:
+        """Whether any domain of this window is a failed source's held estimate."""
+        return any(d.method == HELD_POWER for d in self.layout.domains)
+
+    @property
+    def held_j(self) -> float:
+        """The part of :attr:`energy_j` no sensor measured: failed sources held at their
+        mean power (method ``held-power``, an estimate). Units: J."""
+        layout = self.layout
+        return sum(
+            v for v, d, top in zip(self.values, layout.domains, layout.top)
+            if top and d.method == HELD_POWER
+        )  # fmt: skip
 
     @property
     def energy_by_domain(self) -> dict[str, float]:

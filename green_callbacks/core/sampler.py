@@ -23,7 +23,7 @@ from green_callbacks.errors import (
     TrackerConfigError,
     warn,
 )
-from green_callbacks.meters.base import Meter
+from green_callbacks.meters.base import HELD_POWER, Meter
 
 # Power is estimated over at least this span: counters update every 1 ms (RAPL)
 # to 100 ms (NVML), so a read just after a sample would mostly see granularity.
@@ -232,18 +232,25 @@ class SourceState:
 
     def _drop(self, err: BaseException) -> None:
         held = self._mean_power()
+        measured = self._first is not None and self.last_timestamp_s != self._first[0]
         self.dropped_note = (
             f"source {self.meter.name!r} ({', '.join(self.names)}) failed and was dropped: "
-            f"{type(err).__name__}: {err}; from then on its domains are estimated at the mean "
-            f"power it measured until then ({_show(self.names, held, 'W')}), and energy "
-            "checkpoints and budgets go on with that estimate"
+            f"{type(err).__name__}: {err}; "
+            + (
+                f"from then on its domains are estimated at the mean power it measured until "
+                f"then ({_show(self.names, held, 'W')}), and energy checkpoints and budgets go "
+                "on with that estimate"
+                if measured
+                else "it measured nothing before, so its domains add 0 J (an estimate, not a "
+                "measurement); meter with another source (green-callbacks meters)"
+            )
         )
         self.failure = err
         anchor = self.last_timestamp_s if self.last_timestamp_s is not None else 0.0
         values = self.model.at(anchor)
         self.model = Model((anchor,) * len(values), values, held)
         self.domains = tuple(
-            replace(d, kind="estimated", method="held-power", detail=f"{d.source} failed; "
+            replace(d, kind="estimated", method=HELD_POWER, detail=f"{d.source} failed; "
                     f"held at its mean measured power, {w:.4g} W")
             for d, w in zip(self.domains, held)
         )  # fmt: skip

@@ -40,6 +40,7 @@ from green_callbacks.core.watch import WATCH_INTERVAL_S, CallWatch, Watcher
 from green_callbacks.errors import (
     CallbackConfigError,
     InterruptedRunWarning,
+    output_failed,
     require_number,
     warn,
 )
@@ -88,6 +89,11 @@ class CallbackConfig:
         summary_path: JSON file written at the end of the run, or None.
         sync_cuda: synchronise CUDA before each batch reading (epoch and run
             boundaries are always synchronised).
+        strict: fail instead of surviving: a sensor that fails or reads an
+            impossible value, a logger, summary, trace or checkpoint that cannot
+            be written raise (once failed, every later reading raises too).
+            Default: warn, label the figures and let training go on
+            (docs/reliability.md).
     """
 
     meters: MeterLike | Sequence[MeterLike] = "auto"
@@ -98,6 +104,7 @@ class CallbackConfig:
     trace_path: str | Path | None = None
     summary_path: str | Path | None = None
     sync_cuda: bool = False
+    strict: bool = False
 
     def __post_init__(self) -> None:
         check_meters(self.meters)
@@ -136,11 +143,12 @@ class EnergyCallbackArgs:
         trace_path: str | Path | None = None,
         summary_path: str | Path | None = None,
         sync_cuda: bool = False,
+        strict: bool = False,
     ):
         super().__init__()
         self.config = CallbackConfig(
             meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
-            trace_path, summary_path, sync_cuda,
+            trace_path, summary_path, sync_cuda, strict,
         )  # fmt: skip
         self._session: EnergySession | None = None
         self._session_options: dict[str, Any] = {}  # tests: a fake clock (testing.fake_metered)
@@ -333,6 +341,7 @@ class EnergySession:
             pue=config.pue,
             trace_path=_own_trace(config.trace_path, distributed),
             share=None if distributed is None else distributed.share,
+            strict=config.strict,
             clock=clock,
             sleep=sleep,
         )
@@ -340,7 +349,7 @@ class EnergySession:
         self._epochs: dict[str, Window] = {}
         self._laps: dict[str, Window] = {}
         self._samples: dict[str, int] = {}
-        self._excluded: dict[str, tuple[float, float]] = {}
+        self._excluded: dict[str, tuple[float, float, float]] = {}  # nested: J, s, held J
         self._carbon = (
             None
             if config.carbon_intensity_g_per_kwh is None
@@ -383,7 +392,10 @@ class EnergySession:
             try:
                 write_json_atomic(Path(self.config.summary_path), summary)
             except (OSError, ValueError) as err:  # unwritable, not a regular file, not JSON
-                warn(f"energy summary {self.config.summary_path} cannot be written ({err})")
+                output_failed(
+                    f"energy summary {self.config.summary_path} cannot be written ({err})",
+                    strict=self.config.strict, cause=err,
+                )  # fmt: skip
         return summary
 
     @property
@@ -408,7 +420,7 @@ class EnergySession:
         self._synchronize()
         self._epochs[phase] = self.tracker.open("epoch", phase)
         self._samples[phase] = 0
-        self._excluded[phase] = (0.0, 0.0)
+        self._excluded[phase] = (0.0, 0.0, 0.0)
         if self.config.granularity == "batch" and measure_first:
             self._laps[phase] = self.tracker.open("batch", phase)
 
@@ -448,13 +460,19 @@ class EnergySession:
         result = self.tracker.close(window)
         self._laps.pop(phase, None)
         for other in self._epochs:  # a nested phase's energy is not the enclosing one's
-            energy, duration = self._excluded[other]
-            self._excluded[other] = (energy + result.energy_j, duration + result.duration_s)
+            energy, duration, held = self._excluded[other]
+            self._excluded[other] = (
+                energy + result.energy_j,
+                duration + result.duration_s,
+                held + result.held_j,
+            )
             if other in self._laps:  # its next batch starts now
                 self._laps[other] = self.tracker.open("batch", other)
-        energy, duration = self._own(phase, result)
+        energy, duration, held = self._own(phase, result)
         local_total = self._local_total()
-        energy, samples, total = self._sum(energy, self._samples.pop(phase, 0), local_total)
+        energy, samples, total, held, has_held = self._sum(
+            energy, self._samples.pop(phase, 0), local_total, held, float(result.has_held)
+        )
         self._job_total = (total, local_total)
         name = keys.loop_j(phase) if phase in ("test", "predict") else keys.epoch_j(phase)
         metrics = {
@@ -463,11 +481,18 @@ class EnergySession:
         }
         if samples:
             metrics[keys.j_per_sample(phase)] = energy / samples
+        if has_held:  # a source failed (on any process): how much of the figure is an estimate
+            metrics[keys.held_j(phase)] = held
         return {**metrics, **self._total_metrics(total)}
 
-    def _own(self, phase: str, result: WindowResult) -> tuple[float, float]:
-        excluded_j, excluded_s = self._excluded.pop(phase, (0.0, 0.0))
-        return max(result.energy_j - excluded_j, 0.0), max(result.duration_s - excluded_s, 0.0)
+    def _own(self, phase: str, result: WindowResult) -> tuple[float, float, float]:
+        """The window's energy, duration and held energy without the phases nested in it."""
+        excluded_j, excluded_s, excluded_held = self._excluded.pop(phase, (0.0, 0.0, 0.0))
+        return (
+            max(result.energy_j - excluded_j, 0.0),
+            max(result.duration_s - excluded_s, 0.0),
+            max(result.held_j - excluded_held, 0.0),
+        )
 
     def totals(self) -> dict[str, float]:
         """``energy/total_j`` (and ``carbon/total_g``) of the run so far, over all processes."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.session import Distributed, EnergyCallbackArgs
-from green_callbacks.errors import EnergyCallbackMissingError, OutputFailureWarning, warn
+from green_callbacks.errors import EnergyCallbackMissingError, output_failed
 from green_callbacks.meters.share import RankShare
 
 try:
@@ -182,11 +182,16 @@ def to_loggers(
             if metrics:
                 logger.log_metrics(metrics, step=trainer.global_step)
         except Exception as err:
-            warn(
+            output_failed(
                 f"{type(logger).__name__} could not take the energy figures ({err!r}); "
                 "training goes on, and the figures are in the run summary",
-                OutputFailureWarning,
-            )
+                strict=_strict(trainer), cause=err,
+            )  # fmt: skip
+
+
+def _strict(trainer: Any) -> bool:
+    """Whether the trainer's EnergyCallback asked for strict mode."""
+    return any(c.config.strict for c in trainer.callbacks if isinstance(c, EnergyCallback))
 
 
 def energy_callback(trainer: Any, user: str) -> EnergyCallback:

@@ -41,6 +41,9 @@ readings exceed it: a counter misread as a wrap, a corrupt trace. Domains
 with other names get :data:`DEFAULT_MAX_POWER_W`.
 """
 
+HELD_POWER = "held-power"
+"""The method of a domain whose source failed: estimated at the mean power it measured before."""
+
 DEFAULT_MAX_POWER_W = 10000.0
 """The ceiling of a domain whose name has no entry in :data:`MAX_POWER_W`. Units: W."""
 

@@ -40,12 +40,11 @@ from green_callbacks.core.session import EnergySession
 from green_callbacks.core.signals import SignalLatch, signal_names
 from green_callbacks.core.tracker import Window
 from green_callbacks.errors import (
-    OutputFailureWarning,
     PolicyConfigError,
     UnsafeTargetError,
     UsageError,
+    output_failed,
     require_number,
-    warn,
 )
 from green_callbacks.policies.checkpointing import (
     CheckpointPlanConfig,
@@ -170,11 +169,11 @@ class SaveSchedule:
             cost = session.reduced({"j": cost})["j"]
         if failed is not None:
             self.failures += 1
-            warn(
+            output_failed(
                 f"EnergyCheckpoint could not save ({failed}); the previous checkpoint is intact, "
                 "training goes on and the next trigger tries again",
-                OutputFailureWarning,
-            )
+                strict=session.config.strict, cause=failed,
+            )  # fmt: skip
             return None
         self.planner.record(cost)
         self._since = session.tracker.open("phase", "since_checkpoint", exact=False)

@@ -103,13 +103,16 @@ class EarlyStopDriver:
             metric=None if metric is None else float(metric),
             epochs_left=epochs_left,
         )
+        held = [k for k in figures if k.endswith("_held_j")]
         if decision.stop:
             self.decision, self.stopped_at = decision, at
             if self.verbose:
                 log.warning(
                     "EnergyEarlyStopping stopped %s %d: %s; about %.0f J saved against the "
-                    "planned %ss (an estimate)",
+                    "planned %ss (an estimate)%s",
                     self.at, at, decision.message, decision.saved_j_estimate, self.unit,
+                    f"; an energy source had failed, so part of the energy is estimated "
+                    f"({', '.join(held)})" if held else "",
                 )  # fmt: skip
         return decision
 

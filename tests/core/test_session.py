@@ -12,6 +12,7 @@ from green_callbacks.core.session import (
     EnergyCallbackArgs,
     EnergySession,
 )
+from green_callbacks.errors import EnergySourceWarning
 from green_callbacks.testing import FakeClock, FakeMeter
 
 
@@ -36,6 +37,27 @@ def test_epochs_report_energy_power_per_sample_and_run_total(clock: FakeClock) -
     assert epochs[0][keys.j_per_sample("train")] == 200.0 / 32
     assert epochs[1][keys.TOTAL_J] == 400.0
     assert sum(e[keys.epoch_j("train")] for e in epochs) == epochs[-1][keys.TOTAL_J]
+
+
+def test_after_a_source_fails_the_figures_say_how_much_of_them_is_held(clock: FakeClock) -> None:
+    measured = FakeMeter({"cpu": 10.0}, clock=clock)
+    failing = FakeMeter({"gpu:0": 100.0}, clock=clock, fail_after=8)  # 7 reads in epoch 1
+    config = CallbackConfig(meters=[measured, failing])
+    session = EnergySession(config, clock=clock, sample_interval_s=None).start()
+    epochs = []
+    with pytest.warns(EnergySourceWarning, match="dropped"):
+        for _ in range(2):
+            session.epoch_start("train")
+            clock.advance(1.0)
+            session.epoch_start("val")
+            clock.advance(1.0)
+            epochs.append(session.epoch_end("val"))
+            epochs.append(session.epoch_end("train"))
+
+    # epoch 1 measured; in epoch 2 the GPU failed at its first read and is held at 100 W
+    assert keys.held_j("train") not in epochs[1] and keys.held_j("val") not in epochs[0]
+    assert epochs[2][keys.epoch_j("val")] == 110.0 and epochs[2][keys.held_j("val")] == 100.0
+    assert epochs[3][keys.epoch_j("train")] == 110.0 and epochs[3][keys.held_j("train")] == 100.0
 
 
 def test_validation_inside_a_training_epoch_is_not_training_energy(clock: FakeClock) -> None:

@@ -14,7 +14,12 @@ torch = pytest.importorskip("torch", reason="needs the 'lightning' extra")
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
-from green_callbacks.errors import EnergySourceWarning, OutputFailureWarning  # noqa: E402
+from green_callbacks.errors import (  # noqa: E402
+    EnergySourceWarning,
+    MeterReadError,
+    OutputError,
+    OutputFailureWarning,
+)
 from green_callbacks.lightning import EnergyCallback  # noqa: E402
 from green_callbacks.testing import FakeMeter, constant_power_trace  # noqa: E402
 
@@ -183,7 +188,10 @@ def test_a_failing_source_warns_at_the_users_fit_line_and_training_goes_on(tmp_p
 
     ours = [w for w in caught if issubclass(w.category, EnergySourceWarning)]
     assert len(ours) == 1 and ours[0].filename == __file__
+    # it failed at its first read: nothing measured, and the logged 0 J says it is no measurement
     assert column(metric_rows(tmp_path), "energy/train_epoch_j") == [0.0]
+    assert column(metric_rows(tmp_path), "energy/train_held_j") == [0.0]
+    assert "measured nothing before" in str(ours[0].message)
 
 
 class BrokenLogger(CSVLogger):  # type: ignore[misc]
@@ -217,3 +225,20 @@ def test_a_failing_logger_warns_and_training_and_prediction_go_on(
 
     assert fitting.current_epoch == 1 and predictions is not None and len(predictions) == 4
     assert callback.summary is not None and callback.summary["totals"]["energy_j"] > 0
+
+
+def test_in_strict_mode_a_failing_logger_or_sensor_ends_the_fit(tmp_path: Path, trace: str) -> None:
+    strict = EnergyCallback(meters=trace, strict=True, summary_path=tmp_path / "summary.json")
+    fitting = pl.Trainer(
+        max_epochs=1, logger=BrokenLogger(tmp_path), callbacks=[strict],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    with pytest.raises(OutputError, match="strict mode: BrokenLogger could not take"):
+        fitting.fit(TinyModel(), loader())
+    assert strict.session is None and (tmp_path / "summary.json").is_file()  # closed all the same
+
+    failing = FakeMeter({"gpu:0": 100.0}, fail_after=3)
+    with pytest.raises(MeterReadError, match="strict mode: source 'fake'"):
+        trainer(tmp_path, EnergyCallback(meters=[failing], strict=True), 1).fit(
+            TinyModel(), loader()
+        )

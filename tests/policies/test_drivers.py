@@ -17,6 +17,7 @@ from green_callbacks.core import keys
 from green_callbacks.core.session import CallbackConfig, EnergySession
 from green_callbacks.errors import (
     EnergyCallbackMissingError,
+    EnergySourceWarning,
     MonitorMissingError,
     OOMFloorError,
     PolicyConfigError,
@@ -66,6 +67,33 @@ def test_schedule_saves_every_kj_and_measures_each_save() -> None:
     assert schedule.since_j() == 200.0
     assert schedule.last_decision is not None
     assert schedule.last_decision.reason is SaveReason.EVERY_KJ
+
+
+def test_after_a_sensor_fails_saves_and_stops_go_on_with_its_held_power() -> None:
+    clock = FakeClock()
+    failing = FakeMeter({"gpu:0": 100.0}, clock=clock, fail_after=4)
+    config = CallbackConfig(meters=[failing])
+    running = EnergySession(config, clock=clock, sample_interval_s=None).start()
+    schedule = SaveSchedule(CheckpointPlanConfig(every_kj=0.3), signals=())
+    schedule.start(running)
+    stopper = EarlyStopDriver(StoppingConfig(budget_j=1000.0), verbose=False)
+    saves, stopped_at = 0, None
+    with pytest.warns(EnergySourceWarning, match="dropped"):
+        for epoch in range(10):
+            running.epoch_start("train")
+            clock.advance(2.0)  # 200 J per epoch at 100 W
+            running.tracker.poll()
+            decision = schedule.check(epoch_end=True)
+            if decision.save:
+                saves += schedule.save(decision, write=lambda: None) is not None
+            if stopper.observe(running.epoch_end("train"), epochs_left=9 - epoch, at=epoch).stop:
+                stopped_at = epoch
+                break
+    schedule.stop()
+
+    # the sensor died in the first epoch; without the held power: no saves, no stop
+    assert failing.reads == 4
+    assert (saves, stopped_at) == (2, 4)  # saved at 400 J and 800 J; 1000 J + 200 J > budget
 
 
 def test_schedule_state_written_inside_a_save_counts_that_save() -> None:
