@@ -106,6 +106,10 @@ class UnsafeTargetError(GreenCallbacksError, ValueError):
     """A write would replace something that is not a regular file (a device, a folder)."""
 
 
+class CheckpointLoadError(GreenCallbacksError, RuntimeError):
+    """No kept checkpoint could be resumed from; the message lists each one and why."""
+
+
 class OutputError(GreenCallbacksError, RuntimeError):
     """Strict mode only: a logger, checkpoint or file the package writes failed."""
 

@@ -25,7 +25,13 @@ from green_callbacks.errors import ConfigError, warn_renamed
 from green_callbacks.keras import _compat
 from green_callbacks.keras.callback import EnergyCallback, energy_callback
 from green_callbacks.policies.checkpointing import CheckpointPlanConfig, SaveDecision
-from green_callbacks.policies.save_schedule import SaveSchedule, ScheduledSaves, keep_newest
+from green_callbacks.policies.save_schedule import (
+    SaveSchedule,
+    ScheduledSaves,
+    keep_newest,
+    newest_intact,
+    numbered,
+)
 
 log = logging.getLogger("green_callbacks.checkpoint")
 LATEST = "latest.json"
@@ -152,10 +158,37 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
         self.schedule.save(decision, write)
 
     def _restore(self, energy: EnergyCallback) -> None:
+        """Resume from the newest backup that loads; older kept ones if it does not."""
         pointer = self.dirpath / LATEST
-        if not pointer.exists():
+        candidates = numbered(self.dirpath, FOLDER_PATTERN)
+        try:
+            newest = self.dirpath / json.loads(pointer.read_text(encoding="utf-8"))["folder"]
+        except FileNotFoundError:
+            return  # no backup was ever completed here: a fresh start
+        except (OSError, ValueError, KeyError, TypeError):
+            newest = None  # a torn pointer: the folders themselves say which is newest
+        if newest is not None:
+            candidates = [newest, *(c for c in candidates if c != newest)]
+        loaded: dict[str, Any] = {}
+
+        def problem(folder: Path) -> str | None:
+            try:
+                loaded["state"] = self._load(folder)
+            except Exception as err:  # any failure to load is a reason to try the one before
+                return f"{type(err).__name__}: {err}"
+            return None
+
+        folder = newest_intact(candidates, problem)
+        if folder is None:
             return
-        folder = self.dirpath / json.loads(pointer.read_text(encoding="utf-8"))["folder"]
+        state = loaded["state"]
+        energy.load_run_state(state)
+        _compat.set_initial_epoch(self.model, int(state["epoch"]))
+        self.resumed_from = folder
+        log.info("EnergyCheckpoint resumed from %s at epoch %d", folder, state["epoch"])
+
+    def _load(self, folder: Path) -> dict[str, Any]:
+        """Load a backup's weights; returns its run state (version 0 read as 1)."""
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:  # its variables are in the file
@@ -164,7 +197,5 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
         if "version" not in state:  # version 0: energy and planner side by side
             state = {"version": 1, "energy": state.get("energy", {}), "epoch": state["epoch"],
                      "parts": {STATE_NAME: state.get("planner", {})}}  # fmt: skip
-        energy.load_run_state(state)
-        _compat.set_initial_epoch(self.model, int(state["epoch"]))
-        self.resumed_from = folder
-        log.info("EnergyCheckpoint resumed from %s at epoch %d", folder, state["epoch"])
+        int(state["epoch"])  # a state without its epoch is no backup
+        return dict(state)

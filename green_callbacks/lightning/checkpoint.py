@@ -9,6 +9,7 @@ replace ``ModelCheckpoint``'s epoch and step ones.
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ from green_callbacks.core import keys
 from green_callbacks.core.atomic import commit, discard, link_atomic, part_path
 from green_callbacks.lightning.callback import energy_callback, to_loggers
 from green_callbacks.policies.checkpointing import CheckpointPlanConfig, SaveDecision
-from green_callbacks.policies.save_schedule import SaveSchedule, ScheduledSaves, keep_newest
+from green_callbacks.policies.save_schedule import (
+    SaveSchedule,
+    ScheduledSaves,
+    keep_newest,
+    newest_intact,
+    numbered,
+)
 
 FILE_PATTERN = re.compile(r"^energy-epoch=\d+-step=(\d+)\.ckpt$")
 
@@ -142,9 +149,42 @@ class EnergyCheckpoint(ScheduledSaves, pl.callbacks.ModelCheckpoint):
 
     # -- resume ----------------------------------------------------------
 
+    def _find_last_checkpoints(self, trainer: Any) -> set[str]:
+        """What ``fit(ckpt_path="last")`` resumes from: the newest *intact* checkpoint.
+
+        ``last.ckpt`` first, then the kept energy checkpoints, newest first; a
+        torn or overwritten file (its zip records fail their checksums) is
+        passed over with a warning. Loading nothing is never the silent result
+        of finding only corrupt files: that raises ``CheckpointLoadError``.
+        """
+        lasts = sorted(
+            (Path(p) for p in super()._find_last_checkpoints(trainer)),
+            key=lambda p: p.stat().st_mtime, reverse=True,
+        )  # fmt: skip
+        chosen = newest_intact([*lasts, *numbered(Path(str(self.dirpath)), FILE_PATTERN)],
+                               checkpoint_problem)  # fmt: skip
+        return set() if chosen is None else {str(chosen)}
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "planner": self.schedule.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.schedule.load_state_dict(state_dict.get("planner", {}))
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What is wrong with a checkpoint file written by ``torch.save``, or None if intact.
+
+    ``torch.save`` writes a zip archive with a checksum per record: reading
+    them all finds a torn, truncated or overwritten file without unpickling
+    anything (no code from the file runs).
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            return "not a torch checkpoint archive: truncated or overwritten"
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as err:
+        return f"unreadable: {err}"
+    return None if bad is None else f"record {bad} fails its checksum"

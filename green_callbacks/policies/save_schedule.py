@@ -40,11 +40,14 @@ from green_callbacks.core.session import EnergySession
 from green_callbacks.core.signals import SignalLatch, signal_names
 from green_callbacks.core.tracker import Window
 from green_callbacks.errors import (
+    CheckpointLoadError,
+    OutputFailureWarning,
     PolicyConfigError,
     UnsafeTargetError,
     UsageError,
     output_failed,
     require_number,
+    warn,
 )
 from green_callbacks.policies.checkpointing import (
     CheckpointPlanConfig,
@@ -210,21 +213,51 @@ class ScheduledSaves:
         return self.schedule.last_decision
 
 
-def keep_newest(folder: Path, pattern: re.Pattern[str], keep: int) -> list[Path]:
-    """Remove all but the ``keep`` newest saves in ``folder``; returns those kept.
+def newest_intact(candidates: Sequence[Path], problem: Callable[[Path], str | None]) -> Path | None:
+    """The first of ``candidates`` (newest first) that ``problem`` finds nothing wrong with.
 
-    ``pattern`` matches a save's name and its first group is a number that
-    orders the saves (a step or a sequence number). Files and folders alike.
+    Each one passed over is warned about, naming what was wrong, so a corrupt
+    newest checkpoint costs the work since the one before it, not the run.
+
+    Raises:
+        CheckpointLoadError: there were candidates and none is intact.
     """
-    found = []
-    for path in folder.iterdir():
-        match = pattern.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    found.sort()
-    for _, path in found[:-keep]:
+    found: list[str] = []
+    for path in candidates:
+        why = problem(path)
+        if why is None:
+            if found:
+                warn(
+                    f"resuming from {path}, the newest intact checkpoint; passed over: "
+                    + "; ".join(found),
+                    OutputFailureWarning,
+                )
+            return path
+        found.append(f"{path} ({why})")
+    if found:
+        raise CheckpointLoadError(
+            "no kept checkpoint can be resumed from: " + "; ".join(found) + ". Resume from "
+            "another copy, or remove these files to start the run afresh"
+        )
+    return None
+
+
+def numbered(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
+    """The saves in ``folder``, newest first: names matching ``pattern``, whose first group
+    is a number that orders them (a step or a sequence number). Files and folders alike."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name))]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def keep_newest(folder: Path, pattern: re.Pattern[str], keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest saves in ``folder`` (see :func:`numbered`);
+    returns those kept, oldest first."""
+    saves = numbered(folder, pattern)
+    for path in saves[keep:]:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    return [path for _, path in found[-keep:]]
+    return saves[:keep][::-1]

@@ -20,7 +20,11 @@ keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
 np = pytest.importorskip("numpy")
 
 from green_callbacks.core import keys  # noqa: E402
-from green_callbacks.errors import EnergyCallbackMissingError, OutputFailureWarning  # noqa: E402
+from green_callbacks.errors import (  # noqa: E402
+    CheckpointLoadError,
+    EnergyCallbackMissingError,
+    OutputFailureWarning,
+)
 from green_callbacks.keras import (  # noqa: E402
     EnergyCallback,
     EnergyCheckpoint,
@@ -231,6 +235,27 @@ def test_every_kj_saves_atomically_and_keeps_the_last_two(tmp_path: Path) -> Non
     assert pointer["folder"] == folders[-1]
     state = json.loads((tmp_path / "backup" / folders[-1] / "state.json").read_text())
     assert state["version"] == 1 and state["parts"]["checkpoint"]["saves"] == 4
+
+
+def test_a_corrupt_newest_backup_resumes_from_the_one_before(tmp_path: Path) -> None:
+    meter, clock = energy()
+    saver = EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, keep_last=2, delete_on_finish=False)
+    fit(model(), [Ticks(meter, clock), meter, saver], epochs=3)
+    older, newest = sorted(p for p in (tmp_path / "backup").iterdir() if p.is_dir())
+    weights = newest / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:100])  # torn by a full disk or a bad copy
+
+    meter2, clock2 = energy()
+    again = EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, delete_on_finish=False)
+    with pytest.warns(OutputFailureWarning, match=f"resuming from .*{older.name}.*passed over"):
+        fit(model(), [Ticks(meter2, clock2), meter2, again], epochs=3)
+    assert again.resumed_from == older
+
+    for folder in (p for p in (tmp_path / "backup").iterdir() if p.is_dir()):
+        (folder / "state.json").write_text("{")  # nothing intact left
+    meter3, clock3 = energy()
+    with pytest.raises(CheckpointLoadError, match="no kept checkpoint can be resumed from"):
+        fit(model(), [Ticks(meter3, clock3), meter3, EnergyCheckpoint(tmp_path / "backup")])
 
 
 # -- OOMGuard --------------------------------------------------------------

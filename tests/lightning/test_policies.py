@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch", reason="needs the 'lightning' extra")
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from green_callbacks.core import keys  # noqa: E402
-from green_callbacks.errors import OutputFailureWarning  # noqa: E402
+from green_callbacks.errors import CheckpointLoadError, OutputFailureWarning  # noqa: E402
 from green_callbacks.lightning import (  # noqa: E402
     EnergyCallback,
     EnergyCallbackMissingError,
@@ -174,6 +174,36 @@ def test_checkpoints_follow_energy_atomically_and_keep_the_last_k(tmp_path: Path
     assert last["global_step"] == max(steps)  # last.ckpt is the newest save
     assert logged(tmp_path, keys.CHECKPOINT_J) and min(logged(tmp_path, keys.CHECKPOINT_J)) > 0
     assert energy.summary is not None and "phase/checkpoint" in str(energy.summary)
+
+
+def test_a_corrupt_newest_checkpoint_resumes_from_the_one_before(tmp_path: Path) -> None:
+    energy = EnergyCallback(meters=constant_power_trace(tmp_path, 150.0))
+    saver = EnergyCheckpoint(tmp_path / "ckpt", every_kj=0.001, keep_last=2)
+    fit(tmp_path, ScriptedModel([0.5]), [energy, saver], epochs=2)
+    folder = tmp_path / "ckpt"
+    older, newest = (folder / name for name in energy_files(folder))  # step order = name order
+    older_step = torch.load(older, weights_only=False)["global_step"]
+    for torn in (newest, folder / "last.ckpt"):  # last.ckpt may be a link to the newest
+        if not torn.is_symlink():
+            torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])  # a torn copy
+
+    again = EnergyCheckpoint(folder, every_kj=0.001, keep_last=2)
+    resumed_at: list[int] = []
+
+    class Peek(pl.Callback):  # type: ignore[misc]
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            resumed_at.append(trainer.global_step)
+
+    with pytest.warns(OutputFailureWarning, match=r"resuming from .*energy-.*passed over: .*last"):
+        fit(tmp_path / "again", ScriptedModel([0.5]), [EnergyCallback(meters="estimate"), again,
+            Peek()], epochs=3, ckpt_path="last")  # fmt: skip
+    assert resumed_at == [older_step]
+
+    for path in folder.glob("*.ckpt"):  # now nothing intact is left
+        path.unlink() if path.is_symlink() else path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointLoadError, match=r"no kept checkpoint.*not a torch checkpoint"):
+        fit(tmp_path / "third", ScriptedModel([0.5]), [EnergyCallback(meters="estimate"),
+            EnergyCheckpoint(folder, every_kj=1.0)], epochs=3, ckpt_path="last")  # fmt: skip
 
 
 def test_signal_saves_stops_and_resume_continues_steps_and_total(tmp_path: Path) -> None:
