@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,12 +28,14 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real MLflow tracking server on loopback (sqlite backend, temp folder); yields its URI."""
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real MLflow tracking server on loopback (sqlite backend in ``folder``): (URI, process).
+
+    The server forks its workers: :func:`stop_group` stops them all.
+    """
     if shutil.which("mlflow", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("needs the 'mlflow' extra")
-    folder = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     log = (folder / "server.log").open("w")
@@ -42,7 +46,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--artifacts-destination", str(folder / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # a group: it forks workers
     )  # fmt: skip
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -52,14 +56,27 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 tail = (folder / "server.log").read_text()[-2000:]
                 pytest.fail(f"MLflow server did not start on {uri}:\n{tail}")
             time.sleep(0.25)
-        yield uri
+        yield uri, server
     finally:
-        server.terminate()
+        stop_group(server, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            stop_group(server, signal.SIGKILL)
         log.close()
+
+
+def stop_group(server: subprocess.Popen[bytes], number: int) -> None:
+    """Signal the server and the workers it forked (its process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, number)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One MLflow server for the session's tests; yields its URI."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow")) as (uri, _):
+        yield uri
 
 
 def _healthy(uri: str) -> bool:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,3 +88,45 @@ def test_keras_with_mlflow_callback(tmp_path: Path, mlflow_server: str) -> None:
         [POWER_W] * EPOCHS, rel=0.01
     )
     assert len(history(client, run.info.run_id, "accuracy")) == EPOCHS
+
+
+def test_a_tracking_server_killed_mid_run_costs_its_logs_not_the_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pl = pytest.importorskip("lightning.pytorch", reason="needs the 'lightning' extra")
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from green_callbacks.lightning import EnergyCallback
+    from green_callbacks.lightning.demo import DigitsCNN, digits_loaders
+    from integrations.conftest import running_mlflow_server, stop_group
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast, not after minutes
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with running_mlflow_server(tmp_path) as (uri, server):
+
+        class KillServer(pl.Callback):  # type: ignore[misc]
+            def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+                if trainer.current_epoch == 0:
+                    stop_group(server, signal.SIGKILL)
+                    server.wait()
+
+        energy = EnergyCallback(
+            meters=constant_power_trace(tmp_path, POWER_W), summary_path=tmp_path / "summary.json"
+        )
+        trainer = pl.Trainer(
+            max_epochs=3, accelerator="cpu", enable_progress_bar=False, enable_checkpointing=False,
+            enable_model_summary=False, log_every_n_steps=5, callbacks=[energy, KillServer()],
+            logger=MLFlowLogger(experiment_name="killed", tracking_uri=uri),
+        )  # fmt: skip
+        with pytest.raises(mlflow.exceptions.MlflowException) as raised:
+            trainer.fit(DigitsCNN(), *digits_loaders(batch_size=64, seed=0))
+
+    # Lightning's own logging of the loss met the dead server, not the package's
+    frames = [frame.filename for frame in traceback.extract_tb(raised.value.__traceback__)]
+    assert not [name for name in frames if f"{os.sep}green_callbacks{os.sep}" in name]
+    # what was metered until then is kept, with how the run ended
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert energy.summary == summary and summary["totals"]["energy_j"] > 0
+    assert summary["windows"]["epoch/train"]["count"] >= 1
+    assert any("ended by an exception" in note for note in summary["notes"])
+    assert energy.session is None

@@ -54,7 +54,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """An interrupted run (a pre-emption signal, an error) still gets its summary."""
-        self._close_session()
+        self._close_session(note=f"the run ended by an exception: {exception!r}")
 
     # -- training and validation ----------------------------------------
 
