@@ -12,7 +12,7 @@ from green_callbacks.core.session import (
     EnergyCallbackArgs,
     EnergySession,
 )
-from green_callbacks.errors import EnergySourceWarning
+from green_callbacks.errors import EnergySourceWarning, OutputError, OutputFailureWarning
 from green_callbacks.testing import FakeClock, FakeMeter
 
 
@@ -139,6 +139,25 @@ def test_summary_is_written_atomically_and_names_sources(clock: FakeClock, tmp_p
     assert summary["totals"]["energy_j"] == 100.0
     assert summary["totals"]["sources"][0]["kind"] == "measured"
     assert list(path.parent.iterdir()) == [path]  # no temp file left
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_summary_path_that_is_a_folder_is_left_alone(
+    clock: FakeClock, tmp_path: Path, strict: bool
+) -> None:
+    (tmp_path / "summary.json").mkdir()  # or a device, a mount point...
+    session = session_with(clock, summary_path=tmp_path / "summary.json", strict=strict)
+    clock.advance(1.0)
+
+    if strict:
+        with pytest.raises(OutputError, match="strict mode: energy summary .* cannot be written"):
+            session.stop()
+        assert not session.running
+    else:
+        with pytest.warns(OutputFailureWarning, match="summary.json cannot be written.*regular"):
+            summary = session.stop()
+        assert summary["totals"]["energy_j"] == 100.0  # still returned to the caller
+    assert (tmp_path / "summary.json").is_dir() and not list((tmp_path / "summary.json").iterdir())
 
 
 def test_provenance_labels_every_domain(clock: FakeClock) -> None:
