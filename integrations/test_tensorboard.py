@@ -53,7 +53,9 @@ def test_lightning_tensorboard_logger(tmp_path: Path) -> None:
     assert logged["power/train_avg_w"] == pytest.approx([POWER_W] * EPOCHS, rel=0.01)
     assert len(logged["energy/train_step_j"]) >= 4 and min(logged["energy/train_step_j"]) > 0
     assert logged["energy/total_j"] == sorted(logged["energy/total_j"])
+    assert len(logged["energy/total_j"]) == EPOCHS  # once per epoch: not again with validation
     assert "val_acc" in logged
+    assert not {"energy_j", "power_w"} & set(logged)  # progress-bar figures stay on the bar
 
 
 def test_keras_tensorboard_callback(tmp_path: Path) -> None:

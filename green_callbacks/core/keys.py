@@ -53,6 +53,14 @@ def loop_j(phase: str) -> str:
     return f"energy/{phase}_j"
 
 
+BAR_TOTAL_J = "energy_j"
+"""Energy of the run so far, on the progress bar only (not sent to loggers; interpolated;
+in a multi-process job, this process's share). Units: J."""
+
+BAR_POWER_W = "power_w"
+"""Average power of the epoch so far, on the progress bar only (like :data:`BAR_TOTAL_J`).
+Units: W."""
+
 OOM_BATCH_SIZE = "oom/batch_size"
 """The batch size an ``OOMGuard`` continued with after an out-of-memory error. Units: samples."""
 

@@ -40,6 +40,7 @@ from green_callbacks.core.watch import WATCH_INTERVAL_S, CallWatch, Watcher
 from green_callbacks.errors import (
     CallbackConfigError,
     InterruptedRunWarning,
+    MeterReadError,
     output_failed,
     require_number,
     warn,
@@ -89,6 +90,10 @@ class CallbackConfig:
         summary_path: JSON file written at the end of the run, or None.
         sync_cuda: synchronise CUDA before each batch reading (epoch and run
             boundaries are always synchronised).
+        progress_bar: show the run's energy so far (``energy_j``, J) and the
+            epoch's average power (``power_w``, W) on the framework's progress
+            bar while training (Lightning: at each logged step; Keras: every
+            batch). Not sent to loggers.
         strict: fail instead of surviving: a sensor that fails or reads an
             impossible value, a logger, summary, trace or checkpoint that cannot
             be written raise (once failed, every later reading raises too).
@@ -104,6 +109,7 @@ class CallbackConfig:
     trace_path: str | Path | None = None
     summary_path: str | Path | None = None
     sync_cuda: bool = False
+    progress_bar: bool = True
     strict: bool = False
 
     def __post_init__(self) -> None:
@@ -143,12 +149,13 @@ class EnergyCallbackArgs:
         trace_path: str | Path | None = None,
         summary_path: str | Path | None = None,
         sync_cuda: bool = False,
+        progress_bar: bool = True,
         strict: bool = False,
     ):
         super().__init__()
         self.config = CallbackConfig(
             meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
-            trace_path, summary_path, sync_cuda, strict,
+            trace_path, summary_path, sync_cuda, progress_bar, strict,
         )  # fmt: skip
         self._session: EnergySession | None = None
         self._session_options: dict[str, Any] = {}  # tests: a fake clock (testing.fake_metered)
@@ -237,12 +244,16 @@ class EnergyCallbackArgs:
             if self._watcher is not None:
                 self._watcher.stop()
                 self._watcher = None
-            if self._session is not None:
+            session, self._session = self._session, None
+            if session is not None:
                 atexit.unregister(self._close_at_exit)
-                self._pending_state = self._session.state_dict()
+                self._pending_state = session.state_dict()
                 self._stale_state = False
-                self.summary = self._session.stop(note)
-                self._session = None
+                try:
+                    self.summary = session.stop(note)
+                except MeterReadError:  # strict mode: the summary was written; keep it here too
+                    self.summary = session.final_summary
+                    raise
 
     def _close_at_exit(self) -> None:
         self._close_session(note="the process exited before this run's end hook ran")
@@ -359,6 +370,9 @@ class EnergySession:
         # and the last job-wide total with this process's own total at that instant.
         self._prior_others_j = 0.0
         self._job_total = (0.0, 0.0)
+        self._logged: dict[str, list[float]] = {}  # key -> count, sum, min, max, last
+        self.final_summary: dict[str, Any] | None = None
+        """The summary :meth:`stop` made (kept when strict mode raises after it)."""
 
     # -- lifecycle -------------------------------------------------------
 
@@ -374,12 +388,27 @@ class EnergySession:
         In a distributed job the summary is this process's share plus the job's
         last total, and only global rank 0 writes it.
         """
+        failure: Exception | None = None
         if self.tracker.running:
             self._synchronize()
-            self.tracker.stop()
-        summary = self.tracker.summary()
+            try:
+                self.tracker.stop()
+            except MeterReadError as err:  # strict mode: stopped all the same; raised last
+                failure = err
+        summary = self.final_summary = self.tracker.summary()
+        summary["metrics"] = {
+            key: dict(zip(("count", "sum", "min", "max", "last"), figures))
+            for key, figures in self._logged.items()
+        }
         if note is not None:
             summary["notes"].append(note)
+        self._write(summary)
+        if failure is not None:
+            raise failure
+        return summary
+
+    def _write(self, summary: dict[str, Any]) -> None:
+        """Add the job's figures to ``summary`` and write it (global rank 0 only)."""
         if self.distributed is not None:
             summary["distributed"] = {
                 "share": self.distributed.share.describe(),
@@ -387,7 +416,7 @@ class EnergySession:
                 "own_total_j": self._job_total[1],  # this process's total at that instant
             }
             if self.distributed.share.rank != 0:
-                return summary
+                return
         if self.config.summary_path is not None:
             try:
                 write_json_atomic(Path(self.config.summary_path), summary)
@@ -396,7 +425,6 @@ class EnergySession:
                     f"energy summary {self.config.summary_path} cannot be written ({err})",
                     strict=self.config.strict, cause=err,
                 )  # fmt: skip
-        return summary
 
     @property
     def running(self) -> bool:
@@ -451,6 +479,17 @@ class EnergySession:
             self._laps[phase] = self.tracker.open("batch", phase)
         return metrics
 
+    def progress(self, phase: str) -> dict[str, float]:
+        """What a progress bar shows while ``phase`` runs: the run's energy so far and the
+        epoch's average power (interpolated: no sensor read; this process's own figures)."""
+        window = self._epochs.get(phase)
+        tracker = self.tracker
+        figures = {keys.BAR_TOTAL_J: tracker.peek_run() + self._prior_others_j}
+        if window is not None:
+            elapsed = tracker.clock() - window.start_s
+            figures[keys.BAR_POWER_W] = tracker.peek(window) / elapsed if elapsed > 0 else 0.0
+        return figures
+
     def epoch_end(self, phase: str) -> dict[str, float]:
         """The epoch of ``phase`` ended; returns its metrics and the run total."""
         window = self._epochs.pop(phase, None)
@@ -483,7 +522,19 @@ class EnergySession:
             metrics[keys.j_per_sample(phase)] = energy / samples
         if has_held:  # a source failed (on any process): how much of the figure is an estimate
             metrics[keys.held_j(phase)] = held
+        self._remember(metrics)
         return {**metrics, **self._total_metrics(total)}
+
+    def _remember(self, metrics: dict[str, float]) -> None:
+        """Aggregate the figures as logged, for the summary's ``metrics`` (same names)."""
+        for key, value in metrics.items():
+            seen = self._logged.get(key)
+            if seen is None:
+                self._logged[key] = [1, value, value, value, value]
+            else:
+                seen[0] += 1
+                seen[1] += value
+                seen[2], seen[3], seen[4] = min(seen[2], value), max(seen[3], value), value
 
     def _own(self, phase: str, result: WindowResult) -> tuple[float, float, float]:
         """The window's energy, duration and held energy without the phases nested in it."""

@@ -268,6 +268,10 @@ class EnergyTracker:
     def running(self) -> bool:
         return self._run is not None
 
+    def clock(self) -> float:
+        """The tracker's clock now (the one its windows are timed on). Units: s."""
+        return self._clock()
+
     # -- readings --------------------------------------------------------
 
     def poll(self) -> None:
@@ -385,7 +389,8 @@ class EnergyTracker:
     def peek(self, window: Window) -> float:
         """Energy since ``window`` opened, interpolated: no sensor read, nothing recorded. Units: J.
 
-        For checks made at every batch (has a checkpoint interval been spent?).
+        For checks made at every batch (has a checkpoint interval been spent?)
+        and figures shown while training.
 
         Example:
             >>> from green_callbacks.testing import FakeClock, FakeMeter
@@ -398,12 +403,26 @@ class EnergyTracker:
             >>> tracker.peek(since), tracker.peek(since)
             (200.0, 200.0)
         """
-        if window.start_model is None or window.closed:
-            raise TrackerStateError("peek() needs an open window opened with exact=False")
-        deltas = interpolated_deltas(
-            (window.start_s, window.start_model), (self._clock(), self._model)
-        )
+        if window.closed:
+            raise TrackerStateError(f"peek() needs an open window, {window.level} is closed")
+        now, model = self._clock(), self._model
+        if window.start_model is not None:
+            deltas = interpolated_deltas((window.start_s, window.start_model), (now, model))
+        else:  # an exact start (an epoch, the run): its reading against the model now
+            ends = map(sub, model.at(now), window.values_at_start())
+            deltas = tuple(d if d > 0.0 else 0.0 for d in ends)
         return sum(deltas) if self._all_top else sum(self._layout.total_of(deltas))
+
+    def peek_run(self) -> float:
+        """Energy of the run so far (with any loaded prior state), interpolated. Units: J.
+
+        For figures shown while training (a progress bar): no sensor read.
+        """
+        prior = self._prior_domains
+        earlier = sum(
+            j for name, j in self._prior_j.items() if name not in prior or not prior[name].part_of
+        )
+        return self.peek(self._require_run()) + earlier
 
     def _record(
         self, window: Window, now: float, deltas: tuple[float, ...], interpolated: bool
@@ -526,8 +545,12 @@ class EnergyTracker:
     # -- resume ----------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain numbers and strings that let a resumed run continue its totals."""
-        totals = self.totals()
+        """Plain numbers and strings that let a resumed run continue its totals.
+
+        Available in strict mode after a failure too: the record is kept.
+        """
+        self._require_run()
+        totals = self._totals_at(*self._exact(check=False))
         return {
             "format": STATE_FORMAT,
             "energy_j": totals.energy_by_domain,

@@ -59,9 +59,14 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
         self._require().epoch_start("train")
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        metrics = self._require().batch_end("train", 0)
-        if metrics and logs is not None:
+        session = self._require()
+        metrics = session.batch_end("train", 0)
+        if logs is None:
+            return
+        if metrics:
             logs.update(metrics)
+        if self.config.progress_bar:  # the batch logs are what the progress bar shows
+            logs.update(session.progress("train"))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = {**self._val_metrics, **self._require().epoch_end("train")}

@@ -44,10 +44,11 @@ class EnergyEarlyStopping(EnergyEarlyStoppingArgs, keras.callbacks.Callback):  #
         )
         if decision.improved and self.stopper.restore_best_weights:
             self._best_weights = self.model.get_weights()
+        # every epoch, 0 J until the stop: CSVLogger fixes its columns at the first epoch
+        logs[keys.STOP_SAVED_ESTIMATE_J] = decision.saved_j_estimate if decision.stop else 0.0
         if decision.stop:
             self.model.stop_training = True
             self.stopped_epoch = epoch
-            logs[keys.STOP_SAVED_ESTIMATE_J] = decision.saved_j_estimate
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.stopper.restore_best_weights and self._best_weights is not None:

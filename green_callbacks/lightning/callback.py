@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from green_callbacks._optional import missing_extra
+from green_callbacks.core import keys
 from green_callbacks.core.session import Distributed, EnergyCallbackArgs
 from green_callbacks.errors import EnergyCallbackMissingError, output_failed
 from green_callbacks.meters.share import RankShare
@@ -76,7 +77,12 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         metrics = session.batch_end(
             "train", batch_size(batch), measure_next=(step + 1) % every == 0
         )
-        if not metrics or step % every:
+        if step % every:
+            return
+        if self.config.progress_bar:  # the bar only (logger=False): energy so far, power
+            bar = session.progress("train")
+            pl_module.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        if not metrics:
             return
         if session.distributed is not None:  # every rank is at the same step
             metrics = session.reduced(metrics)
@@ -103,8 +109,13 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
             self._batch("val", batch)
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if not trainer.sanity_checking:
-            self._log(pl_module, self._end("val"))
+        if trainer.sanity_checking:
+            return
+        metrics = self._end("val")
+        if trainer.state.fn == "fit":  # the training epoch's end logs the run total, once a step
+            metrics.pop(keys.TOTAL_J, None)
+            metrics.pop(keys.CARBON_TOTAL_G, None)
+        self._log(pl_module, metrics)
 
     # -- test and predict -----------------------------------------------
 

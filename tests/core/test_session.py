@@ -60,6 +60,29 @@ def test_after_a_source_fails_the_figures_say_how_much_of_them_is_held(clock: Fa
     assert epochs[3][keys.epoch_j("train")] == 110.0 and epochs[3][keys.held_j("train")] == 100.0
 
 
+def test_the_summary_aggregates_the_figures_under_the_names_they_were_logged(
+    clock: FakeClock,
+) -> None:
+    session = session_with(clock)
+    logged = []
+    for seconds in (2.0, 3.0):
+        session.epoch_start("train")
+        clock.advance(seconds)
+        session.epoch_start("val")
+        clock.advance(1.0)
+        logged.append(session.epoch_end("val"))
+        logged.append(session.epoch_end("train"))
+    summary = session.stop()
+
+    train = summary["metrics"][keys.epoch_j("train")]
+    assert train == {"count": 2, "sum": 500.0, "min": 200.0, "max": 300.0, "last": 300.0}
+    name = keys.epoch_j("train")
+    assert train["sum"] == sum(m[name] for m in logged if name in m)
+    assert summary["metrics"][keys.epoch_j("val")]["sum"] == 200.0
+    # the raw window of a training epoch includes its validation run: another figure, named apart
+    assert summary["windows"]["epoch/train"]["energy_j"] == 700.0
+
+
 def test_validation_inside_a_training_epoch_is_not_training_energy(clock: FakeClock) -> None:
     session = session_with(clock)
     session.epoch_start("train")

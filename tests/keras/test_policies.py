@@ -8,6 +8,7 @@ raised from inside a layer, of the type the backend's allocator raises.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -140,16 +141,37 @@ def fit(net: keras.Model, callbacks: list[Any], epochs: int = 10) -> Any:
 # -- EnergyEarlyStopping ---------------------------------------------------
 
 
-def test_budget_stops_before_an_epoch_that_would_overrun() -> None:
+def test_budget_stops_before_an_epoch_that_would_overrun(tmp_path: Path) -> None:
     meter, clock = energy()
     stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", budget_j=1000.0)
-    history = fit(model(), [Ticks(meter, clock), meter, Scripted([0.5]), stopper])
+    table = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    history = fit(model(), [Ticks(meter, clock), meter, Scripted([0.5]), stopper, table])
 
     # 400 J per epoch: after 800 J a third epoch would reach 1200 J > 1000 J.
     assert history.epoch == [0, 1]
     assert history.history[keys.TOTAL_J][-1] == pytest.approx(800.0)
     assert stopper.decision is not None and stopper.decision.reason is StopReason.BUDGET
-    assert history.history[keys.STOP_SAVED_ESTIMATE_J] == [pytest.approx(8 * 400.0)]
+    assert history.history[keys.STOP_SAVED_ESTIMATE_J] == [0.0, pytest.approx(8 * 400.0)]
+    # a stop after the first epoch still reaches CSVLogger, whose columns the first epoch fixed
+    with open(tmp_path / "log.csv", newline="") as handle:
+        saved = [float(row[keys.STOP_SAVED_ESTIMATE_J]) for row in csv.DictReader(handle)]
+    assert saved == [0.0, pytest.approx(8 * 400.0)]
+
+
+def test_the_progress_bar_gets_energy_so_far_and_power_every_batch() -> None:
+    meter, clock = energy()
+    seen: list[dict[str, float]] = []
+    peek = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(logs))
+    fit(model(), [Ticks(meter, clock), meter, peek], epochs=2)
+
+    # 1 s (100 J) per batch: the running total and, once sampled, the epoch's 100 W
+    assert [round(logs["energy_j"]) for logs in seen] == [100 * (i + 1) for i in range(8)]
+    assert [logs["power_w"] for logs in seen][4:] == [pytest.approx(100.0)] * 4
+
+    meter, clock = fake_metered(EnergyCallback, progress_bar=False)
+    seen.clear()
+    fit(model(), [Ticks(meter, clock), meter, peek], epochs=1)
+    assert not {"energy_j", "power_w"} & set(seen[-1])
 
 
 def test_target_stops_and_best_weights_come_back() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
@@ -238,7 +239,28 @@ def test_in_strict_mode_a_failing_logger_or_sensor_ends_the_fit(tmp_path: Path, 
     assert strict.session is None and (tmp_path / "summary.json").is_file()  # closed all the same
 
     failing = FakeMeter({"gpu:0": 100.0}, fail_after=3)
+    sensor = EnergyCallback(meters=[failing], strict=True)
     with pytest.raises(MeterReadError, match="strict mode: source 'fake'"):
-        trainer(tmp_path, EnergyCallback(meters=[failing], strict=True), 1).fit(
-            TinyModel(), loader()
-        )
+        trainer(tmp_path, sensor, 1).fit(TinyModel(), loader())
+    # raised, and closed all the same: the record kept, no thread left running
+    assert sensor.session is None and sensor.summary is not None
+    assert "scripted failure" in sensor.summary["notes"][0]
+    assert not [t for t in threading.enumerate() if t.name.startswith("green-callbacks")]
+
+
+@pytest.mark.parametrize("progress_bar", [True, False])
+def test_the_progress_bar_shows_energy_so_far_and_power_not_the_loggers(
+    tmp_path: Path, trace: str, progress_bar: bool
+) -> None:
+    callback = EnergyCallback(meters=trace, progress_bar=progress_bar)
+    fitting = trainer(tmp_path, callback, epochs=1, log_every_n_steps=1)
+    fitting.fit(TinyModel(), loader())
+
+    bar = {k: float(v) for k, v in fitting.progress_bar_metrics.items()}
+    if progress_bar:
+        assert bar["power_w"] == pytest.approx(POWER_W, rel=0.05)
+        total = column(metric_rows(tmp_path), "energy/total_j")[-1]
+        assert 0 < bar["energy_j"] <= total  # the last step's figure, before the epoch's end
+    else:
+        assert not {"energy_j", "power_w"} & set(bar)
+    assert not {"energy_j", "power_w"} & set(metric_rows(tmp_path)[0])
