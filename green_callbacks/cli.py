@@ -234,18 +234,27 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import logging
+    import warnings
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard may load TensorFlow
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # keep to the table
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         print(f"green-callbacks demo: --out {out} is a file; give a folder", file=sys.stderr)
         return EXIT_USAGE
     check_meters(args.meters or ["auto"])  # before the slow imports
+    print(
+        f"green-callbacks demo: a small CNN learns scikit-learn's digits for {args.epochs} "
+        "epochs with Lightning, energy next to accuracy. Loading PyTorch and Lightning...",
+        flush=True,
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorBoard may load TensorFlow
+    for framework in ("lightning", "torch", "tensorboard", "tensorflow"):  # their advice, not ours
+        warnings.filterwarnings("ignore", module=framework)
     try:
         from green_callbacks.lightning import demo
     except ImportError as err:
         raise missing_extra(err, "demo", purpose="green-callbacks demo") from err
+    for name in ("lightning.pytorch", "lightning.fabric"):  # set on import: quiet them after it
+        logging.getLogger(name).setLevel(logging.WARNING)
     config = demo.DemoConfig(epochs=args.epochs, out=Path(args.out), meters=args.meters or ["auto"])
     demo.run_demo(config, sys.stdout)
     return 0

@@ -3,11 +3,13 @@
 Trains a small convolutional network on scikit-learn's bundled 8x8 digits (no
 download) with Lightning and :class:`EnergyCallback`, prints one row per epoch
 (validation accuracy, training and validation joules, average watts, where the
-figures come from), and writes CSV and TensorBoard logs plus the JSON summary.
+figures come from), and writes CSV and TensorBoard logs, the JSON summary and
+a figure of accuracy against energy.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +90,11 @@ def digits_loaders(batch_size: int, seed: int) -> tuple[Any, Any]:
 
 
 class EpochTable(pl.Callback):
-    """Prints one row per epoch from the trainer's metrics; place it after EnergyCallback."""
+    """Prints one row per epoch from the trainer's metrics; place it after EnergyCallback.
+
+    Epochs are numbered from 0, as in the CSV and TensorBoard logs. With a
+    progress bar on screen, rows are written above it.
+    """
 
     COLUMNS = ("epoch", "val_acc", "train J", "val J", "avg W", "total J")
 
@@ -96,13 +102,20 @@ class EpochTable(pl.Callback):
         self.out = out
         self.rows: list[dict[str, float]] = []
 
+    def _print(self, trainer: Any, line: str) -> None:
+        bar = trainer.progress_bar_callback
+        if bar is not None and self.out is sys.stdout:
+            bar.print(line)  # above the bar, not through it
+        else:
+            print(line, file=self.out, flush=True)
+
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        print("".join(f"{c:>10}" for c in self.COLUMNS), file=self.out)
+        self._print(trainer, "".join(f"{c:>10}" for c in self.COLUMNS))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         row = {
-            "epoch": float(trainer.current_epoch + 1),
+            "epoch": float(trainer.current_epoch),
             "val_acc": metrics.get("val_acc", float("nan")),
             "train J": metrics.get(keys.epoch_j("train"), float("nan")),
             "val J": metrics.get(keys.epoch_j("val"), float("nan")),
@@ -112,25 +125,30 @@ class EpochTable(pl.Callback):
         self.rows.append(row)
         cells = [f"{int(row['epoch']):>10}", f"{row['val_acc']:>10.3f}"]
         cells += [f"{row[c]:>10.2f}" for c in self.COLUMNS[2:]]
-        print("".join(cells), file=self.out)
+        self._print(trainer, "".join(cells))
 
 
 def run_demo(config: DemoConfig, out: TextIO) -> dict[str, Any]:
-    """Train, print the per-epoch table and where the logs are; return the energy summary."""
+    """Train, print the per-epoch table, draw the figure, say where everything is.
+
+    Returns:
+        The energy summary (also written next to the logs of this run).
+    """
     loggers = require("lightning.pytorch.loggers", "demo", purpose="The demo's loggers")
     require("tensorboard", "demo", purpose="The demo's TensorBoard log")
     pl.seed_everything(config.seed, verbose=False)
-    energy = EnergyCallback(meters=list(config.meters), summary_path=config.out / SUMMARY_FILE)
-    table = EpochTable(out)
     csv_logger = loggers.CSVLogger(config.out, name="csv")
     tb_logger = loggers.TensorBoardLogger(config.out, name="tensorboard")
+    run_dir = Path(csv_logger.log_dir)  # versioned, like the logs: a rerun keeps this one
+    energy = EnergyCallback(meters=list(config.meters), summary_path=run_dir / SUMMARY_FILE)
+    table = EpochTable(out)
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         accelerator="auto",
         devices=1,
         logger=[csv_logger, tb_logger],
         callbacks=[energy, table],
-        enable_progress_bar=False,
+        enable_progress_bar=out is sys.stdout and sys.stdout.isatty(),
         enable_model_summary=False,
         enable_checkpointing=False,
         log_every_n_steps=10,
@@ -138,17 +156,68 @@ def run_demo(config: DemoConfig, out: TextIO) -> dict[str, Any]:
     train, val = digits_loaders(config.batch_size, config.seed)
     trainer.fit(DigitsCNN(), train, val)
     summary = energy.summary or {}
-    print(_sources_line(summary), file=out)
-    print(f"CSV log:          {csv_logger.log_dir}/metrics.csv", file=out)
+    print(sources_line(summary), file=out)
+    kind = (summary.get("totals") or {}).get("kind", "unknown")
+    figure = draw_accuracy_against_energy(table.rows, run_dir / FIGURE_FILE, kind)
+    print(f"CSV log:          {run_dir / 'metrics.csv'}", file=out)
+    print(f"energy summary:   {run_dir / SUMMARY_FILE}", file=out)
+    if figure is not None:
+        print(f"figure:           {figure} (accuracy against cumulative energy)", file=out)
     print(f"TensorBoard logs: {tb_logger.log_dir}", file=out)
-    print(f"energy summary:   {config.out / SUMMARY_FILE}", file=out)
+    print(f"  look at them:   tensorboard --logdir {Path(tb_logger.log_dir).parent}", file=out)
     return summary
 
 
-def _sources_line(summary: dict[str, Any]) -> str:
+FIGURE_FILE = "accuracy_vs_energy.png"
+
+
+def draw_accuracy_against_energy(
+    rows: Sequence[dict[str, float]], path: Path, kind: str
+) -> Path | None:
+    """The diminishing-returns curve: validation accuracy against the run's joules so far.
+
+    ``kind`` (measured, estimated...) goes on the energy axis: a figure says where it came from.
+
+    Returns the PNG's path, or None (with a note) when matplotlib is missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        from matplotlib import pyplot
+    except ImportError:
+        print("(no figure: pip install 'green-callbacks[demo]' for matplotlib)", file=sys.stderr)
+        return None
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    joules = [row["total J"] for row in rows]
+    axes.plot(joules, [row["val_acc"] for row in rows], marker="o")
+    for row in rows:
+        axes.annotate(f"epoch {int(row['epoch'])}", (row["total J"], row["val_acc"]),
+                      textcoords="offset points", xytext=(4, -10), fontsize=8)  # fmt: skip
+    axes.set_xlabel(f"energy of the run so far (J, {kind})")
+    axes.margins(x=0.12, y=0.1)
+    axes.set_ylabel("validation accuracy")
+    axes.set_title("Accuracy against energy: where more epochs stop paying")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    return path
+
+
+def sources_line(summary: dict[str, Any]) -> str:
+    """One line on where the figures come from: kind, then each domain's source and method.
+
+    Example:
+        >>> sources_line({"totals": {"kind": "estimated", "sources": [
+        ...     {"domain": "cpu", "kind": "estimated", "source": "estimate",
+        ...      "method": "utilization-model"}]}})
+        'energy figures are estimated: cpu from estimate (utilization-model)'
+    """
     totals = summary.get("totals") or {}
-    labels = sorted(
-        {f"{s['kind']} ({s['source']} {s['method']})" for s in totals.get("sources", [])}
-    )
-    kind = totals.get("kind", "unknown")
-    return f"energy figures are {kind}: " + (", ".join(labels) or "no source")
+    parts = [
+        f"{s['domain']} from {s['source']} ({s['method']})"
+        + ("" if s["kind"] == totals.get("kind") else f", {s['kind']}")
+        for s in totals.get("sources", [])
+    ]
+    return f"energy figures are {totals.get('kind', 'unknown')}: " + (", ".join(parts) or "none")
