@@ -160,6 +160,13 @@ def judge(
 ) -> CompressionReport:
     """Compare ``compressed`` with ``original``: keep it only within ``max_accuracy_drop``.
 
+    Args:
+        technique: what was done (``"pruning"``, ``"quantization"``...), for the report.
+        original: the original model's measured figures.
+        compressed: the compressed model's measured figures.
+        max_accuracy_drop: the most accuracy the compressed model may lose, as a
+            fraction (0.01: one point); None accepts any. Units: fraction.
+
     The verdict never assumes a saving: a compressed model that costs more
     energy or time per sample than the original on this device gets a warning
     (it is still kept if its accuracy is within bounds: size may be the goal).
@@ -214,7 +221,12 @@ def judge(
 
 @dataclass(frozen=True)
 class Compressed:
-    """The model to go on with (the compressed one if accepted, else the original) and why."""
+    """The model to go on with (the compressed one if accepted, else the original) and why.
+
+    Attributes:
+        model: the compressed model if the report accepted it, else the original.
+        report: the measured comparison and its verdict.
+    """
 
     model: Any
     report: CompressionReport

@@ -20,7 +20,11 @@ CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
 
 
 def host_memory(cgroup_limit: Path = CGROUP_LIMIT) -> tuple[float, float]:
-    """This process's resident memory, and the most it may use (cgroup limit or RAM). Units: B."""
+    """This process's resident memory, and the most it may use (cgroup limit or RAM). Units: B.
+
+    Args:
+        cgroup_limit: the container's memory limit file (cgroup v2), read when present.
+    """
     import psutil
 
     limit = float(psutil.virtual_memory().total)

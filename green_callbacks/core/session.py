@@ -79,26 +79,7 @@ class Stateful(Protocol):
 class CallbackConfig:
     """The arguments every framework's ``EnergyCallback`` takes.
 
-    Attributes:
-        meters: ``"auto"``, a spec string, a meter, or a list (docs/meters.md).
-        granularity: ``"batch"`` (default) logs each logged step's energy
-            (``energy/train_step_j``) as well as the epoch's; ``"epoch"`` only the epoch's.
-        idle_baseline_s: seconds of idle power measured first. Units: s.
-        carbon_intensity_g_per_kwh: grid intensity for ``carbon/total_g``, or None.
-        pue: facility power usage effectiveness applied to carbon.
-        trace_path: JSONL file receiving every window, or None.
-        summary_path: JSON file written at the end of the run, or None.
-        sync_cuda: synchronise CUDA before each batch reading (epoch and run
-            boundaries are always synchronised).
-        progress_bar: show the run's energy so far (``energy_j``, J) and the
-            epoch's average power (``power_w``, W) on the framework's progress
-            bar while training (Lightning: at each logged step; Keras: every
-            batch). Not sent to loggers.
-        strict: fail instead of surviving: a sensor that fails or reads an
-            impossible value, a logger, summary, trace or checkpoint that cannot
-            be written raise (once failed, every later reading raises too).
-            Default: warn, label the figures and let training go on
-            (docs/reliability.md).
+    Attributes: the arguments of :class:`EnergyCallbackArgs`, checked when built.
     """
 
     meters: MeterLike | Sequence[MeterLike] = "auto"
@@ -134,9 +115,31 @@ class CallbackConfig:
 class EnergyCallbackArgs:
     """The constructor every framework's ``EnergyCallback`` inherits: one signature for all.
 
-    Args: as :class:`CallbackConfig`. Adapters add their own state in
-    :meth:`_init_state`; the session itself is created when a run starts, not
-    here, so callbacks pickle for spawn-based DDP.
+    Args:
+        meters: ``"auto"``, a spec string, a meter, or a list (docs/meters.md).
+        granularity: ``"batch"`` (default) logs each logged step's energy
+            (``energy/train_step_j``) as well as the epoch's; ``"epoch"`` only the epoch's.
+        idle_baseline_s: seconds of idle power measured first. Units: s.
+        carbon_intensity_g_per_kwh: grid intensity for ``carbon/total_g``, or None.
+            Units: gCO2e/kWh.
+        pue: facility power usage effectiveness applied to carbon.
+        trace_path: JSONL file receiving every window, or None.
+        summary_path: JSON file written at the end of the run, or None.
+        sync_cuda: synchronise CUDA before each batch reading (epoch and run
+            boundaries are always synchronised).
+        progress_bar: show the run's energy so far (``energy_j``, J) and the
+            epoch's average power (``power_w``, W) on the framework's progress
+            bar while training (Lightning: at each logged step; Keras: every
+            batch). Not sent to loggers.
+        strict: fail instead of surviving: a sensor that fails or reads an
+            impossible value, a logger, summary, trace or checkpoint that cannot
+            be written raise (once failed, every later reading raises too).
+            Default: warn, label the figures and let training go on
+            (docs/reliability.md).
+
+    Arguments are checked when the callback is built (:class:`CallbackConfig`).
+    Adapters add their own state in :meth:`_init_state`; the session itself is
+    created when a run starts, not here, so callbacks pickle for spawn-based DDP.
     """
 
     def __init__(

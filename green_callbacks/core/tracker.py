@@ -56,6 +56,13 @@ class Window:
 
     It starts either from a fresh reading (``start_values``) or, for an
     interpolated boundary, from the sampler's model in force (``start_model``).
+
+    Args:
+        level: ``run``, ``phase``, ``epoch`` or ``batch``.
+        name: its label (``"train"``).
+        start_s: the tracker clock when it opened. Units: s.
+        start_values: cumulative energy per domain then, or None. Units: J.
+        start_model: the sampler's model then, for an interpolated start.
     """
 
     __slots__ = ("closed", "level", "name", "start_model", "start_s", "start_values")

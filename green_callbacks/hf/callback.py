@@ -18,6 +18,7 @@ from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any
 
+from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
@@ -35,6 +36,7 @@ STATE_FILE = "green_callbacks_energy.json"
 """The run state (energy totals, policies) saved beside each checkpoint, for resuming."""
 
 
+@with_arguments_of(EnergyCallbackArgs)
 class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     """Meters training, evaluation and prediction energy; same arguments as the other frameworks.
 
@@ -180,6 +182,10 @@ def attach(trainer: Trainer, callback: EnergyCallback | None = None) -> EnergyCa
     Also meters ``trainer.evaluate()`` (``energy/test_j``...) and
     ``trainer.predict()`` (``energy/predict_j``...) called outside ``train()``:
     their figures join the metrics they return.
+
+    Args:
+        trainer: the ``transformers.Trainer`` to meter.
+        callback: the ``EnergyCallback`` to place (a new one with default arguments if None).
 
     Example: ``energy = attach(Trainer(model=..., args=..., train_dataset=...))``.
     """

@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from green_callbacks._docs import with_arguments_of
 from green_callbacks.core import keys
 from green_callbacks.hf.callback import energy_callback
 from green_callbacks.policies.stop_driver import EnergyEarlyStoppingArgs
@@ -21,6 +22,7 @@ from green_callbacks.policies.stop_driver import EnergyEarlyStoppingArgs
 STATE_NAME = "early_stopping"
 
 
+@with_arguments_of(EnergyEarlyStoppingArgs)
 class EnergyEarlyStopping(EnergyEarlyStoppingArgs, TrainerCallback):
     """Stops on an energy budget, on diminishing returns per kJ, or on a target.
 

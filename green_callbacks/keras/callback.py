@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
 from green_callbacks.core.watch import CallWatch
@@ -23,6 +24,7 @@ except ImportError as err:  # pragma: no cover - exercised where keras is absent
     raise missing_extra(err, "keras", purpose="green_callbacks.keras") from err
 
 
+@with_arguments_of(EnergyCallbackArgs)
 class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ignore[misc]
     """Meters training, validation, evaluation and prediction energy into ``logs``.
 

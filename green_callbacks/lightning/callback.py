@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core import keys
 from green_callbacks.core.session import Distributed, EnergyCallbackArgs
@@ -21,10 +22,9 @@ except ImportError as err:  # pragma: no cover - exercised where lightning is ab
     raise missing_extra(err, "lightning", purpose="green_callbacks.lightning") from err
 
 
+@with_arguments_of(EnergyCallbackArgs)
 class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     """Meters training, validation, test and prediction energy and logs it.
-
-    Arguments: those of every framework's EnergyCallback (``CallbackConfig``).
 
     Metric keys are listed in docs/metrics.md. The figures' provenance is
     logged once as hyperparameters ``energy_source/<domain>``.

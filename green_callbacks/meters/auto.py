@@ -42,7 +42,12 @@ class Finding:
 
 @dataclass
 class Selection:
-    """The meters chosen, and the findings that explain the choice."""
+    """The meters chosen, and the findings that explain the choice.
+
+    Attributes:
+        meters: the open meters, one per source used.
+        findings: one per source looked at: chosen or not, why, and the fix.
+    """
 
     meters: list[Meter] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)

@@ -31,6 +31,9 @@ def _pyrapl() -> ModuleType:
 class PyRaplMeter:
     """Cumulative package and DRAM energy per socket, read through pyRAPL.
 
+    Args:
+        clock: the monotonic clock its readings are timed on.
+
     Raises:
         MissingExtraError: pyRAPL is not installed.
         MeterUnavailableError: ``pyRAPL.setup()`` failed (no RAPL, no permission).

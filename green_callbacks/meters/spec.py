@@ -49,7 +49,12 @@ MeterLike = str | Meter
 
 @dataclass(frozen=True)
 class MeterSpec:
-    """A parsed spec: the source name and its argument (path or options)."""
+    """A parsed spec: the source name and its argument (path or options).
+
+    Attributes:
+        source: ``nvml``, ``rapl``, ``pyrapl``, ``estimate``, ``replay`` or ``auto``.
+        argument: what follows the colon (a folder, a file, options), or None.
+    """
 
     source: str
     argument: str | None = None
@@ -57,6 +62,9 @@ class MeterSpec:
 
 def parse_spec(text: str) -> MeterSpec:
     """Parse ``"rapl:/sys/class/powercap"`` into ``MeterSpec("rapl", "/sys/...")``.
+
+    Args:
+        text: the spec string (docs/meters.md).
 
     Raises:
         MeterSpecError: unknown source, or an argument where none is allowed
@@ -84,7 +92,12 @@ def parse_spec(text: str) -> MeterSpec:
 
 
 def build_meter(spec: MeterSpec, *, clock: Clock = DEFAULT_CLOCK) -> Meter:
-    """Open the meter a spec names; raises if it cannot work (explicit choice)."""
+    """Open the meter a spec names; raises if it cannot work (explicit choice).
+
+    Args:
+        spec: what :func:`parse_spec` returned.
+        clock: the monotonic clock its readings are timed on.
+    """
     if spec.source == "nvml":
         return NvmlMeter(clock=clock)
     if spec.source == "rapl":

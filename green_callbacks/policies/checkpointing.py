@@ -44,7 +44,13 @@ class SaveReason(str, Enum):
 
 @dataclass(frozen=True)
 class SaveDecision:
-    """Whether to save now, why, and a sentence for the user."""
+    """Whether to save now, why, and a sentence for the user.
+
+    Attributes:
+        save: save now.
+        reason: what triggered it (or ``SaveReason.NONE``).
+        message: one sentence for people and logs.
+    """
 
     save: bool
     reason: SaveReason
@@ -87,7 +93,11 @@ class CheckpointPlanConfig:
 
 
 class CheckpointPlanner:
-    """Decides when to save from the energy spent since the last save."""
+    """Decides when to save from the energy spent since the last save.
+
+    Args:
+        config: how often to save (``every_kj``, or the planned overhead).
+    """
 
     def __init__(self, config: CheckpointPlanConfig):
         self.config = config

@@ -35,6 +35,9 @@ _OOM_TEXT = ("out of memory", "resource_exhausted", "resourceexhausted", "oom wh
 def is_out_of_memory(error: BaseException) -> bool:
     """True for CUDA/CPU allocator and TensorFlow out-of-memory errors.
 
+    Args:
+        error: the exception training raised.
+
     Checks the real exception types first (``torch.OutOfMemoryError``,
     ``tf.errors.ResourceExhaustedError``, ``MemoryError``); matches the
     message only for errors raised as a plain ``RuntimeError``. An
@@ -79,7 +82,13 @@ class OOMPlanConfig:
 
 @dataclass(frozen=True)
 class OOMPlan:
-    """Retry with ``batch_size``, or give up (``retry`` False) with the reason in ``message``."""
+    """Retry with ``batch_size``, or give up (``retry`` False) with the reason in ``message``.
+
+    Attributes:
+        retry: whether training should run again.
+        batch_size: the batch size to run again with. Units: samples.
+        message: one sentence for people and logs.
+    """
 
     retry: bool
     batch_size: int
@@ -87,7 +96,12 @@ class OOMPlan:
 
 
 def plan_after_oom(batch_size: int, config: OOMPlanConfig) -> OOMPlan:
-    """The batch size to retry with after an OOM at ``batch_size``."""
+    """The batch size to retry with after an OOM at ``batch_size``.
+
+    Args:
+        batch_size: the batch size that ran out of memory. Units: samples.
+        config: how much to shrink it, and the floor.
+    """
     smaller = max(int(batch_size * config.factor), config.min_batch_size)
     if smaller >= batch_size:
         return OOMPlan(

@@ -243,8 +243,13 @@ def newest_intact(candidates: Sequence[Path], problem: Callable[[Path], str | No
 
 
 def numbered(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
-    """The saves in ``folder``, newest first: names matching ``pattern``, whose first group
-    is a number that orders them (a step or a sequence number). Files and folders alike."""
+    """The saves in ``folder``, newest first; files and folders alike.
+
+    Args:
+        folder: where the saves are.
+        pattern: matches a save's name; its first group is a number that orders
+            the saves (a step or a sequence number).
+    """
     if not folder.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name))]
@@ -252,8 +257,13 @@ def numbered(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
 
 
 def keep_newest(folder: Path, pattern: re.Pattern[str], keep: int) -> list[Path]:
-    """Remove all but the ``keep`` newest saves in ``folder`` (see :func:`numbered`);
-    returns those kept, oldest first."""
+    """Remove all but the ``keep`` newest saves in ``folder``; returns those kept, oldest first.
+
+    Args:
+        folder: where the saves are.
+        pattern: matches a save's name; its first group is the number that orders them.
+        keep: how many to keep.
+    """
     saves = numbered(folder, pattern)
     for path in saves[keep:]:
         if path.is_dir():

@@ -119,6 +119,9 @@ class StoppingPolicy:
 
     Feed :meth:`observe` once per epoch with that epoch's energy (training
     plus validation), the run's total so far, and the monitored metric.
+
+    Args:
+        config: what to stop on (budget, gain per kJ, target) and the metric.
     """
 
     def __init__(self, config: StoppingConfig):
