@@ -9,6 +9,9 @@
 - ``green-callbacks demo [--epochs N] [--out DIR] [--meter SPEC]...``: train a
   small network on scikit-learn's digits with ``EnergyCallback`` and print
   accuracy and energy per epoch (needs ``pip install 'green-callbacks[demo]'``).
+- ``green-callbacks study stats RUNS.csv --factor COL [--by COL...]``: compare
+  the levels of a factor over repeated runs with rank tests and effect sizes
+  (needs ``pip install 'green-callbacks[study]'``).
 """
 
 from __future__ import annotations
@@ -144,6 +147,47 @@ def _parser() -> argparse.ArgumentParser:
         "--meter", action="append", dest="meters", metavar="SPEC", help="energy source (repeatable)"
     )
     demo.set_defaults(handler=_cmd_demo)
+
+    study = sub.add_parser(
+        "study", help="compare frameworks or settings over repeated runs (docs/studies.md)"
+    )
+    study_sub = study.add_subparsers(dest="study_command", required=True)
+    stats = study_sub.add_parser(
+        "stats",
+        help="rank tests, effect sizes and ratios over a CSV of runs",
+        description="Compare the levels of --factor on every numeric column of a CSV with one "
+        "row per run: Mann-Whitney U (Wilcoxon when paired) or Kruskal-Wallis, Vargha-Delaney "
+        "A12, each level's mean over the best (needs the 'study' extra: scipy).",
+    )
+    stats.add_argument("runs", help="CSV file, one row per run, a header line first")
+    stats.add_argument("--factor", required=True, help="column holding the levels compared")
+    stats.add_argument(
+        "--by", nargs="+", default=[], metavar="COL", help="columns defining separate comparisons"
+    )
+    stats.add_argument(
+        "--metric", nargs="+", dest="metrics", metavar="COL",
+        help="metric columns (default: every other numeric column)",
+    )  # fmt: skip
+    stats.add_argument("--paired-by", metavar="COL", help="column pairing runs across levels")
+    stats.add_argument(
+        "--higher-is-better", nargs="+", metavar="COL",
+        help="metrics where larger wins (default: accuracy, val_acc, quality, f1, score)",
+    )  # fmt: skip
+    stats.add_argument(
+        "--correction", choices=("none", "bonferroni", "holm"), default="none",
+        help="for multiple comparisons (default %(default)s)",
+    )  # fmt: skip
+    stats.add_argument(
+        "--thresholds", choices=("vargha-delaney", "study"), default="vargha-delaney",
+        help="A12 magnitudes: 0.56/0.64/0.71 or the ICSE study's 0.6/0.7/0.8 "
+        "(default %(default)s)",
+    )  # fmt: skip
+    stats.add_argument(
+        "--alpha", type=_number(above=0.0), default=0.05,
+        help="significance level for naming a winner (default %(default)s)",
+    )  # fmt: skip
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(handler=_cmd_study_stats)
     return parser
 
 
@@ -257,6 +301,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     config = demo.DemoConfig(epochs=args.epochs, out=Path(args.out), meters=args.meters or ["auto"])
     demo.run_demo(config, sys.stdout)
+    return 0
+
+
+def _cmd_study_stats(args: argparse.Namespace) -> int:
+    try:
+        from green_callbacks.study import stats
+    except ImportError as err:
+        raise missing_extra(err, "study", purpose="green-callbacks study") from err
+    rows = stats.read_runs(args.runs)
+    options: dict[str, Any] = {}
+    if args.higher_is_better:
+        options["higher_is_better"] = args.higher_is_better
+    comparisons = stats.compare(
+        rows, args.factor, by=args.by, metrics=args.metrics, paired_by=args.paired_by,
+        thresholds=args.thresholds, correction=args.correction, alpha=args.alpha,
+        source=args.runs, **options,
+    )  # fmt: skip
+    rho = stats.correlations(rows)
+    estimated = any(str(row.get("kind", "")).startswith("estimated") for row in rows)
+    if args.json:
+        report = {
+            "comparisons": [c.to_dict() for c in comparisons],
+            "correlations": rho,
+            "estimated": estimated,
+        }
+        print(json.dumps(report, indent=2, allow_nan=False))
+    else:
+        print(stats.format_table(comparisons, rho, estimated))
     return 0
 
 
