@@ -152,6 +152,15 @@ def _parser() -> argparse.ArgumentParser:
         "study", help="compare frameworks or settings over repeated runs (docs/studies.md)"
     )
     study_sub = study.add_subparsers(dest="study_command", required=True)
+    run = study_sub.add_parser(
+        "run",
+        help="run a study file: every run in a fresh process, metered, resumable",
+        description="Run every planned run of STUDY (a TOML file, docs/studies.md) not yet "
+        "recorded in --out, each in a fresh process; a killed study resumes where it stopped.",
+    )
+    run.add_argument("study_file", metavar="STUDY", help="the study's TOML file")
+    run.add_argument("--out", required=True, help="folder for the runs' records")
+    run.set_defaults(handler=_cmd_study_run)
     stats = study_sub.add_parser(
         "stats",
         help="rank tests, effect sizes and ratios over a CSV of runs",
@@ -304,12 +313,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study_run(args: argparse.Namespace) -> int:
+    from green_callbacks.study import definition, runner
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"green-callbacks study run: --out {out} is a file; give a folder", file=sys.stderr)
+        return EXIT_USAGE
+    study = definition.load(args.study_file)
+    records = runner.run_study(study, out)
+    failed = sum(record["status"] != "ok" for record in records)
+    print(
+        f"{len(records)} runs recorded in {out / runner.TABLE}"
+        + (f" ({failed} failed: see their error in {out / runner.RUNS})" if failed else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _cmd_study_stats(args: argparse.Namespace) -> int:
     try:
         from green_callbacks.study import stats
     except ImportError as err:
         raise missing_extra(err, "study", purpose="green-callbacks study") from err
-    rows = stats.read_runs(args.runs)
+    everything = stats.read_runs(args.runs)
+    rows = stats.measured(everything)
+    if len(rows) < len(everything):
+        print(f"left out {len(everything) - len(rows)} warm-up or failed runs", file=sys.stderr)
     options: dict[str, Any] = {}
     if args.higher_is_better:
         options["higher_is_better"] = args.higher_is_better

@@ -19,10 +19,11 @@ from green_callbacks.study.stats import (
     compare,
     correlations,
     magnitude,
+    measured,
     read_runs,
 )
 
 __all__ = [
     "THRESHOLDS", "Comparison", "LevelStats", "PairTest", "StudyDataError", "a12", "adjust",
-    "compare", "correlations", "magnitude", "read_runs",
+    "compare", "correlations", "magnitude", "measured", "read_runs",
 ]  # fmt: skip

@@ -53,6 +53,10 @@ HIGHER_IS_BETTER = ("accuracy", "val_acc", "quality", "f1", "score")
 """Metrics where a larger value wins (every other metric: energy, time... lower wins)."""
 
 
+RUN_COLUMNS = ("index", "block", "repetition", "warmup", "status", "exit_code", "kind", "idle_w")
+"""The study runner's bookkeeping columns: never metrics unless named with ``metrics``."""
+
+
 class StudyDataError(ConfigError):
     """A table of runs that cannot be compared as asked; the message says what to fix."""
 
@@ -153,6 +157,19 @@ def read_runs(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
+def measured(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows that count: warm-up runs (``warmup`` 1) and failed runs (``status`` not
+    ``ok``) of the study runner's table left out; other tables pass unchanged.
+
+    Args:
+        rows: one mapping per run.
+    """
+    return [
+        row for row in rows
+        if str(row.get("warmup", "0")).strip() in ("", "0") and row.get("status", "ok") == "ok"
+    ]  # fmt: skip
+
+
 def a12(first: Sequence[float], second: Sequence[float]) -> float:
     """Vargha-Delaney A12: P(a run of ``first`` > a run of ``second``) + half the ties.
 
@@ -237,7 +254,8 @@ def compare(
             raise StudyDataError(
                 f"{source} has no column {name!r}; its columns are: {', '.join(columns)}"
             )
-    chosen = list(metrics) if metrics else _numeric_columns(rows, exclude={factor, *by, paired_by})
+    exclude = {factor, *by, paired_by, *RUN_COLUMNS}
+    chosen = list(metrics) if metrics else _numeric_columns(rows, exclude=exclude)
     if not chosen:
         raise StudyDataError(
             f"{source} has no numeric metric column besides {factor!r} and {list(by)}; "

@@ -80,9 +80,9 @@ def test_holm_and_bonferroni_corrections() -> None:
 
 
 def test_accuracy_is_better_higher_and_energy_lower() -> None:
-    rows = [
-        {"framework": "a", "energy_j": 10 + i, "accuracy": 0.9} for i in range(5)
-    ] + [{"framework": "b", "energy_j": 20 + i, "accuracy": 0.8} for i in range(5)]
+    rows = [{"framework": "a", "energy_j": 10 + i, "accuracy": 0.9} for i in range(5)] + [
+        {"framework": "b", "energy_j": 20 + i, "accuracy": 0.8} for i in range(5)
+    ]
     energy, accuracy = compare(rows, "framework")
 
     assert (energy.metric, energy.best, energy.higher_is_better) == ("energy_j", "a", False)
@@ -105,8 +105,11 @@ def test_magnitude_thresholds() -> None:
         (runs(a=[1, 2], b=[3, 4]), {"by": ["model"]}, "no column 'model'"),
         (runs(a=[1, 2, 3]), {}, "has one level"),
         (runs(a=[1, 2], b=[3]), {}, "level 'b' of 'framework' has 1 run"),
-        ([{"framework": "a", "energy_j": "12 J"}] * 2 + [{"framework": "b", "energy_j": 1}] * 2,
-         {"metrics": ["energy_j"]}, "'energy_j' has '12 J', not a number"),
+        (
+            [{"framework": "a", "energy_j": "12 J"}] * 2 + [{"framework": "b", "energy_j": 1}] * 2,
+            {"metrics": ["energy_j"]},
+            "'energy_j' has '12 J', not a number",
+        ),
         (runs(a=[1, 2], b=[3, 4]), {"correction": "fdr"}, "correction must be one of"),
     ],
 )
