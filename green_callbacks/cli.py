@@ -161,6 +161,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("study_file", metavar="STUDY", help="the study's TOML file")
     run.add_argument("--out", required=True, help="folder for the runs' records")
     run.set_defaults(handler=_cmd_study_run)
+    report = study_sub.add_parser(
+        "report",
+        help="tables and figures from a study's runs",
+        description="Write DIR/report/: report.md (the levels side by side per metric, "
+        "p (A12), the winner), comparisons.json/.csv, box plots per metric and the "
+        "energy-against-quality bubble chart.",
+    )
+    report.add_argument("folder", metavar="DIR", help="what 'study run --out' wrote")
+    report.add_argument("--factor", help="the factor compared (default: the study's only one)")
+    report.set_defaults(handler=_cmd_study_report)
     stats = study_sub.add_parser(
         "stats",
         help="rank tests, effect sizes and ratios over a CSV of runs",
@@ -328,6 +338,18 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
         + (f" ({failed} failed: see their error in {out / runner.RUNS})" if failed else ""),
         file=sys.stderr,
     )
+    return 0
+
+
+def _cmd_study_report(args: argparse.Namespace) -> int:
+    try:
+        from green_callbacks.study.report import build_report
+    except ImportError as err:
+        raise missing_extra(err, "study", purpose="green-callbacks study report") from err
+    out = build_report(args.folder, factor=args.factor)
+    print(f"report: {out / 'report.md'}")
+    for figure in sorted(out.glob("*.png")):
+        print(f"figure: {figure}")
     return 0
 
 

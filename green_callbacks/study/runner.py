@@ -10,7 +10,8 @@
   ``duration_s``, the workload's metrics...), rewritten atomically after each
   run, ready for ``green-callbacks study stats``.
 - ``machine.json``: the machine and software, recorded once.
-- ``plan.json``: the run order and the seed, so the order is reproducible.
+- ``plan.json``: the run order and the seed, so the order is reproducible;
+  ``study.json``: the study as it was read.
 
 Before each run the runner waits the cooldown and measures the idle power
 during it (``idle_w``, recorded next to the run; not subtracted: the
@@ -42,6 +43,7 @@ RUNS = "runs.jsonl"
 TABLE = "runs.csv"
 MACHINE = "machine.json"
 PLAN = "plan.json"
+STUDY = "study.json"
 STDERR_TAIL = 2000
 """Characters of a failed run's stderr kept in the record."""
 PACKAGES = ("torch", "lightning", "keras", "tensorflow", "transformers", "jax", "numpy")
@@ -215,6 +217,7 @@ def run_study(
     runs = plan(study)
     write_json_atomic(out / PLAN, {"seed": study.seed, "order": study.order,
                                     "runs": [asdict(r) for r in runs]})  # fmt: skip
+    write_json_atomic(out / STUDY, asdict(study))
     if not (out / MACHINE).exists():
         write_json_atomic(out / MACHINE, machine())
     done = finished(out)
