@@ -158,7 +158,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Run every planned run of STUDY (a TOML file, docs/studies.md) not yet "
         "recorded in --out, each in a fresh process; a killed study resumes where it stopped.",
     )
-    run.add_argument("study_file", metavar="STUDY", help="the study's TOML file")
+    run.add_argument("study_file", metavar="STUDY", nargs="?", help="the study's TOML file")
+    run.add_argument(
+        "--preset", choices=("frameworks",),
+        help="a ready-made study instead of a file: Lightning against Keras 3 on TensorFlow "
+        "and torch, on a recommender, a CNN and a language model",
+    )  # fmt: skip
+    run.add_argument("--quick", action="store_true", help="the preset's short form")
     run.add_argument("--out", required=True, help="folder for the runs' records")
     run.set_defaults(handler=_cmd_study_run)
     report = study_sub.add_parser(
@@ -330,7 +336,15 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         print(f"green-callbacks study run: --out {out} is a file; give a folder", file=sys.stderr)
         return EXIT_USAGE
-    study = definition.load(args.study_file)
+    if (args.study_file is None) == (args.preset is None):
+        print("green-callbacks study run: give a STUDY file or --preset, one of them",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    if args.quick and args.preset is None:
+        print("green-callbacks study run: --quick goes with --preset", file=sys.stderr)
+        return EXIT_USAGE
+    study = (definition.load(args.study_file) if args.preset is None
+             else definition.preset(args.preset, quick=args.quick))  # fmt: skip
     records = runner.run_study(study, out)
     failed = sum(record["status"] != "ok" for record in records)
     print(

@@ -20,8 +20,11 @@ Example ``study.toml``::
     name = "cnn"
     entry = "my_package.workloads:digits_cnn"
 
-A workload is a function ``entry(phase=..., **treatment)`` that runs one phase
-of the work and returns its quality metric (a number, or a dict of them).
+A workload is a function ``entry(phase=..., **args, **treatment)`` that runs
+one phase of the work and returns its quality metric (a number, or a dict of
+them). If it takes a ``measure`` argument, only what it runs inside
+``with measure():`` is metered (the fit, not building the model or the data);
+else the whole call is.
 
 Example:
     >>> study = parse({"factors": {"size": [1, 2]},
@@ -52,6 +55,7 @@ STUDY_KEYS = {
     "phases", "profile",
 }  # fmt: skip
 TOP_KEYS = {"study", "factors", "workloads"}
+WORKLOAD_KEYS = {"name", "entry", "args"}
 
 
 class StudyDefinitionError(ConfigError):
@@ -79,10 +83,12 @@ class Workload:
     Attributes:
         name: as reported.
         entry: ``module:function``.
+        args: keyword arguments every run of it gets (not a factor: the same for all).
     """
 
     name: str
     entry: str
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ class PlannedRun:
         block: the repetition block it belongs to (warm-ups: negative).
         workload: the workload's name.
         entry: its ``module:function``.
+        args: its fixed keyword arguments.
         phase: ``train`` or ``inference``.
         treatment: factor name -> level.
         repetition: 0-based among the measured runs of its cell (warm-ups: negative).
@@ -137,6 +144,7 @@ class PlannedRun:
     block: int
     workload: str
     entry: str
+    args: dict[str, Any]
     phase: str
     treatment: dict[str, Any]
     repetition: int
@@ -198,14 +206,16 @@ def parse(data: Mapping[str, Any], source: str) -> Study:
         raise fail('needs at least one [[workloads]] with name = "..." and entry = "module:fn"')
     parsed = []
     for item in workloads:
-        if not isinstance(item, Mapping) or set(item) != {"name", "entry"}:
-            raise fail(f"each [[workloads]] has exactly name and entry, got {item!r}")
+        if not isinstance(item, Mapping) or not {"name", "entry"} <= set(item) <= WORKLOAD_KEYS:
+            raise fail(f"each [[workloads]] has name, entry and optionally args, got {item!r}")
+        if not isinstance(item.get("args", {}), Mapping):
+            raise fail(f"workload {item['name']!r}: args must be a table, got {item['args']!r}")
         entry = str(item["entry"])
         module, sep, function = entry.partition(":")
         if not sep or not module or not function:
             raise fail(f"workload {item['name']!r}: entry must be 'module:function', got {entry!r}")
         _check_importable(module, fail)
-        parsed.append(Workload(str(item["name"]), entry))
+        parsed.append(Workload(str(item["name"]), entry, dict(item.get("args", {}))))
     phases = settings.get("phases", ["train"])
     if not isinstance(phases, list) or not phases or set(phases) - set(PHASES):
         raise fail(f"phases must be a list drawn from {PHASES}, got {phases!r}")
@@ -311,6 +321,52 @@ def plan(study: Study) -> list[PlannedRun]:
             random.Random(study.seed + block).shuffle(shuffled)
             order += [(block, block, *cell, False) for cell in shuffled]
     return [
-        PlannedRun(i, block, workload.name, workload.entry, phase, dict(treatment), rep, warm)
+        PlannedRun(
+            i,
+            block,
+            workload.name,
+            workload.entry,
+            dict(workload.args),
+            phase,
+            dict(treatment),
+            rep,
+            warm,
+        )
         for i, (block, rep, workload, phase, treatment, warm) in enumerate(order)
     ]
+
+
+FRAMEWORK_WORKLOADS = ("recommender", "digits_cnn", "char_lm")
+
+
+def preset(name: str, *, quick: bool = False) -> Study:
+    """A ready-made study.
+
+    ``frameworks``: Lightning against Keras 3 on TensorFlow and on torch, on
+    the twin workloads of :mod:`green_callbacks.study.frameworks` (a
+    recommender, a CNN, a language model), training and inference: 10
+    repetitions after a warm-up, 10 s cooldowns. ``quick``: 3 repetitions of
+    one-epoch fits, no warm-up, 1 s cooldowns (about 8 minutes on 2 CPU cores).
+
+    Args:
+        name: ``frameworks``.
+        quick: the short form.
+    """
+    if name != "frameworks":
+        raise StudyDefinitionError(f"unknown preset {name!r}; presets: frameworks")
+    args = {"epochs": 1} if quick else {}
+    return parse(
+        {
+            "study": {
+                "repetitions": 3 if quick else 10, "warmup": 0 if quick else 1,
+                "cooldown_s": 1.0 if quick else 10.0, "phases": list(PHASES),
+                "timeout_s": 900, "meters": ["auto"],
+            },
+            "factors": {"framework": ["lightning", "keras-tensorflow", "keras-torch"]},
+            "workloads": [
+                {"name": w, "entry": f"green_callbacks.study.frameworks:{w}", "args": args}
+                for w in FRAMEWORK_WORKLOADS
+            ],
+        },
+        f"preset {name}{' (quick)' if quick else ''}",
+    )  # fmt: skip

@@ -234,8 +234,9 @@ def run_study(
         _write_table(out, study, done)
         elapsed = time.monotonic() - started
         left = (len(todo) - count) * elapsed / count
-        figure = (f"{record['energy_j']:.4g} J, {record['duration_s']:.3g} s"
-                  if record["status"] == "ok" else f"FAILED ({record['error'][:60]})")  # fmt: skip
+        ok = record["status"] == "ok"
+        figure = (f"{record['energy_j']:.4g} J, {record['duration_s']:.3g} s" if ok
+                  else f"FAILED: {_last_line(record['error'])}")  # fmt: skip
         levels = " ".join(f"{k}={v}" for k, v in planned.treatment.items())
         print(
             f"[{len(done)}/{len(runs)}] {planned.workload} {planned.phase} {levels}"
@@ -246,6 +247,12 @@ def run_study(
     return [done[i] for i in sorted(done)]
 
 
+def _last_line(text: str) -> str:
+    """The last non-empty line of a traceback: the error itself."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:120] if lines else "no message"
+
+
 def _write_table(out: Path, study: Study, done: dict[int, dict[str, Any]]) -> None:
     text = table([done[i] for i in sorted(done)], list(study.factors))
     atomic_write(out / TABLE, lambda part: part.write_text(text, encoding="utf-8"))
@@ -254,7 +261,7 @@ def _write_table(out: Path, study: Study, done: dict[int, dict[str, Any]]) -> No
 def _run_one(study: Study, planned: PlannedRun, python: str) -> dict[str, Any]:
     record: dict[str, Any] = asdict(planned)
     request = {"entry": planned.entry, "phase": planned.phase, "treatment": planned.treatment,
-               "meters": study.meters, "profile": study.profile}  # fmt: skip
+               "args": planned.args, "meters": study.meters, "profile": study.profile}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="green-callbacks-run-") as folder:
         request_path, result_path = Path(folder) / "request.json", Path(folder) / "result.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")

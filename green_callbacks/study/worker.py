@@ -1,7 +1,9 @@
 """One run of a study, in its own process: ``python -m green_callbacks.study.worker REQ OUT``.
 
 ``REQ`` is a JSON file: the workload's ``entry``, its ``phase``, the
-``treatment`` (keyword arguments), the ``meters`` and whether to ``profile``.
+``treatment`` and ``args`` (keyword arguments), the ``meters`` and whether to
+``profile``. A workload that takes ``measure`` is metered only inside
+``with measure():``.
 The worker imports the workload, meters its call with the package's tracker
 and writes ``OUT`` (atomically) with the duration, the energy per domain and
 its provenance, the workload's metrics and, when profiled, the functions that
@@ -13,14 +15,17 @@ from __future__ import annotations
 
 import cProfile
 import importlib
+import inspect
 import json
 import pstats
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from green_callbacks.core.atomic import write_json_atomic
+from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import EnergyTracker
 
 PROFILE_SHARE = 0.01
@@ -79,14 +84,38 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     function = resolve(request["entry"])
     profile = cProfile.Profile() if request.get("profile") else None
     tracker = EnergyTracker(request.get("meters") or "auto").start()
-    try:
+    measured: list[WindowResult] = []
+
+    @contextmanager
+    def measure() -> Iterator[None]:
+        """Meter only what runs inside (the workload's own choice of what counts)."""
+        window = tracker.open("phase", "measured")
         if profile is not None:
             profile.enable()
-        returned = function(phase=request["phase"], **request["treatment"])
+        try:
+            yield
+        finally:
+            if profile is not None:
+                profile.disable()
+            measured.append(tracker.close(window))
+
+    keywords = {**request.get("args", {}), **request["treatment"]}
+    if "measure" in inspect.signature(function).parameters:
+        keywords["measure"] = measure
+    try:
+        if "measure" in keywords:
+            returned = function(phase=request["phase"], **keywords)
+        else:
+            with measure():
+                returned = function(phase=request["phase"], **keywords)
     finally:
-        if profile is not None:
-            profile.disable()
-        totals = tracker.stop()
+        tracker.stop()
+    if len(measured) != 1:
+        raise SystemExit(
+            f"green_callbacks study: {request['entry']} called measure() {len(measured)} "
+            "times; call it once, around the work to meter"
+        )
+    totals = measured[0]
     return {
         "duration_s": totals.duration_s,
         "energy_j": totals.energy_j,
