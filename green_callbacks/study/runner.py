@@ -14,8 +14,9 @@
   ``study.json``: the study as it was read.
 
 Before each run the runner waits the cooldown and measures the idle power
-during it (``idle_w``, recorded next to the run; not subtracted: the
-above-idle figure is ``energy_j - idle_w x duration_s``).
+during it (``idle_w``, recorded next to the run). Nothing is subtracted from
+``energy_j``; ``runs.csv`` also has ``energy_above_idle_j`` (``energy_j -
+idle_w x duration_s``) for comparing on the work alone.
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ def table(records: Sequence[dict[str, Any]], factors: Sequence[str]) -> str:
         }  # fmt: skip
         for domain, joules in record.get("domains", {}).items():
             row[f"energy_{domain.replace(':', '')}_j"] = joules
-        row["idle_w"] = record.get("idle_w", "")
+        idle_w = record.get("idle_w")
+        row["idle_w"] = "" if idle_w is None else idle_w
+        if idle_w is not None and record.get("status") == "ok":  # what the machine drew anyway
+            row["energy_above_idle_j"] = record["energy_j"] - idle_w * record["duration_s"]
         row["kind"] = record.get("kind", "")
         row.update(record.get("metrics", {}))
         rows.append(row)

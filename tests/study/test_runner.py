@@ -109,6 +109,13 @@ def test_a_study_runs_records_every_run_and_a_failure_does_not_stop_it(
     assert machine["logical_cores"] == os.cpu_count() and "green-callbacks" in machine["packages"]
     header = (tmp_path / "out" / runner.TABLE).read_text().splitlines()[0].split(",")
     assert {"size", "status", "energy_j", "energy_replay_j", "accuracy", "idle_w"} <= set(header)
+    assert "energy_above_idle_j" in header  # a constant 40 W: nothing above idle
+    above = [
+        float(row.split(",")[header.index("energy_above_idle_j")])
+        for row in (tmp_path / "out" / runner.TABLE).read_text().splitlines()[1:]
+        if ",ok," in row
+    ]
+    assert above == pytest.approx([0.0, 0.0], abs=1e-6)
 
 
 def test_a_study_killed_mid_run_resumes_with_every_run_exactly_once(tmp_path: Path) -> None:
