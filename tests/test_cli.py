@@ -184,6 +184,13 @@ BAD_INPUT = [
     (["demo", "--epochs", "abc"], "--epochs: must be a positive whole number, got 'abc'"),
     (["demo", "--epochs", "0"], "must be a positive whole number, got '0'"),
     (["demo", "--meter", "foo"], "foo"),
+    (["study", "run", "--out", "x"], "give a STUDY file or --preset, one of them"),
+    (["study", "run", "s.toml", "--preset", "frameworks", "--out", "x"], "one of them"),
+    (["study", "run", "s.toml", "--quick", "--out", "x"], "--quick goes with --preset"),
+    (["study", "run", "no-such-study.toml", "--out", "x"], "cannot read study file"),
+    (["study", "stats", "no-such-runs.csv", "--factor", "f"], "cannot read the runs in"),
+    (["study", "stats", "x.csv", "--factor", "f", "--alpha", "0"], "must be a number > 0"),
+    (["study", "report", "no-such-folder"], "cannot read the runs in"),
 ]
 
 
