@@ -2,8 +2,9 @@
 
 Small versions of the categories of Georgiou et al.'s framework study (ICSE
 2022), built identically in PyTorch Lightning and in Keras 3 (on its
-TensorFlow and torch backends): same layers and sizes, same data, optimizer
-(Adam, lr 1e-3), batch size and epochs. Each is a study workload (see
+TensorFlow and torch backends): same layers and sizes, same initialisation
+(Keras's defaults, applied to the torch layers), same data, optimizer (Adam,
+lr 1e-3), batch size and epochs. Each is a study workload (see
 :mod:`green_callbacks.study.definition`): ``framework`` selects the
 implementation, ``phase`` the part metered, and only the fit (``train``) or
 the prediction over the held-out set (``inference``) runs inside
@@ -11,8 +12,9 @@ the prediction over the held-out set (``inference``) runs inside
 first trains one epoch unmetered, so its accuracy means something. Each
 returns its held-out ``accuracy``.
 
-- :func:`recommender`: an NCF-style recommender, user and item embeddings
-  into a small MLP, on synthetic implicit-feedback interactions;
+- :func:`recommender`: a NeuMF-style recommender, user and item embeddings
+  and their product into a small MLP, on synthetic implicit-feedback
+  interactions;
 - :func:`digits_cnn`: two convolutions and a linear head on scikit-learn's
   bundled digits;
 - :func:`char_lm`: a one-layer GRU predicting the next character of text that
@@ -49,16 +51,19 @@ def _everything() -> Iterator[None]:
 
 
 def interactions(users: int = 400, items: int = 300, samples: int = 20000) -> tuple[Any, ...]:
-    """Synthetic implicit feedback: a pair is positive when its latent factors agree.
+    """Synthetic implicit feedback: a pair is positive when the user's taste, the item's
+    popularity and their latent factors' agreement add up to more than zero.
 
     Returns:
         Train and held-out ``(user, item)`` index arrays and 0/1 labels.
     """
     rng = np.random.default_rng(SEED)
     user_factors, item_factors = rng.normal(size=(users, 4)), rng.normal(size=(items, 4))
+    user_bias, item_bias = rng.normal(size=users), rng.normal(size=items)  # taste, popularity
     u = rng.integers(0, users, samples)
     i = rng.integers(0, items, samples)
-    label = ((user_factors[u] * item_factors[i]).sum(axis=1) > 0).astype("float32")
+    affinity = user_bias[u] + item_bias[i] + 0.5 * (user_factors[u] * item_factors[i]).sum(axis=1)
+    label = (affinity > 0).astype("float32")
     cut = samples * 4 // 5
     pairs = np.stack([u, i], axis=1).astype("int64")
     return pairs[:cut], label[:cut], pairs[cut:], label[cut:]
@@ -115,7 +120,8 @@ def recommender(
     phase: str, framework: str, measure: Measure = _everything, epochs: int = 2,
     batch_size: int = 256, dim: int = 16,
 ) -> dict[str, float]:  # fmt: skip
-    """NCF-style: user and item embeddings (``dim``) concatenated, 32 ReLU units, a sigmoid.
+    """NeuMF-style: user and item embeddings (``dim``), their product and both concatenated,
+    32 ReLU units, one logit.
 
     Args:
         phase: ``train`` (metered: the fit) or ``inference`` (metered: predicting the
@@ -218,13 +224,40 @@ def _torch_model(spec: dict[str, Any]) -> Any:
             super().__init__()
             self.users = nn.Embedding(spec["users"], spec["dim"])
             self.items = nn.Embedding(spec["items"], spec["dim"])
-            self.mlp = nn.Sequential(nn.Linear(2 * spec["dim"], 32), nn.ReLU(), nn.Linear(32, 1))
+            self.mlp = nn.Sequential(nn.Linear(3 * spec["dim"], 32), nn.ReLU(), nn.Linear(32, 1))
 
         def forward(self, pairs: Any) -> Any:
-            joined = torch.cat([self.users(pairs[:, 0]), self.items(pairs[:, 1])], dim=1)
-            return self.mlp(joined)
+            users, items = self.users(pairs[:, 0]), self.items(pairs[:, 1])
+            return self.mlp(torch.cat([users * items, users, items], dim=1))
 
     return NCF()
+
+
+def _keras_initialisation(module: Any) -> Any:
+    """Initialise a torch model as Keras 3 initialises the same layers, so the twins start alike.
+
+    Embeddings uniform in +-0.05; dense and convolution kernels Glorot-uniform;
+    GRU input kernels Glorot-uniform and recurrent kernels orthogonal; biases 0.
+    """
+    import torch
+
+    nn = torch.nn
+    for layer in module.modules():
+        if isinstance(layer, nn.Embedding):
+            nn.init.uniform_(layer.weight, -0.05, 0.05)
+        elif isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.GRU):
+            for name, weight in layer.named_parameters():
+                if name.startswith("weight_ih"):
+                    nn.init.xavier_uniform_(weight)
+                elif name.startswith("weight_hh"):
+                    nn.init.orthogonal_(weight)
+                else:
+                    nn.init.zeros_(weight)
+    return module
 
 
 def _lightning(
@@ -238,7 +271,7 @@ def _lightning(
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     pl.seed_everything(SEED, verbose=False)
-    network = _torch_model(spec)
+    network = _keras_initialisation(_torch_model(spec))
 
     class Module(pl.LightningModule):
         def __init__(self) -> None:
@@ -308,7 +341,8 @@ def _keras_model(keras: Any, spec: dict[str, Any]) -> Any:
     pairs = keras.Input((2,), dtype="int64")
     users = layers.Embedding(spec["users"], spec["dim"])(pairs[:, 0])
     items = layers.Embedding(spec["items"], spec["dim"])(pairs[:, 1])
-    hidden = layers.Dense(32, activation="relu")(layers.Concatenate()([users, items]))
+    joined = layers.Concatenate()([layers.Multiply()([users, items]), users, items])
+    hidden = layers.Dense(32, activation="relu")(joined)
     return keras.Model(pairs, layers.Dense(1)(hidden))
 
 

@@ -48,7 +48,10 @@ def build_report(folder: str | Path, *, factor: str | None = None) -> Path:
     """
     folder = Path(folder)
     rows = stats.measured(stats.read_runs(folder / TABLE))
-    factors = _factors(folder)
+    levels = _factors(folder)
+    factors = list(levels)
+    if factor is not None and factor not in levels:
+        raise StudyDataError(f"{folder}: the study has no factor {factor!r}; it has {factors}")
     if factor is None:
         if len(factors) != 1:
             raise StudyDataError(
@@ -57,7 +60,9 @@ def build_report(folder: str | Path, *, factor: str | None = None) -> Path:
             )
         factor = factors[0]
     by = [*BY, *(f for f in factors if f != factor)]
-    comparisons = stats.compare(rows, factor, by=by, source=str(folder / TABLE))
+    comparisons = stats.compare(
+        rows, factor, by=by, source=str(folder / TABLE), order=[str(v) for v in levels[factor]]
+    )
     kind = _kind(rows)
     out = folder / REPORT
     out.mkdir(exist_ok=True)
@@ -71,11 +76,12 @@ def build_report(folder: str | Path, *, factor: str | None = None) -> Path:
     return out
 
 
-def _factors(folder: Path) -> list[str]:
+def _factors(folder: Path) -> dict[str, list[Any]]:
+    """The study's factors and their levels, in the study file's order."""
     path = folder / STUDY
     if not path.exists():
         raise StudyDataError(f"{folder} has no {STUDY}: point at a folder 'study run' wrote")
-    return list(json.loads(path.read_text(encoding="utf-8"))["factors"])
+    return dict(json.loads(path.read_text(encoding="utf-8"))["factors"])
 
 
 def _kind(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -131,7 +137,8 @@ def _flat_csv(comparisons: Sequence[Comparison]) -> str:
         where = ";".join(f"{k}={v}" for k, v in c.by.items())
         for level, figure in c.levels.items():
             writer.writerow([where, c.metric, level, figure.n, figure.mean, figure.median,
-                             figure.std, c.ratio[level], c.test, c.p_value,
+                             figure.std, "" if c.ratio[level] is None else c.ratio[level],
+                             c.test, c.p_value,
                              "" if c.a12 is None else c.a12, c.magnitude or "",
                              c.winner or ""])  # fmt: skip
     return text.getvalue()

@@ -113,7 +113,7 @@ class Comparison:
         magnitude: with two levels, A12's magnitude; else None.
         eta_squared: with more levels, Kruskal-Wallis's effect size; else None.
         winner: the best level when ``p_value < alpha``, else None.
-        ratio: each level's mean over the best level's mean.
+        ratio: each level's mean over the best level's mean (None when that is 0).
         pairs: every pair of levels (one entry with two levels).
         higher_is_better: whether a larger value wins for this metric.
         best: the level with the best mean, significant or not.
@@ -128,7 +128,7 @@ class Comparison:
     magnitude: str | None
     eta_squared: float | None
     winner: str | None
-    ratio: dict[str, float]
+    ratio: dict[str, float | None]
     pairs: list[PairTest] = field(default_factory=list)
     higher_is_better: bool = False
     best: str = ""
@@ -222,6 +222,7 @@ def compare(
     correction: str = "none",
     alpha: float = 0.05,
     source: str = "the runs",
+    order: Sequence[str] | None = None,
 ) -> list[Comparison]:
     """Compare the levels of ``factor`` on every metric, within every ``by`` group.
 
@@ -238,6 +239,7 @@ def compare(
         correction: ``none``, ``bonferroni`` or ``holm``, over all comparisons.
         alpha: significance level for naming a winner.
         source: how errors name the table (its file).
+        order: the levels in the order to show them (default: as they first appear).
 
     Raises:
         StudyDataError: a named column is missing, a metric value is not a
@@ -279,6 +281,7 @@ def compare(
                     thresholds,
                     alpha,
                     source,
+                    order,
                 )
             )
     return _corrected(results, correction, alpha) if correction != "none" else results
@@ -331,9 +334,13 @@ def _compare_one(
     thresholds: str,
     alpha: float,
     source: str,
+    order: Sequence[str] | None = None,
 ) -> Comparison:
     stats = require("scipy.stats", "study", purpose="Study statistics")
     levels = _values(group, factor, metric, source)
+    if order is not None:
+        rank = {str(level): i for i, level in enumerate(order)}
+        levels = dict(sorted(levels.items(), key=lambda item: rank.get(item[0], len(rank))))
     where = f" where {by}" if by else ""
     if len(levels) < 2:
         raise StudyDataError(
@@ -370,7 +377,9 @@ def _compare_one(
         eta = max((float(result.statistic) - k + 1) / (n - k), 0.0) if n > k else None
     best = (max if higher else min)(names, key=lambda name: summary[name].mean)
     best_mean = summary[best].mean
-    ratio = {name: (summary[name].mean / best_mean if best_mean else math.nan) for name in names}
+    ratio = {  # none when the best mean is 0 (above-idle figures can be): no ratio to take
+        name: (summary[name].mean / best_mean if best_mean else None) for name in names
+    }
     return Comparison(
         by=by, metric=metric, levels=summary, test=test, p_value=p_value,
         a12=pairs[0].a12 if len(names) == 2 else None,
@@ -530,7 +539,7 @@ def format_table(comparisons: Sequence[Comparison], rho: Mapping[str, float] | N
             mark = "  <- winner" if name == c.winner else ""
             lines.append(
                 f"  {name:<20} n={level.n:<3} mean={level.mean:<12.6g} median={level.median:<12.6g}"
-                f" std={level.std:<10.4g} x{c.ratio[name]:.3g}{mark}"
+                f" std={level.std:<10.4g} {_times(c.ratio[name])}{mark}"
             )
         effect = ""
         if c.a12 is not None:
@@ -554,3 +563,7 @@ def format_table(comparisons: Sequence[Comparison], rho: Mapping[str, float] | N
                 "duration by construction; the correlation confirms nothing"
             )
     return "\n".join(lines)
+
+
+def _times(ratio: float | None) -> str:
+    return "x-" if ratio is None else f"x{ratio:.3g}"
