@@ -370,6 +370,8 @@ def _compare_one(
     eta = None
     if len(names) == 2:
         test, p_value = pairs[0].test, pairs[0].p_value
+    elif len({v for values in samples.values() for v in values}) == 1:
+        test, p_value, eta = "kruskal-wallis (all values equal)", 1.0, 0.0  # no ranks to test
     else:
         result = stats.kruskal(*samples.values())
         n, k = sum(len(v) for v in samples.values()), len(samples)

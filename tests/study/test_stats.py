@@ -67,6 +67,15 @@ def test_three_levels_use_kruskal_wallis_with_eta_squared_and_every_pair() -> No
     assert c.winner == "a"
 
 
+def test_three_levels_with_one_value_everywhere_have_nothing_to_test() -> None:
+    [c] = compare(runs(a=[0.5, 0.5], b=[0.5, 0.5], c=[0.5, 0.5]), "framework")
+
+    assert (c.test, c.p_value, c.eta_squared, c.winner) == (
+        "kruskal-wallis (all values equal)", 1.0, 0.0, None,
+    )  # fmt: skip
+    json.dumps(c.to_dict(), allow_nan=False)  # nothing that is not JSON
+
+
 def test_holm_and_bonferroni_corrections() -> None:
     assert adjust([0.01, 0.04, 0.03], "bonferroni") == pytest.approx([0.03, 0.12, 0.09])
     # Holm: sorted 0.01, 0.03, 0.04 times 3, 2, 1, made monotone
