@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +64,11 @@ ENDED_BY_ERROR = (
     "this run's {call} ended without its end hook (an exception) and the run was closed "
     "within {interval:g} s of it; the next run starts from zero"
 )
+SUMMARY_SINKS: contextvars.ContextVar[tuple[Callable[[dict[str, Any]], None], ...]] = (
+    contextvars.ContextVar("green_callbacks_summary_sinks", default=())
+)
+"""Who else receives each run's summary when it ends in this context (a metered Optuna
+trial collects its fits' totals: :func:`green_callbacks.optuna.collected_summaries`)."""
 _SESSIONS = threading.RLock()
 """Held while a callback opens or closes its session (a :class:`Watcher` may close one)."""
 
@@ -257,6 +263,8 @@ class EnergyCallbackArgs:
                 except MeterReadError:  # strict mode: the summary was written; keep it here too
                     self.summary = session.final_summary
                     raise
+                for sink in SUMMARY_SINKS.get():
+                    sink(self.summary)
 
     def _close_at_exit(self) -> None:
         self._close_session(note="the process exited before this run's end hook ran")

@@ -1,0 +1,234 @@
+"""Energy-aware hyperparameter search on Optuna: joules per trial and a budget for a study.
+
+- :func:`metered` wraps an objective so that every trial's energy is metered
+  and stored as user attributes (``energy_j``, ``energy_domains_j``,
+  ``energy_kind``, ``energy_source``, ``duration_s``), pruned and failed trials
+  included: their energy was spent. When the trial's own fit has an
+  ``EnergyCallback`` (Lightning, Keras, Hugging Face), the callback's total is
+  used. With ``energy_objective=True`` the objective also returns the energy,
+  for Optuna's multi-objective samplers.
+- :class:`EnergyBudget` is a study callback that stops the study before a new
+  trial is predicted to take the total over the budget. It counts every trial
+  in the study's storage, so several processes sharing one study hold to it
+  together (each may overrun by at most the trial it is running).
+- :func:`pareto_front` lists the trials no other trial beats on both the
+  objective and the energy.
+
+Needs the ``optuna`` extra. Example, on a fake 100 W meter and a fake clock:
+
+    >>> import optuna
+    >>> from green_callbacks.testing import FakeClock, FakeMeter
+    >>> clock = FakeClock()
+    >>> meter = FakeMeter({"cpu": 100.0}, clock=clock)
+    >>> def objective(trial):
+    ...     x = trial.suggest_float("x", 0.0, 1.0)
+    ...     clock.advance(2.0)                      # a 2 s trial at 100 W
+    ...     return x
+    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+    >>> study = optuna.create_study()
+    >>> study.optimize(metered(objective, meters=[meter], clock=clock, sample_interval_s=None),
+    ...                n_trials=3, callbacks=[EnergyBudget(budget_j=500.0)])
+    >>> [t.user_attrs["energy_j"] for t in study.trials]  # stopped: a 4th would pass 500 J
+    [200.0, 200.0]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import statistics
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from green_callbacks._optional import missing_extra
+from green_callbacks.core import session as session_module
+from green_callbacks.core.tracker import EnergyTracker
+from green_callbacks.errors import ConfigError, require_number
+
+try:
+    import optuna
+except ImportError as err:  # pragma: no cover - exercised where optuna is absent
+    raise missing_extra(err, "optuna", purpose="green_callbacks.optuna") from err
+
+log = logging.getLogger("green_callbacks.optuna")
+
+__all__ = [
+    "DOMAINS_J", "DURATION_S", "ENERGY_J", "KIND", "SOURCE", "EnergyBudget", "HPOConfigError",
+    "collected_summaries", "metered", "pareto_front", "spent_j",
+]  # fmt: skip
+
+ENERGY_J = "energy_j"
+"""User attribute: the trial's energy. Units: J."""
+DOMAINS_J = "energy_domains_j"
+"""User attribute: the trial's energy per domain (``{"cpu": ..., "gpu:0": ...}``). Units: J."""
+KIND = "energy_kind"
+"""User attribute: ``measured``, ``estimated``, ``replayed`` or ``mixed``."""
+SOURCE = "energy_source"
+"""User attribute: ``tracker`` (metered around the trial) or ``EnergyCallback`` (its fit's)."""
+DURATION_S = "duration_s"
+"""User attribute: the trial's wall time. Units: s."""
+
+
+class HPOConfigError(ConfigError):
+    """A search set up wrongly; the message names the value and the fix."""
+
+
+def metered(
+    objective: Callable[[optuna.Trial], Any],
+    *,
+    meters: Any = "auto",
+    energy_objective: bool = False,
+    **tracker_options: Any,
+) -> Callable[[optuna.Trial], Any]:
+    """``objective`` with each trial's energy metered and stored on the trial.
+
+    Args:
+        objective: an Optuna objective (``trial -> value``).
+        meters: the energy sources (docs/meters.md).
+        energy_objective: also return the trial's energy, as the last objective
+            (create the study with one more direction, ``"minimize"``).
+        tracker_options: passed to :class:`~green_callbacks.core.tracker.EnergyTracker`
+            (tests: a fake ``clock`` and ``sample_interval_s=None``).
+
+    Raises:
+        HPOConfigError: the objective returned nothing.
+    """
+
+    @functools.wraps(objective)
+    def wrapped(trial: optuna.Trial) -> Any:
+        tracker = EnergyTracker(meters, **tracker_options).start()
+        with collected_summaries() as summaries:
+            try:
+                value = objective(trial)
+            finally:
+                _record(trial, tracker.stop(), summaries)
+        if value is None:
+            raise HPOConfigError(
+                f"the objective {getattr(objective, '__name__', objective)!r} returned nothing; "
+                "return the metric to optimise (e.g. the validation accuracy)"
+            )
+        if not energy_objective:
+            return value
+        values = tuple(value) if isinstance(value, Sequence) else (value,)
+        return (*values, trial.user_attrs[ENERGY_J])
+
+    return wrapped
+
+
+@contextlib.contextmanager
+def collected_summaries() -> Iterator[list[dict[str, Any]]]:
+    """Collect the summaries of the ``EnergyCallback`` runs that end inside (this thread)."""
+    found: list[dict[str, Any]] = []
+    token = session_module.SUMMARY_SINKS.set((*session_module.SUMMARY_SINKS.get(), found.append))
+    try:
+        yield found
+    finally:
+        session_module.SUMMARY_SINKS.reset(token)
+
+
+def _record(trial: optuna.Trial, totals: Any, summaries: list[dict[str, Any]]) -> None:
+    """Store the trial's energy: its fits' EnergyCallback totals if any, else the tracker's."""
+    if summaries:
+        runs = [s["totals"] for s in summaries if s.get("totals")]
+        energy = sum(run["energy_j"] for run in runs)
+        domains: dict[str, float] = {}
+        for run in runs:
+            for name, joules in run["domains"].items():
+                domains[name] = domains.get(name, 0.0) + joules
+        kinds = {run["kind"] for run in runs}
+        kind, source = (kinds.pop() if len(kinds) == 1 else "mixed"), "EnergyCallback"
+    else:
+        energy, domains, kind, source = (
+            totals.energy_j, totals.energy_by_domain, totals.kind, "tracker",
+        )  # fmt: skip
+    trial.set_user_attr(ENERGY_J, energy)
+    trial.set_user_attr(DOMAINS_J, domains)
+    trial.set_user_attr(KIND, kind)
+    trial.set_user_attr(SOURCE, source)
+    trial.set_user_attr(DURATION_S, totals.duration_s)
+
+
+def spent_j(study: optuna.Study) -> float:
+    """Energy of every trial recorded in the study's storage (any process). Units: J.
+
+    Args:
+        study: the study.
+    """
+    return sum(float(t.user_attrs.get(ENERGY_J, 0.0)) for t in study.get_trials(deepcopy=False))
+
+
+class EnergyBudget:
+    """A study callback: stop before a new trial would take the study over ``budget_j``.
+
+    Args:
+        budget_j: the most energy the whole study may use. Units: J.
+        predict_from: the next trial's energy is the mean of this many most
+            recent trials (of any process) with an energy.
+
+    After each trial it adds up the energy of every trial in the study's
+    storage; when that plus the predicted next trial exceeds the budget, it
+    calls ``study.stop()`` and logs why (WARNING, logger
+    ``green_callbacks.optuna``). :attr:`decision` keeps the sentence.
+    """
+
+    def __init__(self, budget_j: float, *, predict_from: int = 3):
+        require_number("budget_j", budget_j, HPOConfigError)
+        if budget_j <= 0:
+            raise HPOConfigError(f"budget_j must be > 0 J, got {budget_j!r}")
+        require_number("predict_from", predict_from, HPOConfigError, integer=True)
+        if predict_from < 1:
+            raise HPOConfigError(f"predict_from must be a whole number >= 1, got {predict_from!r}")
+        self.budget_j = float(budget_j)
+        self.predict_from = predict_from
+        self.decision: str | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        energies = [float(t.user_attrs[ENERGY_J]) for t in trials if ENERGY_J in t.user_attrs]
+        if not energies:
+            raise HPOConfigError(
+                "EnergyBudget found no trial energy in the study; wrap the objective: "
+                "study.optimize(metered(objective), callbacks=[EnergyBudget(...)])"
+            )
+        spent = sum(energies)
+        recent = sorted(  # the latest trials, whichever process ran them
+            (t for t in trials if ENERGY_J in t.user_attrs), key=lambda t: t.number
+        )[-self.predict_from :]
+        predicted = statistics.fmean(float(t.user_attrs[ENERGY_J]) for t in recent)
+        if spent + predicted > self.budget_j:
+            self.decision = (
+                f"EnergyBudget stopped the study after {len(energies)} trials: {spent:.4g} J of "
+                f"the {self.budget_j:.4g} J budget spent, {self.budget_j - spent:.4g} J left, "
+                f"and the next trial is predicted to take {predicted:.4g} J"
+            )
+            log.warning(self.decision)
+            study.stop()
+
+
+def pareto_front(
+    study: optuna.Study, *, maximize: bool | None = None
+) -> list[optuna.trial.FrozenTrial]:
+    """The complete trials no other trial beats on both the objective and the energy.
+
+    Args:
+        study: a single-objective study whose trials were :func:`metered`
+            (a multi-objective study: its own ``best_trials``).
+        maximize: whether the objective is maximised (default: the study's direction).
+    """
+    if len(study.directions) > 1:
+        return list(study.best_trials)
+    if maximize is None:
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    sign = -1.0 if maximize else 1.0
+    points = [
+        (sign * float(t.value), float(t.user_attrs[ENERGY_J]), t)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.value is not None and ENERGY_J in t.user_attrs
+    ]  # fmt: skip
+    front = [
+        t for value, energy, t in points
+        if not any(v <= value and e <= energy and (v, e) != (value, energy)
+                   for v, e, _ in points)
+    ]  # fmt: skip
+    return sorted(front, key=lambda t: float(t.user_attrs[ENERGY_J]))

@@ -1,0 +1,161 @@
+"""Energy per trial and a budget for a study, on a fake 100 W meter and a fake clock."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason="needs the 'optuna' extra")
+
+from green_callbacks.optuna import (  # noqa: E402
+    DOMAINS_J,
+    DURATION_S,
+    ENERGY_J,
+    KIND,
+    SOURCE,
+    EnergyBudget,
+    HPOConfigError,
+    metered,
+    pareto_front,
+    spent_j,
+)
+from green_callbacks.testing import FakeClock, FakeMeter  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def fake() -> tuple[FakeClock, dict[str, Any]]:
+    clock = FakeClock()
+    return clock, {"meters": [FakeMeter({"cpu": 100.0}, clock=clock)], "clock": clock,
+                   "sample_interval_s": None}  # fmt: skip
+
+
+def test_every_trial_carries_its_energy_pruned_and_failed_ones_too() -> None:
+    clock, options = fake()
+
+    def objective(trial: Any) -> float:
+        seconds = [1.0, 2.0, 3.0][trial.number]
+        clock.advance(seconds)
+        if trial.number == 1:
+            raise optuna.TrialPruned()
+        if trial.number == 2:
+            raise ValueError("the fit diverged")
+        return 0.9
+
+    study = optuna.create_study(direction="maximize")
+    study.optimize(metered(objective, **options), n_trials=3, catch=(ValueError,))
+
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "PRUNED", "FAIL"]
+    assert [t.user_attrs[ENERGY_J] for t in study.trials] == [100.0, 200.0, 300.0]
+    assert [t.user_attrs[DURATION_S] for t in study.trials] == [1.0, 2.0, 3.0]
+    first = study.trials[0].user_attrs
+    assert first[DOMAINS_J] == {"cpu": 100.0} and first[KIND] == "measured"
+    assert first[SOURCE] == "tracker"
+    assert spent_j(study) == 600.0  # spent is spent, whatever the trial's end
+
+
+def test_energy_as_a_second_objective_and_the_pareto_front() -> None:
+    clock, options = fake()
+    costs = {0: (0.90, 5.0), 1: (0.80, 1.0), 2: (0.85, 6.0), 3: (0.95, 9.0)}
+
+    def objective(trial: Any) -> float:
+        accuracy, seconds = costs[trial.number]
+        clock.advance(seconds)
+        return accuracy
+
+    both = optuna.create_study(directions=["maximize", "minimize"])
+    both.optimize(metered(objective, energy_objective=True, **options), n_trials=4)
+    assert [t.values for t in both.trials][:2] == [[0.90, 500.0], [0.80, 100.0]]
+    assert sorted(t.number for t in pareto_front(both)) == [0, 1, 3]
+
+    clock, options = fake()
+    single = optuna.create_study(direction="maximize")
+    single.optimize(metered(objective, **options), n_trials=4)
+    # trial 2 (0.85 for 600 J) is beaten by trial 0 (0.90 for 500 J) on both counts
+    assert [t.number for t in pareto_front(single)] == [1, 0, 3]
+
+
+def test_the_budget_stops_before_the_trial_that_would_overrun(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, options = fake()
+
+    def objective(trial: Any) -> float:
+        clock.advance(3.0)  # 300 J a trial
+        return 1.0
+
+    budget = EnergyBudget(budget_j=1000.0)
+    study = optuna.create_study()
+    with caplog.at_level(logging.WARNING, logger="green_callbacks.optuna"):
+        study.optimize(metered(objective, **options), n_trials=10, callbacks=[budget])
+
+    assert len(study.trials) == 3 and spent_j(study) == 900.0  # 900 + 300 > 1000: stop
+    assert budget.decision is not None and "100 J left" in budget.decision
+    assert [r.getMessage() for r in caplog.records] == [budget.decision]
+
+
+def test_the_budget_counts_the_trials_of_every_process_in_the_storage(tmp_path: Any) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    clock, options = fake()
+
+    def objective(trial: Any) -> float:
+        clock.advance(2.0)
+        return 1.0
+
+    # another process already ran four 200 J trials in the shared study
+    other = optuna.create_study(study_name="shared", storage=storage)
+    other.optimize(metered(objective, **options), n_trials=4)
+    mine = optuna.load_study(study_name="shared", storage=storage)
+    mine.optimize(metered(objective, **options), n_trials=10,
+                  callbacks=[EnergyBudget(budget_j=1500.0)])  # fmt: skip
+
+    assert spent_j(mine) == 1400.0 and len(mine.trials) == 7  # 1400 + 200 > 1500
+
+
+def test_a_fit_with_its_own_energy_callback_is_counted_once() -> None:
+    pytest.importorskip("lightning.pytorch", reason="needs the 'lightning' extra")
+    from green_callbacks.lightning import EnergyCallback
+    from green_callbacks.testing import fake_metered
+
+    clock, options = fake()
+
+    def objective(trial: Any) -> float:
+        callback, fit_clock = fake_metered(EnergyCallback, power_w=50.0)
+        callback._open_session()  # what trainer.fit does in setup
+        fit_clock.advance(4.0)  # the fit: 4 s at 50 W by the callback's own meter
+        callback._close_session()
+        clock.advance(10.0)  # the trial's own meter saw 1000 J around it
+        return 1.0
+
+    study = optuna.create_study()
+    study.optimize(metered(objective, **options), n_trials=1)
+    attrs = study.trials[0].user_attrs
+    assert attrs[SOURCE] == "EnergyCallback" and attrs[ENERGY_J] == 200.0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"budget_j": -1.0}, "budget_j must be > 0 J, got -1.0"),
+        ({"budget_j": "100"}, "budget_j"),
+        ({"budget_j": 10.0, "predict_from": 0}, "predict_from must be a whole number >= 1"),
+    ],
+)
+def test_bad_budgets_name_the_value(arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(HPOConfigError, match=message):
+        EnergyBudget(**arguments)
+
+
+def test_an_objective_that_returns_nothing_and_a_budget_without_metering() -> None:
+    _, options = fake()
+    study = optuna.create_study()
+    study.optimize(metered(lambda trial: None, **options), n_trials=1, catch=(HPOConfigError,))
+    assert study.trials[0].state.name == "FAIL"
+    assert study.trials[0].user_attrs[ENERGY_J] == 0.0  # metered all the same
+
+    plain = optuna.create_study()
+    with pytest.raises(HPOConfigError, match="wrap the objective"):
+        plain.optimize(lambda trial: 1.0, n_trials=1, callbacks=[EnergyBudget(budget_j=10.0)])
