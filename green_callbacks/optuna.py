@@ -13,6 +13,8 @@
   together (each may overrun by at most the trial it is running).
 - :func:`pareto_front` lists the trials no other trial beats on both the
   objective and the energy.
+- :class:`EnergyAwarePruner` prunes trials whose metric gains too little per
+  kJ against the other trials at the same step.
 
 Needs the ``optuna`` extra. Example, on a fake 100 W meter and a fake clock:
 
@@ -54,8 +56,9 @@ except ImportError as err:  # pragma: no cover - exercised where optuna is absen
 log = logging.getLogger("green_callbacks.optuna")
 
 __all__ = [
-    "DOMAINS_J", "DURATION_S", "ENERGY_J", "KIND", "SOURCE", "EnergyBudget", "HPOConfigError",
-    "collected_summaries", "metered", "pareto_front", "spent_j",
+    "DOMAINS_J", "DURATION_S", "ENERGY_J", "KIND", "SAVED_J", "SOURCE", "STEPS_J",
+    "EnergyAwarePruner", "EnergyBudget", "HPOConfigError", "collected_summaries",
+    "gain_per_kj", "metered", "pareto_front", "spent_j",
 ]  # fmt: skip
 
 ENERGY_J = "energy_j"
@@ -68,6 +71,11 @@ SOURCE = "energy_source"
 """User attribute: ``tracker`` (metered around the trial) or ``EnergyCallback`` (its fit's)."""
 DURATION_S = "duration_s"
 """User attribute: the trial's wall time. Units: s."""
+STEPS_J = "energy_steps_j"
+"""User attribute: the trial's energy so far at each reported step (``{"0": J, ...}``). Units: J."""
+SAVED_J = "energy_saved_estimate_j"
+"""User attribute of a pruned trial: the steps the complete trials ran beyond it, times its
+energy per step so far (an estimate of what pruning saved). Units: J."""
 
 
 class HPOConfigError(ConfigError):
@@ -98,11 +106,18 @@ def metered(
     @functools.wraps(objective)
     def wrapped(trial: optuna.Trial) -> Any:
         tracker = EnergyTracker(meters, **tracker_options).start()
+        _report_energy_with_values(trial, tracker)
         with collected_summaries() as summaries:
             try:
                 value = objective(trial)
-            finally:
+            except optuna.TrialPruned:
                 _record(trial, tracker.stop(), summaries)
+                _record_saving(trial)
+                raise
+            except BaseException:
+                _record(trial, tracker.stop(), summaries)
+                raise
+            _record(trial, tracker.stop(), summaries)
         if value is None:
             raise HPOConfigError(
                 f"the objective {getattr(objective, '__name__', objective)!r} returned nothing; "
@@ -147,6 +162,35 @@ def _record(trial: optuna.Trial, totals: Any, summaries: list[dict[str, Any]]) -
     trial.set_user_attr(KIND, kind)
     trial.set_user_attr(SOURCE, source)
     trial.set_user_attr(DURATION_S, totals.duration_s)
+
+
+def _report_energy_with_values(trial: optuna.Trial, tracker: EnergyTracker) -> None:
+    """Make ``trial.report(value, step)`` also record the trial's energy so far at that step
+    (user attribute ``energy_steps_j``), which :class:`EnergyAwarePruner` judges by."""
+    report = trial.report
+
+    def report_with_energy(value: float, step: int) -> None:
+        steps = dict(trial.user_attrs.get(STEPS_J, {}))
+        steps[str(step)] = tracker.totals().energy_j
+        trial.set_user_attr(STEPS_J, steps)
+        report(value, step)
+
+    trial.report = report_with_energy  # type: ignore[method-assign]
+
+
+def _record_saving(trial: optuna.Trial) -> None:
+    """A pruned trial: estimate the energy pruning saved (the steps the others ran on)."""
+    steps = {int(k): float(v) for k, v in trial.user_attrs.get(STEPS_J, {}).items()}
+    done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    last = max((t.last_step for t in done if t.last_step is not None), default=None)
+    if not steps or last is None:
+        return
+    reached = max(steps)
+    per_step = steps[reached] / (reached + 1)
+    saved = max(last - reached, 0) * per_step
+    trial.set_user_attr(SAVED_J, saved)
+    log.info("trial %d pruned at step %d: about %.4g J saved (an estimate)", trial.number,
+             reached, saved)  # fmt: skip
 
 
 def spent_j(study: optuna.Study) -> float:
@@ -232,3 +276,76 @@ def pareto_front(
                    for v, e, _ in points)
     ]  # fmt: skip
     return sorted(front, key=lambda t: float(t.user_attrs[ENERGY_J]))
+
+
+class EnergyAwarePruner(optuna.pruners.BasePruner):
+    """Prune a trial whose metric gained too little per kJ, against the other trials at that step.
+
+    Args:
+        percentile: prune when the trial's gain per kJ is below this
+            percentile of the other trials' gains at the same step (50: the median).
+        n_startup_trials: judge only once this many other trials reached the step.
+        n_warmup_steps: never prune before this step.
+
+    The gain of a trial at step ``s`` is how much its reported value improved
+    since its first report (in the study's direction), per kJ spent since
+    then. It needs the energy at each step, which :func:`metered` records when
+    the objective calls ``trial.report(value, step)``. A pruned trial gets
+    ``energy_saved_estimate_j``: the steps the complete trials ran beyond it,
+    at its energy per step so far (an estimate).
+    """
+
+    def __init__(
+        self, percentile: float = 50.0, *, n_startup_trials: int = 4, n_warmup_steps: int = 1
+    ):
+        require_number("percentile", percentile, HPOConfigError)
+        if not 0.0 < percentile < 100.0:
+            raise HPOConfigError(f"percentile must be between 0 and 100, got {percentile!r}")
+        for name, value in (("n_startup_trials", n_startup_trials),
+                            ("n_warmup_steps", n_warmup_steps)):  # fmt: skip
+            require_number(name, value, HPOConfigError, integer=True)
+            if value < 0:
+                raise HPOConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+        self.percentile = float(percentile)
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_steps = n_warmup_steps
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step < self.n_warmup_steps:
+            return False
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        mine = gain_per_kj(trial, step, maximize)
+        if mine is None:
+            return False
+        others = [
+            gain for t in study.get_trials(deepcopy=False)
+            if t.number != trial.number and (gain := gain_per_kj(t, step, maximize)) is not None
+        ]  # fmt: skip
+        if len(others) < max(self.n_startup_trials, 2):
+            return False
+        threshold = statistics.quantiles(others, n=100, method="inclusive")[
+            max(round(self.percentile) - 1, 0)
+        ]
+        return mine < threshold
+
+
+def gain_per_kj(trial: optuna.trial.FrozenTrial, step: int, maximize: bool) -> float | None:
+    """How much ``trial`` improved from its first report to ``step``, per kJ spent in between.
+
+    None when the trial has no report or energy at ``step``, or spent nothing since its first.
+
+    Args:
+        trial: a trial whose objective was :func:`metered` and called ``trial.report``.
+        step: the step compared.
+        maximize: the study's direction (improvement is an increase).
+    """
+    energies = {int(k): float(v) for k, v in trial.user_attrs.get(STEPS_J, {}).items()}
+    values = trial.intermediate_values
+    if step not in values or step not in energies or not values:
+        return None
+    first = min(values)
+    if first not in energies or energies[step] <= energies[first]:
+        return None
+    gained = values[step] - values[first]
+    return (gained if maximize else -gained) / ((energies[step] - energies[first]) / 1000.0)

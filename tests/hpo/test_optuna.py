@@ -159,3 +159,46 @@ def test_an_objective_that_returns_nothing_and_a_budget_without_metering() -> No
     plain = optuna.create_study()
     with pytest.raises(HPOConfigError, match="wrap the objective"):
         plain.optimize(lambda trial: 1.0, n_trials=1, callbacks=[EnergyBudget(budget_j=10.0)])
+
+
+def test_the_pruner_stops_trials_that_gain_too_little_per_kj_and_says_what_it_saved() -> None:
+    from green_callbacks.optuna import SAVED_J, STEPS_J, EnergyAwarePruner, gain_per_kj
+
+    clock, options = fake()
+    slopes = [0.1, 0.1, 0.1, 0.1, 0.01, 0.2]  # accuracy gained per step (100 J a step)
+
+    def objective(trial: Any) -> float:
+        value = 0.0
+        for step in range(5):
+            clock.advance(1.0)
+            value += slopes[trial.number]
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    study = optuna.create_study(direction="maximize", pruner=EnergyAwarePruner())
+    study.optimize(metered(objective, **options), n_trials=6)
+
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE"] * 4 + ["PRUNED", "COMPLETE"]
+    slow = study.trials[4]
+    assert slow.last_step == 1 and slow.user_attrs[STEPS_J] == {"0": 100.0, "1": 200.0}
+    # 0.01 gained over 100 J against the others' 0.1: a tenth of their 1.0 per kJ
+    assert gain_per_kj(slow, 1, maximize=True) == pytest.approx(0.1)
+    assert gain_per_kj(study.trials[0], 1, maximize=True) == pytest.approx(1.0)
+    # the complete trials ran to step 4: three more steps at its 100 J a step, not spent
+    assert slow.user_attrs[SAVED_J] == pytest.approx(300.0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [({"percentile": 0.0}, "percentile must be between 0 and 100"),
+     ({"n_startup_trials": -1}, "n_startup_trials must be a whole number >= 0"),
+     ({"n_warmup_steps": 1.5}, "n_warmup_steps")],
+)  # fmt: skip
+def test_bad_pruner_settings_name_the_value(arguments: dict[str, Any], message: str) -> None:
+    from green_callbacks.optuna import EnergyAwarePruner
+
+    with pytest.raises(HPOConfigError, match=message):
+        EnergyAwarePruner(**arguments)
