@@ -148,6 +148,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
 
+    hpo = sub.add_parser("hpo", help="energy-aware hyperparameter search (docs/hpo.md)")
+    hpo_sub = hpo.add_subparsers(dest="hpo_command", required=True)
+    compare = hpo_sub.add_parser(
+        "compare",
+        help="grid, random, TPE and GP searches compared on rounds and joules",
+        description="Search Adam's hyperparameters for a small network on digits with each "
+        "strategy, repeatedly, every trial metered: rounds to the best accuracy, energy to a "
+        "target, trial-energy spread and the sampler's own cost (needs the optuna, torch, "
+        "demo and study extras).",
+    )
+    compare.add_argument(
+        "--strategies", nargs="+", default=["grid", "random", "tpe", "gp"],
+        choices=("grid", "random", "tpe", "gp"), help="(default: all four)",
+    )  # fmt: skip
+    compare.add_argument("--model", choices=("linear", "poly", "cnn"), default="linear",
+                         help="network (default %(default)s)")  # fmt: skip
+    compare.add_argument("--params", type=int, choices=(3, 5), default=3,
+                         help="Adam's lr, beta1, beta2 (3), or also eps and decay (5)")  # fmt: skip
+    compare.add_argument("--repetitions", type=_positive_int, default=3,
+                         help="searches per strategy (default %(default)s)")  # fmt: skip
+    compare.add_argument("--rounds", type=_positive_int, default=32,
+                         help="trials per search (default %(default)s)")  # fmt: skip
+    compare.add_argument("--target", type=_number(above=0.0), default=0.9,
+                         help="accuracy to report the energy to reach (%(default)s)")  # fmt: skip
+    compare.add_argument("--epochs", type=_positive_int, default=2,
+                         help="epochs per trial (default %(default)s)")  # fmt: skip
+    compare.add_argument("--meter", action="append", dest="meters", metavar="SPEC",
+                         help="energy source (repeatable; default auto)")  # fmt: skip
+    compare.add_argument("--seed", type=int, default=0, help="base seed (default %(default)s)")
+    compare.add_argument("--out", default="runs/hpo", help="output folder (default %(default)s)")
+    compare.set_defaults(handler=_cmd_hpo_compare)
+
     study = sub.add_parser(
         "study", help="compare frameworks or settings over repeated runs (docs/studies.md)"
     )
@@ -326,6 +358,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     config = demo.DemoConfig(epochs=args.epochs, out=Path(args.out), meters=args.meters or ["auto"])
     demo.run_demo(config, sys.stdout)
+    return 0
+
+
+def _cmd_hpo_compare(args: argparse.Namespace) -> int:
+    try:
+        from green_callbacks import hpo
+    except ImportError as err:
+        raise missing_extra(err, "optuna", purpose="green-callbacks hpo") from err
+    check_meters(args.meters or ["auto"])
+    config = hpo.CompareConfig(
+        strategies=args.strategies, model=args.model, params=args.params,
+        repetitions=args.repetitions, rounds=args.rounds, target=args.target,
+        epochs=args.epochs, meters=args.meters or ["auto"], seed=args.seed,
+    )  # fmt: skip
+    out = Path(args.out)
+    summary = hpo.compare(config, out)
+    print(hpo.format_summary(summary, config.target))
+    print(f"results: {out / 'results.json'}, {out / 'searches.csv'}")
+    print(f"figure:  {out / 'best_so_far.png'}")
     return 0
 
 

@@ -14,9 +14,11 @@ PUBLIC = (
     "green_callbacks", "green_callbacks.core", "green_callbacks.meters", "green_callbacks.policies",
     "green_callbacks.lightning", "green_callbacks.keras", "green_callbacks.hf",
     "green_callbacks.compress", "green_callbacks.study", "green_callbacks.optuna",
+    "green_callbacks.hpo",
 )  # fmt: skip
 OPTIONAL = {"green_callbacks.lightning": "lightning", "green_callbacks.keras": "keras",
-            "green_callbacks.hf": "transformers", "green_callbacks.optuna": "optuna"}  # fmt: skip
+            "green_callbacks.hf": "transformers", "green_callbacks.optuna": "optuna",
+            "green_callbacks.hpo": "optuna"}  # fmt: skip
 
 
 def public_objects() -> list[tuple[str, Any]]:
