@@ -254,6 +254,11 @@ def timed_sampler(base: Any, tracker: EnergyTracker, totals: list[float]) -> Any
 
     Optuna samplers may choose inside the objective (at the first ``suggest``),
     so the trials' energy includes them; this measures their share apart.
+
+    Args:
+        base: the sampler to meter.
+        tracker: a running tracker (windows are opened on it).
+        totals: ``[seconds, joules]``, added to at every call.
     """
     optuna = require("optuna", "optuna", purpose="green-callbacks hpo")
 
@@ -319,18 +324,19 @@ def search(config: CompareConfig, strategy: str, repetition: int) -> SearchResul
     return result
 
 
-def compare(config: CompareConfig, out: Path, *, progress: TextIO = sys.stderr) -> dict[str, Any]:
+def compare(config: CompareConfig, out: Path, *, progress: TextIO | None = None) -> dict[str, Any]:
     """Run every strategy's searches, interleaved, and write the results and figures to ``out``.
 
     Args:
         config: what to compare.
         out: the folder for ``results.json``, ``searches.csv`` and the figures.
-        progress: where one line per search goes.
+        progress: where one line per search goes (default: stderr).
 
     Returns:
         The summary per strategy (also in ``results.json``).
     """
     out.mkdir(parents=True, exist_ok=True)
+    progress = progress if progress is not None else sys.stderr
     optuna = require("optuna", "optuna", purpose="green-callbacks hpo")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # one unmetered trial first: the process's first training pays for warm-up (lazy
