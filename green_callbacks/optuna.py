@@ -246,6 +246,11 @@ class EnergyBudget:
                 f"the {self.budget_j:.4g} J budget spent, {self.budget_j - spent:.4g} J left, "
                 f"and the next trial is predicted to take {predicted:.4g} J"
             )
+            if len(energies) == 1 and spent > self.budget_j:
+                self.decision += (
+                    "; one trial alone costs more than the whole budget: raise budget_j (or "
+                    "make trials cheaper) for a search to happen"
+                )
             log.warning(self.decision)
             study.stop()
 

@@ -202,3 +202,61 @@ def test_bad_pruner_settings_name_the_value(arguments: dict[str, Any], message: 
 
     with pytest.raises(HPOConfigError, match=message):
         EnergyAwarePruner(**arguments)
+
+
+def test_a_budget_smaller_than_one_trial_says_so() -> None:
+    clock, options = fake()
+
+    def objective(trial: Any) -> float:
+        clock.advance(5.0)  # 500 J
+        return 1.0
+
+    budget = EnergyBudget(budget_j=100.0)
+    study = optuna.create_study()
+    study.optimize(metered(objective, **options), n_trials=5, callbacks=[budget])
+    assert len(study.trials) == 1
+    assert budget.decision is not None and "one trial alone costs more than the whole" in (
+        budget.decision
+    )
+
+
+def test_real_lightning_and_keras_fits_are_counted_once_by_their_callbacks() -> None:
+    pl = pytest.importorskip("lightning.pytorch", reason="needs the 'lightning' extra")
+    keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
+    import numpy as np
+    import torch
+
+    from green_callbacks.keras import EnergyCallback as KerasEnergy
+    from green_callbacks.lightning import EnergyCallback as LightningEnergy
+    from green_callbacks.lightning.demo import DigitsCNN, digits_loaders
+
+    summaries: list[Any] = []
+
+    def lightning_fit(trial: Any) -> float:
+        energy = LightningEnergy(meters="estimate", progress_bar=False)
+        trainer = pl.Trainer(
+            max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[energy], limit_train_batches=5,
+            limit_val_batches=2,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        trainer.fit(DigitsCNN(lr=trial.suggest_float("lr", 1e-3, 1e-2)), *digits_loaders(32, 0))
+        summaries.append(energy.summary)
+        return float(trainer.callback_metrics["val_acc"])
+
+    def keras_fit(trial: Any) -> float:
+        energy = KerasEnergy(meters="estimate", progress_bar=False)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+        model.compile(keras.optimizers.SGD(trial.suggest_float("lr", 1e-3, 1e-2)), "mse")
+        history = model.fit(np.ones((64, 8), "float32"), np.ones((64, 2), "float32"),
+                            epochs=2, verbose=0, callbacks=[energy])  # fmt: skip
+        summaries.append(energy.summary)
+        return float(history.history["loss"][-1])
+
+    for fit in (lightning_fit, keras_fit):
+        summaries.clear()
+        study = optuna.create_study()
+        study.optimize(metered(fit, meters="estimate"), n_trials=1)
+        attrs = study.trials[0].user_attrs
+        assert attrs[SOURCE] == "EnergyCallback" and attrs[KIND] == "estimated"
+        assert attrs[ENERGY_J] == pytest.approx(summaries[0]["totals"]["energy_j"])
