@@ -194,13 +194,10 @@ def objective(config: CompareConfig) -> Callable[[Any], float]:
         config: the model, parameters and epochs.
     """
     torch = require("torch", "torch", purpose="green-callbacks hpo")
-    datasets = require("sklearn.datasets", "demo", purpose="the digits data")
-    split = require("sklearn.model_selection", "demo", purpose="the digits split")
-    digits = datasets.load_digits()
-    x = torch.tensor(digits.images / 16.0, dtype=torch.float32)
-    y = torch.tensor(digits.target)
-    x_train, x_test, y_train, y_test = split.train_test_split(x, y, test_size=0.25,
-                                                              random_state=0)  # fmt: skip
+    from green_callbacks.study.frameworks import digits
+
+    x_train, y_train, x_test, y_test = (torch.as_tensor(a) for a in digits())
+    x_train, x_test = x_train[:, 0], x_test[:, 0]  # (n, 8, 8): the networks add their channel
     space = search_space(config.params)
 
     def network() -> Any:
