@@ -22,6 +22,18 @@ def require(module: str, extra: str, *, purpose: str) -> ModuleType:
         raise missing_extra(err, extra, purpose=purpose) from err
 
 
+def pyplot(extra: str, *, purpose: str) -> ModuleType:
+    """matplotlib's pyplot drawing to files only (no display needed), or a clear error.
+
+    Args:
+        extra: the green-callbacks extra that installs matplotlib.
+        purpose: what the figure is, shown in the message.
+    """
+    matplotlib = require("matplotlib", extra, purpose=purpose)
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot", extra, purpose=purpose)
+
+
 def missing_extra(err: ImportError, extra: str, *, purpose: str) -> MissingExtraError:
     """The error for an optional dependency that failed to import, naming the extra to install."""
     return MissingExtraError(

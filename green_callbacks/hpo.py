@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from green_callbacks._optional import pyplot as headless_pyplot
 from green_callbacks._optional import require
 from green_callbacks.core.atomic import atomic_write, write_json_atomic
 from green_callbacks.core.tracker import EnergyTracker
@@ -403,9 +404,7 @@ def _searches_csv(results: Sequence[SearchResult], target: float) -> str:
 
 
 def _plots(results: Sequence[SearchResult], config: CompareConfig, out: Path) -> None:
-    matplotlib = require("matplotlib", "study", purpose="hpo figures")
-    matplotlib.use("Agg")
-    pyplot = require("matplotlib.pyplot", "study", purpose="hpo figures")
+    pyplot = headless_pyplot("study", purpose="hpo figures")
     kind = results[0].kind if results else ""
     figure, (by_round, by_energy) = pyplot.subplots(1, 2, figsize=(11, 4))
     for index, strategy in enumerate(config.strategies):

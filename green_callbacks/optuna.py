@@ -111,13 +111,10 @@ def metered(
             try:
                 value = objective(trial)
             except optuna.TrialPruned:
-                _record(trial, tracker.stop(), summaries)
                 _record_saving(trial)
                 raise
-            except BaseException:
+            finally:  # every trial keeps its energy, however it ended
                 _record(trial, tracker.stop(), summaries)
-                raise
-            _record(trial, tracker.stop(), summaries)
         if value is None:
             raise HPOConfigError(
                 f"the objective {getattr(objective, '__name__', objective)!r} returned nothing; "

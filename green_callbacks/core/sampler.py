@@ -227,8 +227,7 @@ class SourceState:
         if t1 - t0 < MIN_SLOPE_SPAN_S:  # too close to tell power from counter granularity
             return Model(anchors, e1, self.model.slopes)
         self._slope_origin = (t1, e1)
-        span = t1 - t0
-        return Model(anchors, e1, tuple(max((b - a) / span, 0.0) for a, b in zip(e0, e1)))
+        return Model(anchors, e1, _power(e0, e1, t1 - t0))
 
     def _drop(self, err: BaseException) -> None:
         held = self._mean_power()
@@ -267,14 +266,18 @@ class SourceState:
         span = self.last_timestamp_s - t0
         if span <= 0:
             return (0.0,) * len(self.names)
-        e1 = self.model.values
-        return tuple(max((b - a) / span, 0.0) for a, b in zip(e0, e1))
+        return _power(e0, self.model.values, span)
 
     def raise_if_strict(self) -> None:
         """In strict mode, raise a failure recorded on any thread (every time: it sticks)."""
         if self.strict and self.failure is not None:
             note = self.dropped_note or f"source {self.meter.name!r}: {self.failure}"
             raise MeterReadError(f"strict mode: {note}") from self.failure
+
+
+def _power(start: tuple[float, ...], end: tuple[float, ...], span: float) -> tuple[float, ...]:
+    """Power per domain between two cumulative readings ``span`` seconds apart, never negative."""
+    return tuple(max((b - a) / span, 0.0) for a, b in zip(start, end))
 
 
 def _show(names: tuple[str, ...], values: tuple[float, ...], unit: str = "J") -> str:

@@ -18,8 +18,10 @@ from typing import Any, TextIO
 import lightning.pytorch as pl
 import torch
 
+from green_callbacks._optional import pyplot as headless_pyplot
 from green_callbacks._optional import require
 from green_callbacks.core import keys
+from green_callbacks.errors import MissingExtraError
 from green_callbacks.lightning.callback import EnergyCallback
 
 SUMMARY_FILE = "energy_summary.json"
@@ -181,11 +183,8 @@ def draw_accuracy_against_energy(
     Returns the PNG's path, or None (with a note) when matplotlib is missing.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed
-        from matplotlib import pyplot
-    except ImportError:
+        pyplot = headless_pyplot("demo", purpose="The demo's figure")
+    except MissingExtraError:
         print("(no figure: pip install 'green-callbacks[demo]' for matplotlib)", file=sys.stderr)
         return None
     figure, axes = pyplot.subplots(figsize=(6, 4))

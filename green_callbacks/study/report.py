@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from green_callbacks._optional import require
+from green_callbacks._optional import pyplot as headless_pyplot
 from green_callbacks.core.atomic import atomic_write, write_json_atomic
 from green_callbacks.study import stats
 from green_callbacks.study.runner import STUDY, TABLE
@@ -144,12 +144,6 @@ def _flat_csv(comparisons: Sequence[Comparison]) -> str:
     return text.getvalue()
 
 
-def _pyplot() -> Any:
-    matplotlib = require("matplotlib", "study", purpose="Study figures")
-    matplotlib.use("Agg")
-    return require("matplotlib.pyplot", "study", purpose="Study figures")
-
-
 def _box_plots(
     rows: Sequence[Mapping[str, Any]],
     comparisons: Sequence[Comparison],
@@ -158,7 +152,7 @@ def _box_plots(
     kind: str,
     out: Path,
 ) -> None:
-    pyplot = _pyplot()
+    pyplot = headless_pyplot("study", purpose="Study figures")
     metrics = list(dict.fromkeys(c.metric for c in comparisons))
     groups = list(dict.fromkeys(tuple(str(row[b]) for b in by) for row in rows))
     for metric in metrics:
@@ -186,16 +180,15 @@ def _box_plots(
 
 def _bubbles(comparisons: Sequence[Comparison], factor: str, kind: str, out: Path) -> None:
     """Mean energy against mean quality per level and group; area ~ mean duration."""
-    pyplot = _pyplot()
+    pyplot = headless_pyplot("study", purpose="Study figures")
     by_group: dict[tuple[tuple[str, str], ...], dict[str, Comparison]] = {}
     for c in comparisons:
         by_group.setdefault(tuple(c.by.items()), {})[c.metric] = c
-    quality_names = [name for name in stats.HIGHER_IS_BETTER]
     figure, axis = pyplot.subplots(figsize=(6.5, 4.5))
     drawn = False
     for key, metrics in by_group.items():
         energy = metrics.get("energy_j")
-        quality = next((metrics[q] for q in quality_names if q in metrics), None)
+        quality = next((metrics[q] for q in stats.HIGHER_IS_BETTER if q in metrics), None)
         duration = metrics.get("duration_s")
         if energy is None or quality is None or duration is None:
             continue

@@ -36,7 +36,7 @@ import csv
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -442,25 +442,16 @@ def _corrected(results: list[Comparison], correction: str, alpha: float) -> list
     for comparison, p in zip(results, adjusted):
         pair_ps = adjust([pair.p_value for pair in comparison.pairs], correction)
         pairs = [
-            PairTest(pair.first, pair.second, f"{pair.test}, {correction}", q, pair.a12,
-                     pair.magnitude)
+            replace(pair, test=f"{pair.test}, {correction}", p_value=q)
             for pair, q in zip(comparison.pairs, pair_ps)
-        ]  # fmt: skip
+        ]
         out.append(
-            Comparison(
-                by=comparison.by,
-                metric=comparison.metric,
-                levels=comparison.levels,
+            replace(
+                comparison,
                 test=f"{comparison.test}, {correction}",
                 p_value=p,
-                a12=comparison.a12,
-                magnitude=comparison.magnitude,
-                eta_squared=comparison.eta_squared,
-                winner=comparison.best if p < alpha else None,
-                ratio=comparison.ratio,
                 pairs=pairs,
-                higher_is_better=comparison.higher_is_better,
-                best=comparison.best,
+                winner=comparison.best if p < alpha else None,
             )
         )
     return out
