@@ -253,7 +253,7 @@ class EnergyCallbackArgs:
             if self._watcher is not None:
                 self._watcher.stop()
                 self._watcher = None
-            session, self._session = self._session, None
+            session = self._session
             if session is not None:
                 atexit.unregister(self._close_at_exit)
                 self._pending_state = session.state_dict()
@@ -263,6 +263,8 @@ class EnergyCallbackArgs:
                 except MeterReadError:  # strict mode: the summary was written; keep it here too
                     self.summary = session.final_summary
                     raise
+                finally:  # only now: a thread waiting for the run's end finds its summary
+                    self._session = None
                 for sink in SUMMARY_SINKS.get():
                     sink(self.summary)
 
