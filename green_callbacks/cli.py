@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from green_callbacks import __version__
+from green_callbacks._argtypes import number, positive_int
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import atomic_write, check_target
 from green_callbacks.core.records import WindowResult
@@ -37,6 +37,7 @@ from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracke
 from green_callbacks.errors import EnergySourceWarning, GreenCallbacksError
 from green_callbacks.meters.auto import detect
 from green_callbacks.meters.spec import SPEC_FORMS, check_meters
+from green_callbacks.serving import cli as serving_cli
 
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 127
@@ -115,18 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     measure.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     measure.add_argument("-o", "--output", help="write the report to this file instead")
     measure.add_argument(
-        "--interval", type=_number(above=0.0), default=DEFAULT_SAMPLE_INTERVAL_S,
+        "--interval", type=number(above=0.0), default=DEFAULT_SAMPLE_INTERVAL_S,
         help="sampling interval in s (default %(default)s)",
     )  # fmt: skip
     measure.add_argument(
-        "--idle-baseline", type=_number(at_least=0.0), default=0.0,
+        "--idle-baseline", type=number(at_least=0.0), default=0.0,
         help="seconds of idle power to measure first (default %(default)s)",
     )  # fmt: skip
     measure.add_argument(
-        "--carbon-intensity", type=_number(at_least=0.0), help="grid intensity, gCO2e/kWh"
+        "--carbon-intensity", type=number(at_least=0.0), help="grid intensity, gCO2e/kWh"
     )
     measure.add_argument(
-        "--pue", type=_number(at_least=1.0), default=1.0,
+        "--pue", type=number(at_least=1.0), default=1.0,
         help="facility PUE for carbon figures (default %(default)s)",
     )  # fmt: skip
     measure.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
@@ -138,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Train a small CNN on scikit-learn's digits with EnergyCallback (Lightning).",
     )
     demo.add_argument(
-        "--epochs", type=_positive_int, default=5, help="training epochs (default %(default)s)"
+        "--epochs", type=positive_int, default=5, help="training epochs (default %(default)s)"
     )
     demo.add_argument(
         "--out", default="runs/demo", help="folder for logs and the summary (default %(default)s)"
@@ -166,13 +167,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="network (default %(default)s)")  # fmt: skip
     compare.add_argument("--params", type=int, choices=(3, 5), default=3,
                          help="Adam's lr, beta1, beta2 (3), or also eps and decay (5)")  # fmt: skip
-    compare.add_argument("--repetitions", type=_positive_int, default=3,
+    compare.add_argument("--repetitions", type=positive_int, default=3,
                          help="searches per strategy (default %(default)s)")  # fmt: skip
-    compare.add_argument("--rounds", type=_positive_int, default=32,
+    compare.add_argument("--rounds", type=positive_int, default=32,
                          help="trials per search (default %(default)s)")  # fmt: skip
-    compare.add_argument("--target", type=_number(above=0.0), default=0.9,
+    compare.add_argument("--target", type=number(above=0.0), default=0.9,
                          help="accuracy to report the energy to reach (%(default)s)")  # fmt: skip
-    compare.add_argument("--epochs", type=_positive_int, default=2,
+    compare.add_argument("--epochs", type=positive_int, default=2,
                          help="epochs per trial (default %(default)s)")  # fmt: skip
     compare.add_argument("--meter", action="append", dest="meters", metavar="SPEC",
                          help="energy source (repeatable; default auto)")  # fmt: skip
@@ -240,43 +241,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )  # fmt: skip
     stats.add_argument(
-        "--alpha", type=_number(above=0.0), default=0.05,
+        "--alpha", type=number(above=0.0), default=0.05,
         help="significance level for naming a winner (default %(default)s)",
     )  # fmt: skip
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_cmd_study_stats)
+    serving_cli.add_parsers(sub)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
-    return value
-
-
-def _number(*, above: float | None = None, at_least: float | None = None) -> Callable[[str], float]:
-    """An argparse type: a finite number in range, or an exit-2 line that says which."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if (
-            not math.isfinite(value)
-            or (above is not None and not value > above)
-            or (at_least is not None and not value >= at_least)
-        ):
-            bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
-            raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text!r}")
-        return value
-
-    parse.__name__ = "number"
-    return parse
 
 
 def _cmd_meters(args: argparse.Namespace) -> int:

@@ -71,7 +71,7 @@ def build_report(folder: str | Path, *, factor: str | None = None) -> Path:
     write_json_atomic(out / "comparisons.json", [c.to_dict() for c in comparisons])
     flat = _flat_csv(comparisons)
     atomic_write(out / "comparisons.csv", lambda part: part.write_text(flat, encoding="utf-8"))
-    _box_plots(rows, comparisons, factor, by, kind, out)
+    box_plots(rows, comparisons, factor, by, kind, out)
     _bubbles(comparisons, factor, kind, out)
     return out
 
@@ -144,7 +144,7 @@ def _flat_csv(comparisons: Sequence[Comparison]) -> str:
     return text.getvalue()
 
 
-def _box_plots(
+def box_plots(
     rows: Sequence[Mapping[str, Any]],
     comparisons: Sequence[Comparison],
     factor: str,
@@ -152,6 +152,16 @@ def _box_plots(
     kind: str,
     out: Path,
 ) -> None:
+    """One box plot per metric: the levels of ``factor`` side by side, a panel per ``by`` group.
+
+    Args:
+        rows: one mapping per run.
+        comparisons: what :func:`~green_callbacks.study.stats.compare` returned (their metrics).
+        factor: the column holding the levels.
+        by: the columns defining the panels.
+        kind: the energy's provenance, shown on energy axes.
+        out: the folder the PNGs (``box_<metric>.png``) go to.
+    """
     pyplot = headless_pyplot("study", purpose="Study figures")
     metrics = list(dict.fromkeys(c.metric for c in comparisons))
     groups = list(dict.fromkeys(tuple(str(row[b]) for b in by) for row in rows))
