@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from green_callbacks._argtypes import number, positive_int
 from green_callbacks._optional import missing_extra
 from green_callbacks.meters.spec import check_meters
+from green_callbacks.serving.stream import ServingConfigError
 
 DEFAULT_RATES = ("16", "32", "64", "128")
 DEFAULT_POLICIES = ("fixed:1", "fixed:16", "fixed:32", "greedy:128", "maxwait:32/50")
@@ -132,29 +134,46 @@ def load_model(spec: str, image_size: int = 64) -> tuple[Any, Any]:
         from green_callbacks.serving.zoo import torchvision_model
 
         return torchvision_model(spec[3:], image_size)[0], torch.zeros(3, image_size, image_size)
-    from green_callbacks.study.worker import resolve
-
-    loaded = resolve(spec)()
+    loaded = _call(spec)
     if not (isinstance(loaded, tuple) and len(loaded) == 2):
-        from green_callbacks.serving.stream import ServingConfigError
-
         raise ServingConfigError(
             f"{spec} must return (model, example), got {type(loaded).__name__}"
         )
     return loaded
 
 
+def _call(spec: str) -> Any:
+    """Call the function ``MODULE:FUNCTION`` names, or say clearly why it cannot be."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ServingConfigError(
+            f"--model {spec!r} is not digits, tv:NAME or MODULE:FUNCTION (e.g. mypkg.models:build)"
+        )
+    try:
+        function = getattr(importlib.import_module(module), name, None)
+    except ImportError as err:
+        raise ServingConfigError(f"--model {spec!r}: cannot import {module!r} ({err})") from err
+    if not callable(function):
+        raise ServingConfigError(f"--model {spec!r}: {module!r} has no function {name!r}")
+    return function()
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from green_callbacks.serving import ServeConfig, batch_runner, sweep
+    from green_callbacks.serving import ServeConfig, batch_runner, parse_policy, parse_stream, sweep
 
     check_meters(args.meters or ["auto"])
     streams = (
         [f"replay:{args.replay}"] if args.replay else [f"{args.arrivals}:{r}" for r in args.rates]
     )
+    for spec in streams:  # every spec is checked before a model is built
+        parse_stream(spec)
+    for spec in args.policies:
+        parse_policy(spec)
     config = ServeConfig(requests=args.requests, max_s=args.max_s, warmup_batches=args.warmup,
                          idle_s=args.idle_s, meters=args.meters or "auto")  # fmt: skip
     model, example = load_model(args.model, args.image_size)
-    results = sweep.sweep(batch_runner(model, example), streams, args.policies, config, args.out)
+    run = batch_runner(model, example)
+    results = sweep.run_sweep(run, streams, args.policies, config, args.out)
     print(sweep.format_table(results))
     print(f"figure: {sweep.plot(results, args.out, slo_ms=args.slo_ms)}")
     print(f"table:  {Path(args.out) / sweep.TABLE}")
@@ -170,12 +189,7 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
     from green_callbacks.serving.tokens import token_energy
 
     check_meters(args.meters or ["auto"])
-    if args.model:
-        from green_callbacks.study.worker import resolve
-
-        model = resolve(args.model)()
-    else:
-        model = tiny_gpt2(positions=args.prompt + args.new)
+    model = _call(args.model) if args.model else tiny_gpt2(positions=args.prompt + args.new)
     costs = token_energy(model, prompt_tokens=args.prompt, new_tokens=args.new,
                          batch_sizes=args.batch_sizes, meters=args.meters or "auto",
                          rounds=args.rounds)  # fmt: skip
@@ -274,8 +288,6 @@ def _factorial(args: argparse.Namespace, meters: Any, out: Path) -> int:
 
 
 def _levels(items: list[str]) -> dict[str, list[Any]]:
-    from green_callbacks.serving.stream import ServingConfigError
-
     levels: dict[str, list[Any]] = {}
     for item in items:
         name, _, values = item.partition("=")

@@ -77,6 +77,7 @@ class Attribution:
         hook_overhead: (time with hooks - time without) / time without, per batch.
         energy_kind: provenance of ``energy_j``; the split is always ``attributed``.
         energy_source: the meters, as ``domain=label`` pairs.
+        split: how the energy was divided: always ``attributed`` (by time, not metered).
     """
 
     by_module: dict[str, float]

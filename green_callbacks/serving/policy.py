@@ -77,6 +77,9 @@ class Policy:
 def parse_policy(spec: str) -> Policy:
     """A :class:`Policy` from its spec (see the module's list).
 
+    Args:
+        spec: ``fixed:B``, ``greedy``, ``greedy:CAP`` or ``maxwait:B/T`` (T in ms).
+
     Raises:
         ServingConfigError: an unknown kind, or a size or wait that is not positive.
     """

@@ -9,6 +9,7 @@ provenance (measured, estimated or replayed, and the sources).
 
 Example, a model that takes 10 ms whatever the batch on a fake 50 W meter and a
 fake clock (the figures are exact):
+    >>> from green_callbacks.serving import parse_policy, parse_stream
     >>> from green_callbacks.testing import FakeClock, FakeMeter
     >>> clock = FakeClock()
     >>> meter = FakeMeter({"cpu:0": 50.0}, clock=clock)
@@ -33,10 +34,8 @@ from typing import Any
 from green_callbacks.core.tracker import EnergyTracker
 from green_callbacks.errors import GreenCallbacksError
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
-from green_callbacks.serving.policy import Policy, parse_policy
-from green_callbacks.serving.stream import ServingConfigError, Stream, parse_stream
-
-__all__ = ["ServeConfig", "ServingError", "ServingResult", "parse_policy", "parse_stream", "serve"]
+from green_callbacks.serving.policy import Policy
+from green_callbacks.serving.stream import ServingConfigError, Stream
 
 KEEP_UP_SHARE = 0.05
 """A server kept up when its queue grew by less than this share of the arrival rate."""

@@ -68,6 +68,10 @@ class Stream:
 def parse_stream(spec: str) -> Stream:
     """A :class:`Stream` from its spec (see the module's list).
 
+    Args:
+        spec: ``regular:RATE``, ``poisson:RATE[:SEED]`` or ``replay:PATH`` (RATE
+            in requests/s).
+
     Raises:
         ServingConfigError: an unknown kind, a rate that is not a positive
             number, or a replay file that is missing, empty or not in time order.

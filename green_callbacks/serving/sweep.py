@@ -1,6 +1,6 @@
 """Rates x batching policies: a table, the thesis's figure, and the policy to use.
 
-:func:`sweep` serves every stream with every policy, one configuration after
+:func:`run_sweep` serves every stream with every policy, one configuration after
 another, and appends each result to ``runs.jsonl`` in the output folder as soon
 as it is measured: an interrupted sweep keeps what it measured and a rerun with
 the same settings measures only the rest. :func:`recommend` is the thesis's
@@ -69,7 +69,7 @@ class Recommendation:
     message: str
 
 
-def sweep(
+def run_sweep(
     run_batch: RunBatch,
     streams: Sequence[str],
     policies: Sequence[str],
@@ -77,7 +77,7 @@ def sweep(
     out: str | Path,
     *,
     progress: TextIO | None = None,
-    serve_one: Callable[..., ServingResult] = serve,
+    serve_one: Callable[..., ServingResult] | None = None,
 ) -> list[ServingResult]:
     """Serve every stream with every policy; results appended to ``out/runs.jsonl``.
 
@@ -88,13 +88,15 @@ def sweep(
         config: each configuration's length, cap, warm-up, idle baseline and meters.
         out: the sweep's folder (created); a rerun resumes there.
         progress: where one line per configuration goes (default stderr).
-        serve_one: the function serving one configuration (tests pass a fake one).
+        serve_one: the function serving one configuration (default :func:`serve`;
+            tests pass a fake one).
 
     Raises:
         ServingConfigError: a spec that cannot be parsed, or ``out`` holding
             another sweep's results.
     """
     parsed = [(parse_stream(s), parse_policy(p)) for s in streams for p in policies]
+    serve_one = serve_one or serve
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     done = finished(folder)

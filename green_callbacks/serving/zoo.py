@@ -95,7 +95,7 @@ def timeline(
     meters: Any = "auto",
     rounds: int = 3,
     min_round_s: float = 1.0,
-    build: Callable[[str, int], tuple[Any, float | None]] = torchvision_model,
+    build: Callable[[str, int], tuple[Any, float | None]] | None = None,
     progress: TextIO | None = None,
 ) -> list[ZooEntry]:
     """Measure each architecture's inference joules per image, interleaved.
@@ -107,7 +107,8 @@ def timeline(
         meters: as :class:`~green_callbacks.core.EnergyTracker`.
         rounds: rounds per model; each figure is the median round.
         min_round_s: each round runs its model for at least this long. Units: s.
-        build: (name, image size) -> (model, accuracy); tests pass fakes.
+        build: (name, image size) -> (model, accuracy); default
+            :func:`torchvision_model` (tests pass fakes).
         progress: where a line per model built and one before measuring go (default stderr).
 
     Raises:
@@ -117,6 +118,7 @@ def timeline(
 
     if not names:
         raise ServingConfigError("name at least one model")
+    build = build or torchvision_model
     images = torch.randn(batch_size, 3, image_size, image_size)
     stream = progress if progress is not None else sys.stderr
     runs, built = {}, {}

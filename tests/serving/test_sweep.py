@@ -47,10 +47,10 @@ CONFIG = ServeConfig(requests=50)
 def test_an_interrupted_sweep_keeps_what_it_measured_and_resumes(tmp_path) -> None:
     first = FakeServe(fail_at=4)
     with pytest.raises(KeyboardInterrupt):
-        sweeps.sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=first, progress=None)
+        sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=first)
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 3
     second = FakeServe()
-    results = sweeps.sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=second)
+    results = sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=second)
     assert second.calls == [("regular:64", "fixed:1"), ("regular:64", "fixed:16"),
                             ("regular:64", "maxwait:16/20")]  # fmt: skip
     assert [(r.stream, r.policy) for r in results] == [(s, p) for s in STREAMS for p in COSTS]
@@ -59,20 +59,20 @@ def test_an_interrupted_sweep_keeps_what_it_measured_and_resumes(tmp_path) -> No
 
 
 def test_a_folder_of_another_sweep_is_refused(tmp_path) -> None:
-    sweeps.sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
+    sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
     with pytest.raises(ServingConfigError, match="holds another sweep.*give a new --out"):
-        sweeps.sweep(None, ["regular:8"], list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
+        sweeps.run_sweep(None, ["regular:8"], list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
 
 
 def test_specs_are_all_checked_before_anything_runs(tmp_path) -> None:
     fake = FakeServe()
     with pytest.raises(ServingConfigError, match="'fixed:x'"):
-        sweeps.sweep(None, STREAMS, ["fixed:1", "fixed:x"], CONFIG, tmp_path, serve_one=fake)
+        sweeps.run_sweep(None, STREAMS, ["fixed:1", "fixed:x"], CONFIG, tmp_path, serve_one=fake)
     assert fake.calls == []
 
 
 def test_the_recommendation_is_the_cheapest_policy_meeting_the_objective(tmp_path) -> None:
-    results = sweeps.sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
+    results = sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
     found = sweeps.recommend(results, slo_ms=50)
     assert [(r.stream, r.chosen) for r in found] == [("regular:16", "maxwait:16/20"),
                                                      ("regular:64", "maxwait:16/20")]  # fmt: skip
@@ -100,7 +100,7 @@ def test_a_policy_that_did_not_keep_up_is_never_recommended() -> None:
 
 
 def test_the_table_and_the_figure(tmp_path) -> None:
-    results = sweeps.sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
+    results = sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
     text = sweeps.format_table(results)
     assert text.splitlines()[0].split()[:4] == ["stream", "policy", "batch", "J/req"]
     assert "energy: replayed (cpu:0=replayed (trace))" in text
