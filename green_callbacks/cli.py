@@ -9,6 +9,9 @@
 - ``green-callbacks demo [--epochs N] [--out DIR] [--meter SPEC]...``: train a
   small network on scikit-learn's digits with ``EnergyCallback`` and print
   accuracy and energy per epoch (needs ``pip install 'green-callbacks[demo]'``).
+- ``green-callbacks serve-sweep``, ``tokens``, ``layers``, ``zoo``: inference
+  energy under a request stream and where a model's joules go
+  (:mod:`green_callbacks.serving.cli`, docs/inference.md).
 - ``green-callbacks study stats RUNS.csv --factor COL [--by COL...]``: compare
   the levels of a factor over repeated runs with rank tests and effect sizes
   (needs ``pip install 'green-callbacks[study]'``).

@@ -261,6 +261,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     print(f"energy: {result.energy_j:.4g} J over {result.batches} batches, "
           f"{result.energy_kind} ({result.energy_source}); "
           f"the hooks added {result.hook_overhead:+.1%} time")  # fmt: skip
+    if result.caution:
+        print(f"caution: {result.caution}")
     print(f"per module: {out / 'layers.json'}")
     return 0
 

@@ -26,6 +26,8 @@ from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
 from green_callbacks.serving.stream import ServingConfigError
 
 OUTSIDE = "(outside modules)"
+DISTORTING_OVERHEAD = 0.2
+"""Hooks adding more than this share of a batch's time make the split a caution case."""
 TYPES = (
     ("attention", ("attention", "attn")),
     ("normalisation", ("norm",)),
@@ -90,6 +92,17 @@ class Attribution:
     energy_kind: str
     energy_source: str
     split: str = field(default="attributed")
+
+    @property
+    def caution(self) -> str | None:
+        """A warning when the hooks' own cost is large enough to distort the shares."""
+        if self.hook_overhead <= DISTORTING_OVERHEAD:
+            return None
+        return (
+            f"the timing hooks added {self.hook_overhead:.0%} time: on modules this fast their "
+            "own cost (counted in the parents' own time) distorts the shares; use larger "
+            "batches or read the shares of the larger layers only"
+        )
 
     def shares(self) -> dict[str, float]:
         """Each layer type's share of the energy, largest first."""

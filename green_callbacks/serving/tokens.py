@@ -15,9 +15,10 @@ compute does not depend on the text.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from green_callbacks.compress.measure import compare_inference
 from green_callbacks.serving.stream import ServingConfigError
@@ -64,6 +65,7 @@ def token_energy(
     rounds: int = 3,
     min_round_s: float = 0.5,
     seed: int = 0,
+    progress: TextIO | None = None,
 ) -> list[TokenCost]:
     """Measure joules per prompt token and per generated token at each batch size.
 
@@ -77,6 +79,7 @@ def token_energy(
         rounds: rounds per workload; each figure is the median round.
         min_round_s: each round repeats its workload for at least this long. Units: s.
         seed: seed of the random prompts.
+        progress: where a line per batch size goes (default stderr).
 
     Raises:
         ServingConfigError: a count below its minimum, or a prompt plus its
@@ -101,6 +104,8 @@ def token_energy(
     generator = torch.Generator().manual_seed(seed)
     costs = []
     for batch in batch_sizes:
+        print(f"batch {batch}: prefill and generate, {rounds} interleaved rounds of >= "
+              f"{min_round_s:g} s", file=progress or sys.stderr, flush=True)  # fmt: skip
         ids = torch.randint(0, config.vocab_size, (batch, prompt_tokens), generator=generator)
         ids = ids.to(device)
         mask = torch.ones_like(ids)

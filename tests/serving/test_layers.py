@@ -68,6 +68,7 @@ def test_energy_is_split_in_the_ratio_of_the_modules_own_times() -> None:
     assert result.hook_overhead == pytest.approx(0.0, abs=1e-12)  # no time on a fake clock
     assert result.split == "attributed" and result.energy_kind == "measured"
     assert next(iter(result.shares())) == "conv"
+    assert result.caution is None  # the hooks cost nothing here
 
 
 def test_the_hooks_are_removed_afterwards_even_when_the_step_fails() -> None:
@@ -133,3 +134,13 @@ def test_bad_arguments_are_named() -> None:
         attribute(torch.nn.Linear(1, 1), lambda: None, batches=0)
     with pytest.raises(ServingConfigError, match="needs a torch module, got function"):
         attribute(lambda x: x, lambda: None)
+
+
+def test_hooks_that_cost_a_large_share_of_the_time_come_with_a_caution() -> None:
+    from dataclasses import replace
+
+    from green_callbacks.serving.layers import Attribution
+
+    base = Attribution({}, {}, {}, {}, 1.0, 1, 0.1, "measured", "cpu:0=fake")
+    assert base.caution is None
+    assert "added 82% time" in (replace(base, hook_overhead=0.82).caution or "")
