@@ -34,6 +34,7 @@ from typing import Any, TextIO
 from green_callbacks import __version__
 from green_callbacks._argtypes import number, positive_int
 from green_callbacks._optional import missing_extra
+from green_callbacks.analysis import cli as analysis_cli
 from green_callbacks.core.atomic import atomic_write, check_target
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker
@@ -250,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_cmd_study_stats)
     serving_cli.add_parsers(sub)
+    analysis_cli.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,96 @@
+"""The ``green-callbacks advise`` subcommand: a run's figures in, the changes to make out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from green_callbacks._argtypes import number, positive_int
+from green_callbacks.core.atomic import atomic_write
+
+ADVICE_TEXT = "advice.md"
+ADVICE_JSON = "advice.json"
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``advise`` on the main parser.
+
+    Args:
+        sub: the main parser's subparsers action.
+    """
+    advise = sub.add_parser(
+        "advise",
+        help="which energy patterns apply to a run, with the evidence and the change to make",
+        description="Read a run (a run folder, an energy summary, a trace, a CSVLogger file or "
+        "a trainer_state.json) and judge the energy patterns P1-P8 and diminishing returns on "
+        "its figures: applies / does not apply / cannot tell, the evidence, an estimated "
+        "saving and the change to make (docs/advisor.md). Writes advice.md and advice.json "
+        "beside the run.",
+    )
+    advise.add_argument("path", help="run folder or file")
+    advise.add_argument("--patience", type=positive_int, default=3, help="epochs per gain window")
+    advise.add_argument(
+        "--flat-share",
+        type=number(above=0.0),
+        default=0.1,
+        help="flat: gain per kJ below this share of the early gain (0.1)",
+    )
+    advise.add_argument(
+        "--min-gain-per-kj",
+        type=number(at_least=0.0),
+        help="a fixed gain per kJ instead of --flat-share",
+    )
+    advise.add_argument(
+        "--long-run-s",
+        type=number(above=0.0),
+        default=3600.0,
+        help="runs this long should checkpoint, s (3600)",
+    )
+    advise.add_argument(
+        "--data-wait-share",
+        type=number(above=0.0),
+        default=0.2,
+        help="data-wait share of step time that flags the pipeline (0.2)",
+    )
+    advise.add_argument(
+        "--leak-mib",
+        type=number(above=0.0),
+        default=64.0,
+        help="memory growth per epoch counted as a leak, MiB (64)",
+    )
+    advise.add_argument("--json", action="store_true", help="print the findings as JSON")
+    advise.set_defaults(handler=_cmd_advise)
+
+
+def _cmd_advise(args: argparse.Namespace) -> int:
+    from green_callbacks.analysis import Thresholds, advise, format_advice, read_run
+
+    run = read_run(args.path)
+    thresholds = Thresholds(patience=args.patience, flat_share=args.flat_share,
+                            min_gain_per_kj=args.min_gain_per_kj, long_run_s=args.long_run_s,
+                            data_wait_share=args.data_wait_share,
+                            leak_mib_per_epoch=args.leak_mib)  # fmt: skip
+    findings = advise(run, thresholds)
+    text = format_advice(findings)
+    folder = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
+    payload = {"source": run.source, "energy_kind": run.energy_kind, "missing": run.missing,
+               "findings": [f.to_dict() for f in findings]}  # fmt: skip
+    header = (
+        f"# Energy advice for {run.source}\n\nenergy: {run.energy_kind or 'provenance unknown'}"
+    )
+    written = []
+    for name, content in ((ADVICE_TEXT, f"{header}\n\n```\n{text}\n```\n"),
+                          (ADVICE_JSON, json.dumps(payload, indent=2) + "\n")):  # fmt: skip
+        try:
+            atomic_write(folder / name, lambda part, c=content: part.write_text(c, "utf-8"))
+            written.append(str(folder / name))
+        except OSError as err:
+            print(f"green-callbacks advise: could not write {folder / name} ({err})")
+    print(json.dumps(payload, indent=2) if args.json else text)
+    if run.missing and not args.json:
+        print("\nmissing from this run: " + "; ".join(run.missing))
+    if written and not args.json:
+        print(f"written: {', '.join(written)}")
+    return 0

@@ -1,0 +1,115 @@
+"""Runs read back from each format, including the broken ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from green_callbacks.analysis import RunReadError, read_run
+from green_callbacks.core import EnergyTracker
+from green_callbacks.testing import FakeClock, FakeMeter
+
+
+def tracked_run(folder: Path) -> float:
+    """A real tracker writes the trace and the summary: 2 epochs of 1.5 s at 80 W."""
+    clock = FakeClock()
+    tracker = EnergyTracker([FakeMeter({"cpu:0": 80.0}, clock=clock)], sample_interval_s=None,
+                            trace_path=folder / "trace.jsonl", clock=clock).start()  # fmt: skip
+    for _ in range(2):
+        window = tracker.open("epoch", "train")
+        clock.advance(1.5)
+        tracker.close(window)
+    tracker.stop()
+    (folder / "summary.json").write_text(json.dumps(tracker.summary()), encoding="utf-8")
+    return 240.0
+
+
+def test_a_run_folder_gives_totals_provenance_windows_and_history(tmp_path: Path) -> None:
+    total = tracked_run(tmp_path)
+    (tmp_path / "history.csv").write_text(
+        "epoch,val_acc,energy/train_epoch_j\n0,0.5,120\n1,0.8,120\n", encoding="utf-8"
+    )
+    run = read_run(tmp_path)
+    assert run.formats == ["summary", "trace", "csv-log"]
+    assert run.total_j == total and run.duration_s == 3.0
+    assert run.energy_kind == "measured" and run.by_domain == {"cpu:0": total}
+    assert run.energy_source == "cpu:0=measured (fake scripted-power)"
+    assert [w["energy_j"] for w in run.windows if w["level"] == "epoch"] == [120.0, 120.0]
+    assert run.series("val_acc") == [(0, 0.5), (1, 0.8)]
+    assert run.missing == []
+
+
+def test_lightning_csv_rows_of_one_epoch_are_merged(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "energy/train_step_j,epoch,step,train_loss,val_acc,energy/train_epoch_j\n"
+        "0.1,0,9,2.0,,\n,0,9,,0.6,\n,0,9,,,50.5\n0.1,1,19,1.5,,\n,1,19,,0.7,51.0\n",
+        encoding="utf-8",
+    )
+    run = read_run(path)
+    assert run.epochs == [
+        {"epoch": 0, "energy/train_step_j": 0.1, "train_loss": 2.0, "val_acc": 0.6,
+         "energy/train_epoch_j": 50.5},
+        {"epoch": 1, "energy/train_step_j": 0.1, "train_loss": 1.5, "val_acc": 0.7,
+         "energy/train_epoch_j": 51.0},
+    ]  # fmt: skip
+    assert run.total_j == 101.5  # summed from the epochs, and said so
+    assert "total energy summed from the logged epochs (no summary)" in run.missing
+
+
+def test_a_hugging_face_trainer_state_from_an_output_folder(tmp_path: Path) -> None:
+    state = {"log_history": [
+        {"epoch": 0.5, "step": 5, "loss": 2.0, "energy/train_step_j": 0.2},
+        {"epoch": 1.0, "step": 10, "eval_accuracy": 0.6, "energy/train_epoch_j": 30.0},
+        {"epoch": 2.0, "step": 20, "eval_accuracy": 0.7, "energy/train_epoch_j": 31.0},
+    ]}  # fmt: skip
+    for step in (10, 20):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
+    state["log_history"] = state["log_history"][:2]
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text(json.dumps(state))
+    run = read_run(tmp_path)  # the newest checkpoint's state is read
+    assert run.formats == ["hf-state"]
+    assert run.series("eval_accuracy") == [(0, 0.6), (1, 0.7)]
+    assert run.quality_key == "eval_accuracy"
+    assert run.epochs[0]["loss"] == 2.0  # the half-epoch log belongs to the first epoch
+
+
+def test_a_truncated_trace_keeps_the_windows_before_the_cut(tmp_path: Path) -> None:
+    tracked_run(tmp_path)
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(trace.read_text() + '{"level": "epoch", "energy', encoding="utf-8")
+    run = read_run(trace)
+    assert len(run.windows) == 3  # two epochs and the run
+    assert any("last line is cut short" in note for note in run.notes)
+
+
+def test_a_summary_from_before_totals_existed_is_read_for_what_it_has(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"totals": None, "notes": ["interrupted"]}), encoding="utf-8")
+    run = read_run(path)
+    assert run.total_j is None and "interrupted" in run.notes
+    assert any("no totals" in note for note in run.notes)
+
+
+def test_a_cut_summary_is_a_note_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text('{"totals": {"energy_j": 1', encoding="utf-8")
+    (tmp_path / "history.csv").write_text("epoch,val_acc\n0,0.5\n", encoding="utf-8")
+    run = read_run(tmp_path)
+    assert run.formats == ["csv-log"] and any("not complete JSON" in n for n in run.notes)
+    assert "no energy summary: totals and provenance unknown" in run.missing
+
+
+def test_paths_with_nothing_readable_say_what_was_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(RunReadError, match="does not exist"):
+        read_run(tmp_path / "nope")
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
+    with pytest.raises(RunReadError, match=r"holds no run .*trainer_state.json"):
+        read_run(tmp_path)
+    csv_file = tmp_path / "other.csv"
+    csv_file.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(RunReadError, match="holds no run"):
+        read_run(csv_file)
