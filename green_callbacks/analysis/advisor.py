@@ -12,7 +12,7 @@ answers ``cannot tell`` and says which figure is missing; it never guesses.
 docs/advisor.md documents every rule and threshold.
 
 Example, a run whose accuracy flattened:
-    >>> from green_callbacks.analysis.run import QUALITY_KEYS, RunRecord
+    >>> from green_callbacks.analysis.run import RunRecord
     >>> run = RunRecord("example", energy_kind="measured", epochs=[
     ...     {"epoch": e, "val_acc": a, "energy/train_epoch_j": 1000.0}
     ...     for e, a in enumerate([0.50, 0.70, 0.80, 0.85, 0.851, 0.852, 0.852, 0.853])])
@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from green_callbacks.analysis.run import QUALITY_KEYS, RunRecord
+from green_callbacks.core import keys
 from green_callbacks.policies.memory import LeakWatch
 from green_callbacks.policies.stopping import StoppingConfig, StoppingPolicy
 
@@ -238,7 +239,7 @@ def checkpointing(run: RunRecord, t: Thresholds) -> Finding:
 def data_pipeline(run: RunRecord, t: Thresholds) -> Finding:
     """P6: steps waiting for data burn idle accelerator energy."""
     title = "P6 read and write data efficiently"
-    shares = [v for _, v in run.series("time/data_wait_fraction")]
+    shares = [v for _, v in run.series(keys.DATA_WAIT_FRACTION)]
     if not shares:
         return Finding(
             "P6",
@@ -277,7 +278,7 @@ def memory(run: RunRecord, t: Thresholds) -> Finding:
     """P7: memory that grows every epoch ends in an out-of-memory crash and a lost run."""
     title = "P7 avoid memory leaks and out-of-memory crashes"
     events = run.facts.get("oom_events") or []
-    used = [v for _, v in run.series("memory/rss_mib")]
+    used = [v for _, v in run.series(keys.HOST_RSS_MIB)]
     if events:
         return Finding(
             "P7",
@@ -293,14 +294,14 @@ def memory(run: RunRecord, t: Thresholds) -> Finding:
             "P7",
             title,
             CANNOT_TELL,
-            f"{len(used)} epochs with memory/rss_mib; a trend needs 3 or more",
+            f"{len(used)} epochs with memory/host_rss_mib; a trend needs 3 or more",
         )
     watch = LeakWatch(window=min(len(used), 5), min_growth_bytes=t.leak_mib_per_epoch * 2**20)
     trend = None
     for value in used:
         trend = watch.observe(value * 2**20)
     assert trend is not None
-    evidence = {"memory/rss_mib": f"{used[0]:.0f} -> {used[-1]:.0f} MiB over {len(used)} epochs"}
+    evidence = {keys.HOST_RSS_MIB: f"{used[0]:.0f} -> {used[-1]:.0f} MiB over {len(used)} epochs"}
     if not trend.leaking:
         return Finding(
             "P7",

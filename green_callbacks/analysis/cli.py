@@ -84,7 +84,7 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     for name, content in ((ADVICE_TEXT, f"{header}\n\n```\n{text}\n```\n"),
                           (ADVICE_JSON, json.dumps(payload, indent=2) + "\n")):  # fmt: skip
         try:
-            atomic_write(folder / name, lambda part, c=content: part.write_text(c, "utf-8"))
+            _write(folder / name, content)
             written.append(str(folder / name))
         except OSError as err:
             print(f"green-callbacks advise: could not write {folder / name} ({err})")
@@ -94,3 +94,7 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     if written and not args.json:
         print(f"written: {', '.join(written)}")
     return 0
+
+
+def _write(path: Path, content: str) -> None:
+    atomic_write(path, lambda part: part.write_text(content, encoding="utf-8"))

@@ -34,7 +34,7 @@ from green_callbacks.errors import ConfigError
 
 SUMMARY_NAMES = ("summary.json", "energy_summary.json")
 TRACE_NAMES = ("trace.jsonl",)
-HISTORY_NAMES = ("history.csv", "metrics.csv")
+HISTORY_NAMES = ("history.jsonl", "history.csv", "metrics.csv")
 FACTS = "facts.json"
 QUALITY_KEYS = ("val_acc", "val_accuracy", "eval_accuracy", "accuracy", "acc", "val_f1",
                 "eval_f1", "f1")  # fmt: skip
@@ -51,7 +51,8 @@ class RunRecord:
 
     Attributes:
         source: the path read.
-        formats: what was found (``summary``, ``trace``, ``csv-log``, ``hf-state``, ``facts``).
+        formats: what was found (``summary``, ``trace``, ``history``, ``csv-log``,
+            ``hf-state``, ``facts``).
         total_j: the run's energy, or None. Units: J.
         duration_s: the run's duration, or None. Units: s.
         energy_kind: ``measured``, ``estimated``, ``replayed`` or ``mixed``, or None.
@@ -155,7 +156,9 @@ def _read_file(file: Path, run: RunRecord) -> None:
     except (OSError, UnicodeDecodeError) as err:
         run.notes.append(f"{file} could not be read ({err})")
         return
-    if file.suffix == ".jsonl":
+    if file.name.startswith("history") and file.suffix == ".jsonl":
+        _read_history(text, file, run)
+    elif file.suffix == ".jsonl":
         _read_trace(text, file, run)
     elif file.suffix == ".csv":
         _read_csv(text, file, run)
@@ -215,6 +218,22 @@ def _read_trace(text: str, file: Path, run: RunRecord) -> None:
         if isinstance(row, dict) and {"level", "energy_j", "duration_s"} <= set(row):
             run.windows.append(row)
     run.formats.append("trace")
+
+
+def _read_history(text: str, file: Path, run: RunRecord) -> None:
+    rows = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            run.notes.append(f"{file}: line {number} is cut short or not JSON; skipped")
+            continue
+        epoch = _number(row.get("epoch")) if isinstance(row, dict) else None
+        if epoch is not None:
+            numbers = {k: n for k, v in row.items() if (n := _number(v)) is not None}
+            rows[int(epoch)] = {**numbers, "epoch": int(epoch)}
+    _merge_epochs(run, rows.values())
+    run.formats.append("history")
 
 
 def _read_csv(text: str, file: Path, run: RunRecord) -> None:

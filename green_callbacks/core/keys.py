@@ -61,6 +61,11 @@ BAR_POWER_W = "power_w"
 """Average power of the epoch so far, on the progress bar only (like :data:`BAR_TOTAL_J`).
 Units: W."""
 
+DATA_WAIT_FRACTION = "time/data_wait_fraction"
+"""Share of the training epoch spent between batches: from the end of one step to the
+start of the next, waiting for the data loader (and callbacks). Logged per training epoch
+by adapters that see batch starts. Units: fraction."""
+
 OOM_BATCH_SIZE = "oom/batch_size"
 """The batch size an ``OOMGuard`` continued with after an out-of-memory error. Units: samples."""
 

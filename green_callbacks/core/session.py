@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 from green_callbacks.core import keys
 from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.records import WindowResult
+from green_callbacks.core.run_folder import RunFolder, host_rss_mib
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker, Window
 from green_callbacks.core.units import Carbon
 from green_callbacks.core.watch import WATCH_INTERVAL_S, CallWatch, Watcher
@@ -98,6 +100,7 @@ class CallbackConfig:
     sync_cuda: bool = False
     progress_bar: bool = True
     strict: bool = False
+    run_dir: str | Path | None = None
 
     def __post_init__(self) -> None:
         check_meters(self.meters)
@@ -142,6 +145,12 @@ class EnergyCallbackArgs:
             be written raise (once failed, every later reading raises too).
             Default: warn, label the figures and let training go on
             (docs/reliability.md).
+        run_dir: a folder for everything a report or the advisor needs later:
+            ``summary.json`` and ``trace.jsonl`` (where ``summary_path`` and
+            ``trace_path`` do not say otherwise) and ``history.jsonl``, one line
+            per training epoch with the energy figures, your own metrics, the
+            share of step time spent waiting for data and memory in use
+            (docs/report.md). None: no folder.
 
     Arguments are checked when the callback is built (:class:`CallbackConfig`).
     Adapters add their own state in :meth:`_init_state`; the session itself is
@@ -160,11 +169,12 @@ class EnergyCallbackArgs:
         sync_cuda: bool = False,
         progress_bar: bool = True,
         strict: bool = False,
+        run_dir: str | Path | None = None,
     ):
         super().__init__()
         self.config = CallbackConfig(
             meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
-            trace_path, summary_path, sync_cuda, progress_bar, strict,
+            trace_path, summary_path, sync_cuda, progress_bar, strict, run_dir,
         )  # fmt: skip
         self._session: EnergySession | None = None
         self._session_options: dict[str, Any] = {}  # tests: a fake clock (testing.fake_metered)
@@ -357,13 +367,17 @@ class EnergySession:
     ):
         self.config = config
         self.distributed = distributed
+        self.folder = None if config.run_dir is None else RunFolder(config.run_dir)
+        folder = self.folder
+        self._summary_path = config.summary_path or (folder.summary if folder else None)
+        trace_path = config.trace_path or (folder.trace if folder else None)
         self.tracker = EnergyTracker(
             config.meters,
             sample_interval_s=sample_interval_s,
             idle_baseline_s=config.idle_baseline_s,
             carbon_intensity_g_per_kwh=config.carbon_intensity_g_per_kwh,
             pue=config.pue,
-            trace_path=_own_trace(config.trace_path, distributed),
+            trace_path=_own_trace(trace_path, distributed),
             share=None if distributed is None else distributed.share,
             strict=config.strict,
             clock=clock,
@@ -384,6 +398,12 @@ class EnergySession:
         self._prior_others_j = 0.0
         self._job_total = (0.0, 0.0)
         self._logged: dict[str, list[float]] = {}  # key -> count, sum, min, max, last
+        self._epoch_figures: dict[str, float] = {}  # this epoch's, for the run folder's history
+        self._batch_done_s: float | None = None  # when the last training batch ended
+        self._waited_s: float | None = None  # None until an adapter reports batch starts
+        self.facts: dict[str, Any] = {}
+        """What the run folder's summary records besides energy: the model's parameters and
+        dtypes (``params``, ``dtypes``, ``size_bytes``), ``checkpoints`` saved, ``oom_events``."""
         self.final_summary: dict[str, Any] | None = None
         """The summary :meth:`stop` made (kept when strict mode raises after it)."""
 
@@ -415,6 +435,7 @@ class EnergySession:
         }
         if note is not None:
             summary["notes"].append(note)
+        summary["facts"] = dict(self.facts)
         self._write(summary)
         if failure is not None:
             raise failure
@@ -430,12 +451,12 @@ class EnergySession:
             }
             if self.distributed.share.rank != 0:
                 return
-        if self.config.summary_path is not None:
+        if self._summary_path is not None:
             try:
-                write_json_atomic(Path(self.config.summary_path), summary)
+                write_json_atomic(Path(self._summary_path), summary)
             except (OSError, ValueError) as err:  # unwritable, not a regular file, not JSON
                 output_failed(
-                    f"energy summary {self.config.summary_path} cannot be written ({err})",
+                    f"energy summary {self._summary_path} cannot be written ({err})",
                     strict=self.config.strict, cause=err,
                 )  # fmt: skip
 
@@ -461,6 +482,9 @@ class EnergySession:
         self._synchronize()
         self._epochs[phase] = self.tracker.open("epoch", phase)
         self._samples[phase] = 0
+        if phase == "train":
+            self._batch_done_s = self._epochs[phase].start_s
+            self._waited_s = None
         self._excluded[phase] = (0.0, 0.0, 0.0)
         if self.config.granularity == "batch" and measure_first:
             self._laps[phase] = self.tracker.open("batch", phase)
@@ -478,6 +502,8 @@ class EnergySession:
         if phase not in self._epochs:
             return {}
         self._samples[phase] += samples
+        if phase == "train":
+            self._batch_done_s = self.tracker.clock()
         if self.config.granularity != "batch":
             return {}
         lap = self._laps.get(phase)
@@ -491,6 +517,15 @@ class EnergySession:
         elif measure_next:
             self._laps[phase] = self.tracker.open("batch", phase)
         return metrics
+
+    def batch_start(self, phase: str) -> None:
+        """A batch of ``phase`` starts: the time since the previous one ended was spent
+        waiting for its data (logged per training epoch as ``time/data_wait_fraction``)."""
+        if phase != "train" or self._batch_done_s is None:
+            return
+        now = self.tracker.clock()
+        self._waited_s = (self._waited_s or 0.0) + max(now - self._batch_done_s, 0.0)
+        self._batch_done_s = None
 
     def progress(self, phase: str) -> dict[str, float]:
         """What a progress bar shows while ``phase`` runs: the run's energy so far and the
@@ -535,8 +570,34 @@ class EnergySession:
             metrics[keys.j_per_sample(phase)] = energy / samples
         if has_held:  # a source failed (on any process): how much of the figure is an estimate
             metrics[keys.held_j(phase)] = held
+        if phase == "train" and self._waited_s is not None and result.duration_s > 0:
+            metrics[keys.DATA_WAIT_FRACTION] = min(self._waited_s / result.duration_s, 1.0)
         self._remember(metrics)
+        self._epoch_figures.update(metrics)
         return {**metrics, **self._total_metrics(total)}
+
+    def record_epoch(self, epoch: int, metrics: dict[str, Any] | None = None) -> None:
+        """Write one training epoch's line to the run folder's history (rank 0 only).
+
+        Args:
+            epoch: the epoch's index (from 0).
+            metrics: the user's own figures of that epoch (``val_acc``...): numbers only.
+        """
+        figures, self._epoch_figures = self._epoch_figures, {}
+        if self.folder is None or (self.distributed is not None and self.distributed.share.rank):
+            return
+        own = {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)}
+        row = {**own, **figures, keys.HOST_RSS_MIB: host_rss_mib(), "epoch": epoch}
+        self.folder.append_epoch(row, strict=self.config.strict)
+
+    def note_checkpoint(self, where: str = "") -> None:
+        """A checkpoint was saved (recorded in the summary's ``facts``).
+
+        Args:
+            where: its path, when known.
+        """
+        saves = self.facts.setdefault("checkpoints", [])
+        saves.append({"time_s": self.tracker.clock(), "path": where})
 
     def _remember(self, metrics: dict[str, float]) -> None:
         """Aggregate the figures as logged, for the summary's ``metrics`` (same names)."""
@@ -623,6 +684,13 @@ def _own_trace(path: str | Path | None, distributed: Distributed | None) -> str 
     if path is None or distributed is None:
         return path
     return f"{path}.rank{distributed.share.rank}"
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_phase(phase: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import warnings
 import weakref
 from collections.abc import Callable, Sized
@@ -21,6 +22,7 @@ from typing import Any
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import write_json_atomic
+from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
 from green_callbacks.core.watch import CallWatch
 from green_callbacks.errors import UsageError
@@ -70,7 +72,11 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
             if saved.is_file():
                 self.load_run_state(json.loads(saved.read_text(encoding="utf-8")))
         train = CallWatch.find(lambda owner: isinstance(owner, Trainer), ("train",))
-        self._open_session(train, synchronize=_cuda_synchronize())  # closed if train() raises
+        session = self._open_session(train, synchronize=_cuda_synchronize())  # closed if it raises
+        if kwargs.get("model") is not None:
+            session.facts.update(model_facts(kwargs["model"].parameters()))
+            session.facts["architecture"] = type(kwargs["model"]).__name__
+        session.facts["checkpoints"] = []
         if args.report_to and not self.attached:
             warnings.warn(
                 "green_callbacks: Trainer runs callbacks passed to it after its report_to "
@@ -82,6 +88,9 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._require().epoch_start("train")
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._require().batch_start("train")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         samples = (
@@ -97,6 +106,8 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
         self._pending.update(self._require().epoch_end("train"))
         if control.should_evaluate:
             self._require().epoch_start("val")
+        else:  # no evaluation follows: the epoch's history line now
+            self._require().record_epoch(_epoch(state), self._pending)
 
     def on_evaluate(
         self,
@@ -113,6 +124,7 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
             metrics.update(figures)  # what evaluate() returns
         if figures and state.log_history:
             state.log_history[-1].update(figures)  # the eval entry, logged just before
+        self._session.record_epoch(_epoch(state), {**self._pending, **(metrics or {})})
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
@@ -126,6 +138,8 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
         self._pending = {}
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._session is not None:
+            self._session.note_checkpoint(f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         if self._session is not None and state.is_world_process_zero:
             folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             write_json_atomic(folder / STATE_FILE, self.run_state())
@@ -230,3 +244,11 @@ def _length(dataset: Any) -> int:
 
 def _cuda_synchronize() -> Callable[[], None] | None:
     return torch.cuda.synchronize if torch.cuda.is_available() else None
+
+
+def _epoch(state: Any) -> int:
+    """The index (from 0) of the epoch a Trainer has just finished (``state.epoch`` is then
+    about its count: 1.0000000001 after the first; mid-epoch, the epoch under way)."""
+    done = state.epoch or 0.0
+    near = round(done)
+    return max((near if abs(done - near) < 1e-3 else math.ceil(done)) - 1, 0)

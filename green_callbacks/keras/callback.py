@@ -14,6 +14,7 @@ from typing import Any
 
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
+from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
 from green_callbacks.core.watch import CallWatch
 from green_callbacks.errors import EnergyCallbackMissingError
@@ -54,11 +55,18 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._fitting, self._fit = True, self._watch(("fit",))
-        self._open_session(self._fit, synchronize=_cuda_synchronize())  # closes a failed fit's
+        session = self._open_session(
+            self._fit, synchronize=_cuda_synchronize()
+        )  # closes a failed fit's
+        session.facts.update(model_facts(self.model.weights))
+        session.facts["architecture"] = type(self.model).__name__
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._val_metrics = {}
         self._require().epoch_start("train")
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._require().batch_start("train")
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         session = self._require()
@@ -73,6 +81,7 @@ class EnergyCallback(EnergyCallbackArgs, keras.callbacks.Callback):  # type: ign
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = {**self._val_metrics, **self._require().epoch_end("train")}
         self._deliver(metrics, logs)
+        self._require().record_epoch(epoch, logs)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._fitting, self._fit = False, None

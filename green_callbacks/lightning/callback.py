@@ -11,6 +11,7 @@ from typing import Any
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core import keys
+from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import Distributed, EnergyCallbackArgs
 from green_callbacks.errors import EnergyCallbackMissingError, output_failed
 from green_callbacks.meters.share import RankShare
@@ -45,6 +46,8 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         )
         if trainer.is_global_zero:
             to_loggers(trainer, hyperparams=session.provenance())
+        session.facts.update(model_facts(pl_module.parameters()))
+        session.facts.update(architecture=type(pl_module).__name__, checkpoints=[])
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self._session is not None:
@@ -64,6 +67,12 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         if self._session is not None:
             first_logged = (trainer.global_step + 1) % self._every == 0
             self._session.epoch_start("train", measure_first=first_logged)
+
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._session is not None:
+            self._session.batch_start("train")
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -91,6 +100,12 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._log(pl_module, self._end("train"))
+        if self._session is not None:  # validation has run: its metrics are in
+            self._session.record_epoch(trainer.current_epoch, _numbers(trainer.callback_metrics))
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        if self._session is not None:
+            self._session.note_checkpoint()
 
     def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.sanity_checking:
@@ -251,3 +266,14 @@ def batch_size(batch: Any) -> int:
             if size:
                 return size
     return 0
+
+
+def _numbers(metrics: Any) -> dict[str, float]:
+    """Lightning's callback metrics (tensors) as plain numbers; the others left out."""
+    found = {}
+    for key, value in dict(metrics).items():
+        try:
+            found[str(key)] = float(value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+    return found

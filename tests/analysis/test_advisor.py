@@ -84,12 +84,12 @@ def test_data_pipeline() -> None:
 
 
 def test_memory() -> None:
-    leak = rules.memory(with_series("memory/rss_mib", [500, 600, 700, 800, 900]), T)
+    leak = rules.memory(with_series("memory/host_rss_mib", [500, 600, 700, 800, 900]), T)
     assert leak.verdict == "applies" and "100.0 MiB per epoch" in leak.reason
     assert "OOMGuard" in (leak.action or "")
-    flat = rules.memory(with_series("memory/rss_mib", [500, 505, 503, 506]), T)
+    flat = rules.memory(with_series("memory/host_rss_mib", [500, 505, 503, 506]), T)
     assert flat.verdict == "does not apply"
-    assert rules.memory(with_series("memory/rss_mib", [500, 900]), T).verdict == "cannot tell"
+    assert rules.memory(with_series("memory/host_rss_mib", [500, 900]), T).verdict == "cannot tell"
     crashed = rules.memory(RunRecord("x", facts={"oom_events": [{"epoch": 2}]}), T)
     assert crashed.verdict == "applies" and "1 out-of-memory" in crashed.reason
 

@@ -182,3 +182,18 @@ def test_a_failed_train_is_closed_with_its_summary_as_soon_as_it_ends(
     assert any("ended without its end hook" in note for note in written["notes"])
     names = {t.name for t in threading.enumerate()}
     assert not {"green-callbacks-sampler", "green-callbacks-watch"} & names
+
+
+def test_run_dir_holds_the_history_and_the_saves(tmp_path: Path, trace: str) -> None:
+    from green_callbacks.analysis import read_run
+
+    trainer = make_trainer(tmp_path, 2, [EnergyCallback(meters=trace, run_dir=tmp_path / "run")],
+                           save_strategy="epoch")  # fmt: skip
+    trainer.train()
+    run = read_run(tmp_path / "run")
+    assert [row["epoch"] for row in run.epochs] == [0, 1]
+    for row in run.epochs:
+        assert {"eval_loss", "energy/val_epoch_j", "energy/train_epoch_j",
+                "time/data_wait_fraction", "memory/host_rss_mib"} <= set(row)  # fmt: skip
+    assert run.facts["params"] == 18 and run.facts["architecture"] == "TinyClassifier"
+    assert [c["path"] for c in run.facts["checkpoints"]] == ["checkpoint-4", "checkpoint-8"]

@@ -170,3 +170,19 @@ def test_a_failed_fit_is_closed_with_a_note_as_soon_as_it_ends(tmp_path: Path) -
 
 def threading_names() -> list[str]:
     return [t.name for t in threading.enumerate()]
+
+
+def test_run_dir_holds_the_history_with_the_users_metrics(tmp_path: Path, trace: str) -> None:
+    from green_callbacks.analysis import read_run
+
+    x, y = data()
+    model().fit(x, y, epochs=3, batch_size=16, validation_data=(x, y), verbose=0,
+                callbacks=[EnergyCallback(meters=trace, run_dir=tmp_path / "run")])  # fmt: skip
+    run = read_run(tmp_path / "run")
+    assert [row["epoch"] for row in run.epochs] == [0, 1, 2]
+    for row in run.epochs:
+        assert {"loss", "val_loss", "energy/train_epoch_j", "time/data_wait_fraction",
+                "memory/host_rss_mib"} <= set(row)  # fmt: skip
+        assert 0 <= row["time/data_wait_fraction"] < 1
+    assert run.facts["params"] == 8 * 4 + 4 + 4 * 2 + 2 and run.facts["dtypes"] == ["float32"]
+    assert "checkpoints" not in run.facts  # Keras tells callbacks of no saves: unknown, not 0

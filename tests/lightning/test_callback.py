@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import pickle
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,41 @@ def test_the_progress_bar_shows_energy_so_far_and_power_not_the_loggers(
     else:
         assert not {"energy_j", "power_w"} & set(bar)
     assert not {"energy_j", "power_w"} & set(metric_rows(tmp_path)[0])
+
+
+class SlowLoader(torch.utils.data.Dataset):  # type: ignore[misc]
+    """Each item takes 5 ms to load: a data pipeline slower than the step."""
+
+    def __init__(self) -> None:
+        self.inner = loader().dataset
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        time.sleep(0.005)
+        return self.inner[index]
+
+
+def test_run_dir_holds_history_facts_and_checkpoints_for_the_advisor(
+    tmp_path: Path, trace: str
+) -> None:
+    from green_callbacks.analysis import advise, read_run
+
+    slow = torch.utils.data.DataLoader(SlowLoader(), batch_size=16)
+    callback = EnergyCallback(meters=trace, run_dir=tmp_path / "run")
+    trainer(tmp_path, callback, epochs=3, enable_checkpointing=True,
+            default_root_dir=tmp_path).fit(TinyModel(), slow, loader())  # fmt: skip
+    run = read_run(tmp_path / "run")
+    assert run.formats == ["summary", "trace", "history"]
+    assert [row["epoch"] for row in run.epochs] == [0, 1, 2]
+    for row in run.epochs:
+        assert {"val_loss", "energy/train_epoch_j", "energy/val_epoch_j"} <= set(row)
+        assert row["time/data_wait_fraction"] > 0.5  # 80 ms of loading per epoch, tiny steps
+        assert row["memory/host_rss_mib"] > 50
+    assert run.facts["params"] == 18 and run.facts["dtypes"] == ["float32"]
+    assert run.facts["architecture"] == "TinyModel" and len(run.facts["checkpoints"]) == 3
+    by_pattern = {f.pattern: f.verdict for f in advise(run)}
+    assert by_pattern["P6"] == "applies" and by_pattern["P2"] == "does not apply"
+    # the loggers got the same wait figure
+    assert len(column(metric_rows(tmp_path), "time/data_wait_fraction")) == 3
