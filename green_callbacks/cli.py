@@ -9,6 +9,8 @@
 - ``green-callbacks demo [--epochs N] [--out DIR] [--meter SPEC]...``: train a
   small network on scikit-learn's digits with ``EnergyCallback`` and print
   accuracy and energy per epoch (needs ``pip install 'green-callbacks[demo]'``).
+- ``green-callbacks report PATH...`` and ``advise PATH``: a run read back from any
+  format, as an HTML page and as advice (:mod:`green_callbacks.analysis.cli`).
 - ``green-callbacks serve-sweep``, ``tokens``, ``layers``, ``zoo``: inference
   energy under a request stream and where a model's joules go
   (:mod:`green_callbacks.serving.cli`, docs/inference.md).

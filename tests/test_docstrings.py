@@ -14,7 +14,7 @@ PUBLIC = (
     "green_callbacks", "green_callbacks.core", "green_callbacks.meters", "green_callbacks.policies",
     "green_callbacks.lightning", "green_callbacks.keras", "green_callbacks.hf",
     "green_callbacks.compress", "green_callbacks.study", "green_callbacks.optuna",
-    "green_callbacks.hpo", "green_callbacks.serving",
+    "green_callbacks.hpo", "green_callbacks.serving", "green_callbacks.analysis",
 )  # fmt: skip
 OPTIONAL = {"green_callbacks.lightning": "lightning", "green_callbacks.keras": "keras",
             "green_callbacks.hf": "transformers", "green_callbacks.optuna": "optuna",

@@ -115,32 +115,57 @@ def _kind(run: RunRecord) -> str:
     return run.energy_kind or "provenance unknown"
 
 
-def diminishing_returns(run: RunRecord, t: Thresholds) -> Finding:
-    """Accuracy per kJ flattened: the ``EnergyEarlyStopping`` setting that stops there."""
-    title = "accuracy flattens long before energy does"
+def _returns_inputs(
+    run: RunRecord, t: Thresholds
+) -> tuple[str, dict[int, float], list[tuple[int, float]], float] | str:
+    """The quality key, energy per epoch, the points and the gain-per-kJ threshold; or why not."""
     key = run.quality_key
     energy = dict(run.epoch_energy())
-    if key is None or not energy:
-        lacking = (
-            f"quality metric per epoch (looked for {', '.join(QUALITY_KEYS)})"
-            if key is None
-            else "energy per epoch (energy/train_epoch_j)"
-        )
-        return Finding("returns", title, CANNOT_TELL, f"the run logged no {lacking}")
+    if key is None:
+        return f"the run logged no quality metric per epoch (looked for {', '.join(QUALITY_KEYS)})"
+    if not energy:
+        return "the run logged no energy per epoch (energy/train_epoch_j)"
     points = [(e, v) for e, v in run.series(key) if e in energy]
     if len(points) < 2 * t.patience + 1:
-        return Finding(
-            "returns",
-            title,
-            CANNOT_TELL,
+        return (
             f"{len(points)} epochs with {key} and energy; the check needs "
-            f"{2 * t.patience + 1} (twice patience={t.patience}, plus one)",
+            f"{2 * t.patience + 1} (twice patience={t.patience}, plus one)"
         )
     threshold = t.min_gain_per_kj
     if threshold is None:
         first_kj = sum(energy[e] for e, _ in points[1 : t.patience + 1]) / 1000.0
         early = (points[t.patience][1] - points[0][1]) / first_kj if first_kj > 0 else 0.0
         threshold = float(f"{t.flat_share * early:.2g}") if early > 0 else 0.0
+    return key, energy, points, threshold
+
+
+def would_stop(run: RunRecord, thresholds: Thresholds) -> int | None:
+    """The epoch after which ``EnergyEarlyStopping`` would have stopped this run, or None.
+
+    Args:
+        run: the run's record.
+        thresholds: ``patience`` and ``flat_share`` or ``min_gain_per_kj``.
+    """
+    inputs = _returns_inputs(run, thresholds)
+    if isinstance(inputs, str):
+        return None
+    key, energy, points, threshold = inputs
+    return _stopping_epoch(points, energy, key, threshold, thresholds.patience)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def diminishing_returns(run: RunRecord, t: Thresholds) -> Finding:
+    """Accuracy per kJ flattened: the ``EnergyEarlyStopping`` setting that stops there."""
+    title = "accuracy flattens long before energy does"
+    inputs = _returns_inputs(run, t)
+    if isinstance(inputs, str):
+        return Finding("returns", title, CANNOT_TELL, inputs)
+    key, energy, points, threshold = inputs
     stop = _stopping_epoch(points, energy, key, threshold, t.patience)
     evidence = {
         key: f"{points[0][1]:.4g} -> {points[-1][1]:.4g} over {len(points)} epochs",
@@ -167,7 +192,8 @@ def diminishing_returns(run: RunRecord, t: Thresholds) -> Finding:
         title,
         APPLIES,
         f"after epoch {stop} {key} gained less than {threshold:g} per kJ over {t.patience} "
-        f"epochs; the {len(after)} epochs after it added {lost:+.4g} {key}",
+        f"epochs; the {len(after)} epoch{'s' if len(after) > 1 else ''} after it added "
+        f"{lost:+.4g} {key}",
         evidence,
         f"about {saved:.4g} J ({saved / sum(energy.values()):.0%} of the epochs' "
         f"energy; an estimate from this run's own epochs, {_kind(run)})",
@@ -206,7 +232,7 @@ def checkpointing(run: RunRecord, t: Thresholds) -> Finding:
             CANNOT_TELL,
             "no record of checkpoint saves (EnergyCallback(run_dir=...) records them)",
         )
-    evidence = {"duration": f"{run.duration_s / 60:.1f} min", "checkpoint saves": str(len(saves))}
+    evidence = {"duration": _duration(run.duration_s), "checkpoint saves": str(len(saves))}
     if saves:
         return Finding(
             "P2", title, DOES_NOT_APPLY, f"the run saved {len(saves)} checkpoint(s)", evidence
@@ -216,7 +242,7 @@ def checkpointing(run: RunRecord, t: Thresholds) -> Finding:
             "P2",
             title,
             DOES_NOT_APPLY,
-            f"a run of {run.duration_s / 60:.1f} min (< {t.long_run_s / 60:.0f} min) "
+            f"a run of {_duration(run.duration_s)} (< {_duration(t.long_run_s)}) "
             "risks little without checkpoints",
             evidence,
         )
@@ -225,7 +251,7 @@ def checkpointing(run: RunRecord, t: Thresholds) -> Finding:
         "P2",
         title,
         APPLIES,
-        f"{run.duration_s / 3600:.1f} h of training and no checkpoint: a crash or pre-emption "
+        f"{_duration(run.duration_s)} of training and no checkpoint: a crash or pre-emption "
         "restarts it from zero",
         evidence,
         None

@@ -1,4 +1,5 @@
-"""The ``green-callbacks advise`` subcommand: a run's figures in, the changes to make out."""
+"""``green-callbacks advise`` and ``report``: a run's figures in, the changes to make and a page
+to look at out."""
 
 from __future__ import annotations
 
@@ -63,6 +64,17 @@ def add_parsers(sub: Any) -> None:
     advise.add_argument("--json", action="store_true", help="print the findings as JSON")
     advise.set_defaults(handler=_cmd_advise)
 
+    report = sub.add_parser(
+        "report",
+        help="an HTML page and PNG figures of one or more runs, with the advice",
+        description="Read each PATH (a run folder, an energy summary, a trace, a CSVLogger file "
+        "or a trainer_state.json) and write --out/report.html (figures embedded: it opens from "
+        "disk with no network) and the figures as PNG files (docs/report.md).",
+    )
+    report.add_argument("paths", nargs="+", metavar="PATH", help="runs to show")
+    report.add_argument("--out", default="runs/report", help="output folder (default %(default)s)")
+    report.set_defaults(handler=_cmd_report)
+
 
 def _cmd_advise(args: argparse.Namespace) -> int:
     from green_callbacks.analysis import Thresholds, advise, format_advice, read_run
@@ -93,6 +105,21 @@ def _cmd_advise(args: argparse.Namespace) -> int:
         print("\nmissing from this run: " + "; ".join(run.missing))
     if written and not args.json:
         print(f"written: {', '.join(written)}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from green_callbacks.analysis import read_run
+    from green_callbacks.analysis.report import build_report
+
+    runs = [read_run(path) for path in args.paths]
+    page = build_report(runs, args.out)
+    for run in runs:
+        if run.missing:
+            print(f"{run.source}: missing: {'; '.join(run.missing)}")
+    print(f"report: {page}")
+    for figure in sorted(Path(args.out).glob("*.png")):
+        print(f"figure: {figure}")
     return 0
 
 

@@ -142,7 +142,9 @@ def run_demo(config: DemoConfig, out: TextIO) -> dict[str, Any]:
     csv_logger = loggers.CSVLogger(config.out, name="csv")
     tb_logger = loggers.TensorBoardLogger(config.out, name="tensorboard")
     run_dir = Path(csv_logger.log_dir)  # versioned, like the logs: a rerun keeps this one
-    energy = EnergyCallback(meters=list(config.meters), summary_path=run_dir / SUMMARY_FILE)
+    energy = EnergyCallback(
+        meters=list(config.meters), summary_path=run_dir / SUMMARY_FILE, run_dir=run_dir
+    )
     table = EpochTable(out)
     trainer = pl.Trainer(
         max_epochs=config.epochs,
@@ -167,7 +169,28 @@ def run_demo(config: DemoConfig, out: TextIO) -> dict[str, Any]:
         print(f"figure:           {figure} (accuracy against cumulative energy)", file=out)
     print(f"TensorBoard logs: {tb_logger.log_dir}", file=out)
     print(f"  look at them:   tensorboard --logdir {Path(tb_logger.log_dir).parent}", file=out)
+    _advise(run_dir, out)
     return summary
+
+
+def _advise(run_dir: Path, out: TextIO) -> None:
+    """The advisor's verdicts on this run and the report page (green-callbacks report/advise)."""
+    from green_callbacks.analysis import advise, read_run
+    from green_callbacks.analysis.report import build_report
+
+    run = read_run(run_dir)
+    findings = advise(run)
+    applies = [f for f in findings if f.verdict == "applies"]
+    print(f"advice:           {len(applies)} of {len(findings)} energy patterns apply", file=out)
+    for finding in applies:
+        print(f"  {finding.title}: {finding.reason}", file=out)
+        if finding.action:
+            print(f"    do: {finding.action}", file=out)
+    try:
+        page = build_report([run], run_dir / "report")
+    except MissingExtraError:
+        return
+    print(f"report:           {page} (open it in a browser)", file=out)
 
 
 FIGURE_FILE = "accuracy_vs_energy.png"
