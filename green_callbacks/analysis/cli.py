@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from green_callbacks._argtypes import number, positive_int
 from green_callbacks.core.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from green_callbacks.analysis import Finding, RunRecord
 
 ADVICE_TEXT = "advice.md"
 ADVICE_JSON = "advice.json"
@@ -80,32 +84,88 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     from green_callbacks.analysis import Thresholds, advise, format_advice, read_run
 
     run = read_run(args.path)
-    thresholds = Thresholds(patience=args.patience, flat_share=args.flat_share,
-                            min_gain_per_kj=args.min_gain_per_kj, long_run_s=args.long_run_s,
-                            data_wait_share=args.data_wait_share,
-                            leak_mib_per_epoch=args.leak_mib)  # fmt: skip
-    findings = advise(run, thresholds)
-    text = format_advice(findings)
-    folder = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
-    payload = {"source": run.source, "energy_kind": run.energy_kind, "missing": run.missing,
-               "findings": [f.to_dict() for f in findings]}  # fmt: skip
-    header = (
-        f"# Energy advice for {run.source}\n\nenergy: {run.energy_kind or 'provenance unknown'}"
+    thresholds = Thresholds(
+        patience=args.patience,
+        flat_share=args.flat_share,
+        min_gain_per_kj=args.min_gain_per_kj,
+        long_run_s=args.long_run_s,
+        data_wait_share=args.data_wait_share,
+        leak_mib_per_epoch=args.leak_mib,
     )
-    written = []
-    for name, content in ((ADVICE_TEXT, f"{header}\n\n```\n{text}\n```\n"),
-                          (ADVICE_JSON, json.dumps(payload, indent=2) + "\n")):  # fmt: skip
+    findings = advise(run, thresholds)
+    folder = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
+    written, failures = write_advice(run, findings, folder)
+    if args.json:
+        print(json.dumps(_payload(run, findings), indent=2))
+        return 0
+    print(format_advice(findings))
+    if run.missing:
+        print("\nmissing from this run: " + "; ".join(run.missing))
+    for failure in failures:
+        print(f"green-callbacks advise: {failure}")
+    if written:
+        print(f"written: {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _payload(run: RunRecord, findings: Sequence[Finding]) -> dict[str, Any]:
+    return {
+        "source": run.source,
+        "energy_kind": run.energy_kind,
+        "missing": run.missing,
+        "findings": [f.to_dict() for f in findings],
+    }
+
+
+def write_advice(
+    run: RunRecord, findings: Sequence[Finding], folder: Path
+) -> tuple[list[Path], list[str]]:
+    """Write ``advice.md`` and ``advice.json`` into ``folder``: the files written, and the
+    writes that failed (said, never raised: the advice is also printed).
+
+    Args:
+        run: the run judged.
+        findings: what :func:`~green_callbacks.analysis.advise` returned.
+        folder: where the files go.
+    """
+    from green_callbacks.analysis import format_advice
+
+    kind = run.energy_kind or "provenance unknown"
+    body = format_advice(findings)
+    text = f"# Energy advice for {run.source}\n\nenergy: {kind}\n\n```\n{body}\n```\n"
+    written, failures = [], []
+    for name, content in (
+        (ADVICE_TEXT, text),
+        (ADVICE_JSON, json.dumps(_payload(run, findings), indent=2) + "\n"),
+    ):
         try:
             _write(folder / name, content)
-            written.append(str(folder / name))
+            written.append(folder / name)
         except OSError as err:
-            print(f"green-callbacks advise: could not write {folder / name} ({err})")
-    print(json.dumps(payload, indent=2) if args.json else text)
-    if run.missing and not args.json:
-        print("\nmissing from this run: " + "; ".join(run.missing))
-    if written and not args.json:
-        print(f"written: {', '.join(written)}")
-    return 0
+            failures.append(f"could not write {folder / name} ({err})")
+    return written, failures
+
+
+def advise_run_folder(folder: Path) -> None:
+    """Print the advice for a run folder and write it there (``EnergyCallback(advise=True)``).
+
+    Args:
+        folder: the run folder.
+    """
+    from green_callbacks.analysis import RunReadError, advise, format_advice, read_run
+
+    try:
+        run = read_run(folder)
+    except RunReadError as err:  # nothing was written there: say so, never fail the fit
+        print(f"green_callbacks: no energy advice: {err}")
+        return
+    findings = advise(run)
+    written, failures = write_advice(run, findings, folder)
+    print(f"green_callbacks: energy advice for {folder}:\n{format_advice(findings)}")
+    for failure in failures:
+        print(f"green_callbacks: {failure}")
+    if written:
+        print(f"green_callbacks: advice written to {written[0]}")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -101,8 +101,14 @@ class CallbackConfig:
     progress_bar: bool = True
     strict: bool = False
     run_dir: str | Path | None = None
+    advise: bool = False
 
     def __post_init__(self) -> None:
+        if self.advise and self.run_dir is None:
+            raise CallbackConfigError(
+                "advise=True reads the run back from its run folder: pass run_dir= too "
+                "(e.g. run_dir='runs/my_run')"
+            )
         check_meters(self.meters)
         require_number("idle_baseline_s", self.idle_baseline_s, CallbackConfigError)
         if self.idle_baseline_s < 0:
@@ -151,6 +157,8 @@ class EnergyCallbackArgs:
             per training epoch with the energy figures, your own metrics, the
             share of step time spent waiting for data and memory in use
             (docs/report.md). None: no folder.
+        advise: at the end of the run, print the energy-pattern advice for it and
+            write it into ``run_dir`` (``advice.md``, ``advice.json``; docs/advisor.md).
 
     Arguments are checked when the callback is built (:class:`CallbackConfig`).
     Adapters add their own state in :meth:`_init_state`; the session itself is
@@ -170,11 +178,12 @@ class EnergyCallbackArgs:
         progress_bar: bool = True,
         strict: bool = False,
         run_dir: str | Path | None = None,
+        advise: bool = False,
     ):
         super().__init__()
         self.config = CallbackConfig(
             meters, granularity, idle_baseline_s, carbon_intensity_g_per_kwh, pue,
-            trace_path, summary_path, sync_cuda, progress_bar, strict, run_dir,
+            trace_path, summary_path, sync_cuda, progress_bar, strict, run_dir, advise,
         )  # fmt: skip
         self._session: EnergySession | None = None
         self._session_options: dict[str, Any] = {}  # tests: a fake clock (testing.fake_metered)
@@ -277,6 +286,16 @@ class EnergyCallbackArgs:
                     self._session = None
                 for sink in SUMMARY_SINKS.get():
                     sink(self.summary)
+                if (
+                    self.config.advise
+                    and session.folder is not None
+                    and not (session.distributed is not None and session.distributed.share.rank)
+                ):
+                    # The one import upwards, asked for by advise=True: the tool reads the
+                    # run folder this run has just finished writing.
+                    from green_callbacks.analysis.cli import advise_run_folder
+
+                    advise_run_folder(session.folder.root)
 
     def _close_at_exit(self) -> None:
         self._close_session(note="the process exited before this run's end hook ran")
