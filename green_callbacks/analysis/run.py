@@ -17,7 +17,7 @@ Example, a Keras ``CSVLogger`` file:
     >>> [row["val_acc"] for row in run.epochs], run.formats
     ([0.5, 0.7], ['csv-log'])
     >>> run.missing[0]
-    'no energy summary: totals and provenance unknown'
+    'no energy summary: totals from the logged figures, provenance unknown'
 """
 
 from __future__ import annotations
@@ -114,7 +114,15 @@ def read_run(path: str | Path) -> RunRecord:
     Raises:
         RunReadError: the path does not exist or holds none of the formats.
     """
+    if str(path).startswith("mlflow:"):
+        from green_callbacks.analysis.loggers import read_mlflow
+
+        run = read_mlflow(str(path))
+        _fill_missing(run)
+        return run
     where = Path(path)
+    if where.name.startswith("events.out.tfevents."):
+        where = where.parent
     if not where.exists():
         raise RunReadError(
             f"{where} does not exist; give a run folder, a summary, a trace or a log"
@@ -123,12 +131,18 @@ def read_run(path: str | Path) -> RunRecord:
     files = [where] if where.is_file() else _candidates(where)
     for file in files:
         _read_file(file, run)
+    if where.is_dir():
+        from green_callbacks.analysis.loggers import read_tensorboard
+
+        read_tensorboard(where, run)
+    _read_hparams(where if where.is_dir() else where.parent, run)
     if not run.formats:
         raise RunReadError(
             f"{where} holds no run this package can read: looked for an energy summary "
             f"({', '.join(SUMMARY_NAMES)}), a trace ({', '.join(TRACE_NAMES)}), a CSV log "
-            f"({', '.join(HISTORY_NAMES)}, or any CSV with an epoch column) and a Hugging Face "
-            "trainer_state.json"
+            f"({', '.join(HISTORY_NAMES)}, or any CSV with an epoch column), a Hugging Face "
+            "trainer_state.json and TensorBoard event files; an MLflow run is "
+            "mlflow:RUN_ID@TRACKING_URI"
         )
     _fill_missing(run)
     return run
@@ -232,7 +246,7 @@ def _read_history(text: str, file: Path, run: RunRecord) -> None:
         if epoch is not None:
             numbers = {k: n for k, v in row.items() if (n := _number(v)) is not None}
             rows[int(epoch)] = {**numbers, "epoch": int(epoch)}
-    _merge_epochs(run, rows.values())
+    merge_epochs(run, rows.values())
     run.formats.append("history")
 
 
@@ -251,7 +265,7 @@ def _read_csv(text: str, file: Path, run: RunRecord) -> None:
             number = _number(value)
             if key not in ("epoch", "step") and number is not None:
                 merged[key] = number
-    _merge_epochs(run, by_epoch.values())
+    merge_epochs(run, by_epoch.values())
     run.formats.append("csv-log")
 
 
@@ -267,24 +281,49 @@ def _read_hf_state(data: Mapping[str, Any], run: RunRecord) -> None:
             number = _number(value)
             if key not in ("epoch", "step") and number is not None:
                 merged[key] = number
-    _merge_epochs(run, by_epoch.values())
+    merge_epochs(run, by_epoch.values())
     run.formats.append("hf-state")
 
 
-def _merge_epochs(run: RunRecord, rows: Iterable[dict[str, float]]) -> None:
+def merge_epochs(run: RunRecord, rows: Iterable[dict[str, float]]) -> None:
+    """Add per-epoch rows to ``run``, joining rows of the same epoch.
+
+    Args:
+        run: the record.
+        rows: one mapping per epoch, with ``epoch``.
+    """
     existing = {int(row["epoch"]): row for row in run.epochs}
     for row in rows:
         existing.setdefault(int(row["epoch"]), {"epoch": row["epoch"]}).update(row)
     run.epochs = [existing[k] for k in sorted(existing)]
 
 
+def _read_hparams(folder: Path, run: RunRecord) -> None:
+    """The provenance Lightning's loggers keep in ``hparams.yaml`` (flat ``key: value`` lines)."""
+    path = folder / "hparams.yaml"
+    if run.energy_kind is not None or not path.is_file():
+        return
+    pairs = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key.startswith("energy_source/"):
+            pairs[key] = value.strip().strip("'\"")
+    run.energy_kind = pairs.pop("energy_source/kind", None)
+    labels = [f"{k.removeprefix('energy_source/')}={v}" for k, v in sorted(pairs.items())]
+    run.energy_source = run.energy_source or ", ".join(labels) or None
+
+
 def _fill_missing(run: RunRecord) -> None:
     if "summary" not in run.formats:
-        run.missing.append("no energy summary: totals and provenance unknown")
+        provenance = "provenance from the logger" if run.energy_kind else "provenance unknown"
+        run.missing.append(f"no energy summary: totals from the logged figures, {provenance}")
+        logged = [v for _, v in run.series("energy/total_j")]
         totals = run.epoch_energy()
-        if totals and run.total_j is None:
+        if logged and run.total_j is None:
+            run.total_j = logged[-1]
+        elif totals and run.total_j is None:
             run.total_j = sum(j for _, j in totals)
-            run.missing.append("total energy summed from the logged epochs (no summary)")
+            run.missing.append("total energy summed from the logged epochs (no energy/total_j)")
     if not run.epochs:
         run.missing.append("no per-epoch history: no log with an epoch column was found")
     elif run.quality_key is None:

@@ -56,7 +56,7 @@ def test_lightning_csv_rows_of_one_epoch_are_merged(tmp_path: Path) -> None:
          "energy/train_epoch_j": 51.0},
     ]  # fmt: skip
     assert run.total_j == 101.5  # summed from the epochs, and said so
-    assert "total energy summed from the logged epochs (no summary)" in run.missing
+    assert "total energy summed from the logged epochs (no energy/total_j)" in run.missing
 
 
 def test_a_hugging_face_trainer_state_from_an_output_folder(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_a_cut_summary_is_a_note_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "history.csv").write_text("epoch,val_acc\n0,0.5\n", encoding="utf-8")
     run = read_run(tmp_path)
     assert run.formats == ["csv-log"] and any("not complete JSON" in n for n in run.notes)
-    assert "no energy summary: totals and provenance unknown" in run.missing
+    assert "no energy summary: totals from the logged figures, provenance unknown" in run.missing
 
 
 def test_paths_with_nothing_readable_say_what_was_looked_for(tmp_path: Path) -> None:
