@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -192,6 +192,7 @@ class EnergyCallbackArgs:
         self._pending_parts: dict[str, dict[str, Any]] = {}
         self._watcher: Watcher | None = None
         self._stale_state = False  # the pending state is a failed run's: not continued
+        self._oom_events: list[dict[str, Any]] = []  # carried into the next run's facts
         self.summary: dict[str, Any] | None = None
         """The end-of-run summary (docs/tracker.md), once a run has stopped."""
         self._init_state()
@@ -221,6 +222,8 @@ class EnergyCallbackArgs:
             if self._stale_state:
                 self._pending_state, self._stale_state = {}, False
             session = EnergySession(self.config, **options, **self._session_options).start()
+            if self._oom_events:
+                session.facts["oom_events"] = list(self._oom_events)
             self._session = session
             session.load_state_dict(self._pending_state)
             self._pending_state = {}
@@ -296,6 +299,16 @@ class EnergyCallbackArgs:
                     from green_callbacks.analysis.cli import advise_run_folder
 
                     advise_run_folder(session.folder.root)
+
+    def record_oom_events(self, events: Sequence[Any]) -> None:
+        """The out-of-memory errors an ``OOMGuard`` handled, for the run folder's facts (P7).
+
+        Args:
+            events: the guard's :class:`~green_callbacks.policies.memory.OOMEvent` records.
+        """
+        self._oom_events = [asdict(e) for e in events]
+        if self._session is not None:
+            self._session.facts["oom_events"] = list(self._oom_events)
 
     def _close_at_exit(self) -> None:
         self._close_session(note="the process exited before this run's end hook ran")

@@ -73,9 +73,13 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
                 self.load_run_state(json.loads(saved.read_text(encoding="utf-8")))
         train = CallWatch.find(lambda owner: isinstance(owner, Trainer), ("train",))
         session = self._open_session(train, synchronize=_cuda_synchronize())  # closed if it raises
-        if kwargs.get("model") is not None:
-            session.facts.update(model_facts(kwargs["model"].parameters()))
-            session.facts["architecture"] = type(kwargs["model"]).__name__
+        model = kwargs.get("model")
+        if model is not None:
+            session.facts.update(model_facts(model.parameters()))
+            config = getattr(model, "config", None)
+            session.facts["architecture"] = getattr(config, "model_type", type(model).__name__)
+            if config is not None:  # from_pretrained records where the weights came from
+                session.facts["loaded_weights"] = bool(getattr(config, "_name_or_path", ""))
         session.facts["checkpoints"] = []
         if args.report_to and not self.attached:
             warnings.warn(

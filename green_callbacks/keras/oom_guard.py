@@ -143,6 +143,9 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
             batch_size = self.driver.next_batch_size(
                 batch_size, error, epoch=self._epoch, step=self._steps, checkpoint=path
             )
+            for callback in callbacks:  # the next run's facts (the advisor's P7)
+                if isinstance(callback, EnergyCallbackArgs):
+                    callback.record_oom_events(self.events)
             _compat.clear_initial_epoch(model)  # let the retry start where the guard says
 
         return self._whole_history(self.driver.run(train, recover))

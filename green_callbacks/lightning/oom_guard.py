@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.parsing import (
 
 from green_callbacks.core import keys
 from green_callbacks.core.memory import device_memory, measured_peak
+from green_callbacks.core.session import EnergyCallbackArgs
 from green_callbacks.errors import OOMGuardConfigError
 from green_callbacks.lightning import _compat
 from green_callbacks.lightning.callback import to_loggers
@@ -156,6 +157,9 @@ class OOMGuard(pl.Callback):
         to_loggers(
             trainer, {keys.OOM_BATCH_SIZE: batch_size, keys.OOM_RECOVERIES: len(self.events)}
         )
+        for callback in trainer.callbacks:  # the run folder's facts (the advisor's P7)
+            if isinstance(callback, EnergyCallbackArgs):
+                callback.record_oom_events(self.events)
 
     def _recover(self, trainer: Any, error: BaseException) -> None:
         _free_memory(trainer)

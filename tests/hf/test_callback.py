@@ -197,3 +197,26 @@ def test_run_dir_holds_the_history_and_the_saves(tmp_path: Path, trace: str) -> 
                 "time/data_wait_fraction", "memory/host_rss_mib"} <= set(row)  # fmt: skip
     assert run.facts["params"] == 18 and run.facts["architecture"] == "TinyClassifier"
     assert [c["path"] for c in run.facts["checkpoints"]] == ["checkpoint-4", "checkpoint-8"]
+
+
+def test_a_standard_model_built_from_a_config_is_told_to_start_pretrained(
+    tmp_path: Path, trace: str
+) -> None:
+    from green_callbacks.analysis import advise, read_run
+
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=16)  # fmt: skip
+    model = transformers.BertForSequenceClassification(config)
+    data = [{"input_ids": torch.tensor([1, 2, 3, 4]), "labels": torch.tensor(i % 2)}
+            for i in range(8)]  # fmt: skip
+    arguments = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=4,
+        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    callback = EnergyCallback(meters=trace, run_dir=tmp_path / "run")
+    transformers.Trainer(model=model, args=arguments, train_dataset=data,
+                         callbacks=[callback]).train()  # fmt: skip
+    run = read_run(tmp_path / "run")
+    assert run.facts["architecture"] == "bert" and run.facts["loaded_weights"] is False
+    [p1] = [f for f in advise(run) if f.pattern == "P1"]
+    assert p1.verdict == "applies" and "bert was trained from random weights" in p1.reason

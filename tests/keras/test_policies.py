@@ -303,6 +303,9 @@ def test_oom_mid_training_is_survived_with_a_smaller_batch(tmp_path: Path) -> No
     # the energy total counts every batch run, the ones of the interrupted epoch included
     steps = len(fault.sizes)
     assert history.history[keys.TOTAL_J][-1] == pytest.approx(100.0 * steps)
+    # the last run's summary holds the events, so the advisor can name them (P7)
+    assert meter.summary is not None
+    assert [e["new_batch_size"] for e in meter.summary["facts"]["oom_events"]] == [8, 4]
 
 
 def test_preflight_shrinks_before_training_and_leaves_no_trace() -> None:

@@ -122,6 +122,10 @@ def test_oom_mid_training_is_survived_with_a_smaller_batch(tmp_path: Path) -> No
     assert energy.summary["totals"]["energy_j"] == pytest.approx(100.0 * len(model.sizes))
     logged = (tmp_path / "logs" / "version_0" / "metrics.csv").read_text()
     assert keys.OOM_BATCH_SIZE in logged and keys.HOST_RSS_MIB in logged
+    # the summary's facts hold the events, so the advisor can name them (P7)
+    facts = energy.summary["facts"]
+    assert [(e["batch_size"], e["new_batch_size"]) for e in facts["oom_events"]] == [
+        (64, 32), (32, 16)]  # fmt: skip
 
 
 def test_oom_at_the_floor_is_a_clear_error_after_an_emergency_save(tmp_path: Path) -> None:
