@@ -71,9 +71,11 @@ def add_parsers(sub: Any) -> None:
     report = sub.add_parser(
         "report",
         help="an HTML page and PNG figures of one or more runs, with the advice",
-        description="Read each PATH (a run folder, an energy summary, a trace, a CSVLogger file "
-        "or a trainer_state.json) and write --out/report.html (figures embedded: it opens from "
-        "disk with no network) and the figures as PNG files (docs/report.md).",
+        description="Read each PATH (a run folder, an energy summary, a trace, a CSVLogger file, "
+        "a trainer_state.json, a TensorBoard log, mlflow:RUN_ID@URI; or a compression report, a "
+        "serving sweep, a study or a search comparison) and write --out/report.html (figures "
+        "embedded: it opens from disk with no network) and the figures as PNG files "
+        "(docs/report.md).",
     )
     report.add_argument("paths", nargs="+", metavar="PATH", help="runs to show")
     report.add_argument("--out", default="runs/report", help="output folder (default %(default)s)")
@@ -169,11 +171,23 @@ def advise_run_folder(folder: Path) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from green_callbacks.analysis import read_run
+    from green_callbacks.analysis import RunReadError, read_run
     from green_callbacks.analysis.report import build_report
+    from green_callbacks.analysis.results import read_result
 
-    runs = [read_run(path) for path in args.paths]
-    page = build_report(runs, args.out)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, results = [], []
+    for path in args.paths:
+        result = read_result(path, out)
+        if result is not None:
+            results.append(result)
+        try:
+            runs.append(read_run(path))
+        except RunReadError:
+            if result is None:
+                raise
+    page = build_report(runs, out, results=results)
     for run in runs:
         if run.missing:
             print(f"{run.source}: missing: {'; '.join(run.missing)}")

@@ -25,6 +25,7 @@ from typing import Any
 
 from green_callbacks._optional import pyplot as headless_pyplot
 from green_callbacks.analysis.advisor import Finding, Thresholds, advise, would_stop
+from green_callbacks.analysis.results import ToolResult
 from green_callbacks.analysis.run import RunRecord
 from green_callbacks.core.atomic import atomic_write
 
@@ -32,13 +33,19 @@ PAGE = "report.html"
 
 
 def build_report(
-    runs: Sequence[RunRecord], out: str | Path, *, thresholds: Thresholds | None = None
+    runs: Sequence[RunRecord],
+    out: str | Path,
+    *,
+    results: Sequence[ToolResult] = (),
+    thresholds: Thresholds | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures into ``out``; returns the page.
 
     Args:
         runs: the runs to show (several: their curves are also overlaid).
         out: the folder (created).
+        results: other tools' outputs to show after the runs
+            (:func:`~green_callbacks.analysis.results.read_result`).
         thresholds: the advisor's thresholds (default :class:`Thresholds`).
     """
     folder = Path(out)
@@ -48,6 +55,7 @@ def build_report(
     for index, run in enumerate(runs):
         figures = _run_figures(run, folder, f"run{index + 1}", thresholds)
         sections.append(_section(run, figures, advise(run, thresholds)))
+    sections += [_result_section(result) for result in results]
     overlay = _overlay(runs, folder) if len(runs) > 1 else None
     page = _page(runs, sections, overlay)
     path = folder / PAGE
@@ -194,6 +202,22 @@ def _overlay(runs: Sequence[RunRecord], folder: Path) -> Path | None:
     return path
 
 
+def _images(figures: Sequence[Path]) -> str:
+    e = html.escape
+    return "".join(
+        f"<figure><img alt='{e(p.stem)}' src='data:image/png;base64,"
+        f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{e(p.name)}</figcaption>"
+        "</figure>"
+        for p in figures
+    )
+
+
+def _result_section(result: ToolResult) -> str:
+    e = html.escape
+    return (f"<section><h2>{e(result.title)}</h2><p>{e(result.source)}</p>"
+            f"<pre>{e(result.text)}</pre>{_images(result.figures)}</section>")  # fmt: skip
+
+
 def _section(run: RunRecord, figures: Sequence[Path], findings: Sequence[Finding]) -> str:
     e = html.escape
     rows = [
@@ -211,12 +235,7 @@ def _section(run: RunRecord, figures: Sequence[Path], findings: Sequence[Finding
         f"</td></tr>"
         for f in findings
     )
-    images = "".join(
-        f"<figure><img alt='{e(p.stem)}' src='data:image/png;base64,"
-        f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{e(p.name)}</figcaption>"
-        "</figure>"
-        for p in figures
-    )
+    images = _images(figures)
     return (
         f"<section><h2>{e(run.source)}</h2><table>{table}</table>"
         + (f"<h3>Missing or noted</h3><ul>{missing}</ul>" if missing else "")
@@ -227,6 +246,7 @@ def _section(run: RunRecord, figures: Sequence[Path], findings: Sequence[Finding
 
 
 STYLE = (
+    "pre{background:#f6f6f6;padding:.5em;overflow-x:auto;font-size:85%}"
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:4px 8px;"
     "text-align:left;vertical-align:top}figure{display:inline-block;margin:.5em}"

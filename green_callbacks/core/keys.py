@@ -66,6 +66,10 @@ DATA_WAIT_FRACTION = "time/data_wait_fraction"
 start of the next, waiting for the data loader (and callbacks). Logged per training epoch
 by adapters that see batch starts. Units: fraction."""
 
+CPU_UTILIZATION = "cpu/process_utilization"
+"""Share of the machine's logical CPUs the training process kept busy over the epoch (its
+user and system CPU time over wall time x CPUs), in the run folder's history. Units: fraction."""
+
 OOM_BATCH_SIZE = "oom/batch_size"
 """The batch size an ``OOMGuard`` continued with after an out-of-memory error. Units: samples."""
 

@@ -78,6 +78,28 @@ class RunFolder:
                           cause=err)  # fmt: skip
 
 
+def process_cpu_s() -> float:
+    """CPU time this process has used so far (user and system, all threads). Units: s."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
+def cpu_utilization(cpu_s: float, wall_s: float) -> float | None:
+    """Share of the machine's logical CPUs this process kept busy over ``wall_s``.
+
+    Args:
+        cpu_s: CPU time used in that span. Units: s.
+        wall_s: the span. Units: s.
+
+    Example:
+        >>> cpu_utilization(cpu_s=2.0, wall_s=1.0) == 2.0 / (psutil.cpu_count() or 1)
+        True
+    """
+    if wall_s <= 0:
+        return None
+    return min(cpu_s / (wall_s * (psutil.cpu_count() or 1)), 1.0)
+
+
 def host_rss_mib() -> float:
     """This process's resident memory now. Units: MiB."""
     return float(psutil.Process().memory_info().rss) / MIB

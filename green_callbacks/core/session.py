@@ -36,7 +36,12 @@ from typing import Any, Protocol
 from green_callbacks.core import keys
 from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.records import WindowResult
-from green_callbacks.core.run_folder import RunFolder, host_rss_mib
+from green_callbacks.core.run_folder import (
+    RunFolder,
+    cpu_utilization,
+    host_rss_mib,
+    process_cpu_s,
+)
 from green_callbacks.core.tracker import DEFAULT_SAMPLE_INTERVAL_S, EnergyTracker, Window
 from green_callbacks.core.units import Carbon
 from green_callbacks.core.watch import WATCH_INTERVAL_S, CallWatch, Watcher
@@ -433,6 +438,7 @@ class EnergySession:
         self._epoch_figures: dict[str, float] = {}  # this epoch's, for the run folder's history
         self._batch_done_s: float | None = None  # when the last training batch ended
         self._waited_s: float | None = None  # None until an adapter reports batch starts
+        self._cpu_at_start: tuple[float, float] | None = None  # clock, CPU seconds
         self.facts: dict[str, Any] = {}
         """What the run folder's summary records besides energy: the model's parameters and
         dtypes (``params``, ``dtypes``, ``size_bytes``), ``checkpoints`` saved, ``oom_events``."""
@@ -517,6 +523,8 @@ class EnergySession:
         if phase == "train":
             self._batch_done_s = self._epochs[phase].start_s
             self._waited_s = None
+            if self.folder is not None:  # the epoch's CPU use, for the history
+                self._cpu_at_start = (self._epochs[phase].start_s, process_cpu_s())
         self._excluded[phase] = (0.0, 0.0, 0.0)
         if self.config.granularity == "batch" and measure_first:
             self._laps[phase] = self.tracker.open("batch", phase)
@@ -620,6 +628,11 @@ class EnergySession:
             return
         own = {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)}
         row = {**own, **figures, keys.HOST_RSS_MIB: host_rss_mib(), "epoch": epoch}
+        if self._cpu_at_start is not None:
+            started, cpu = self._cpu_at_start
+            share = cpu_utilization(process_cpu_s() - cpu, self.tracker.clock() - started)
+            if share is not None:
+                row[keys.CPU_UTILIZATION] = share
         self.folder.append_epoch(row, strict=self.config.strict)
 
     def note_checkpoint(self, where: str = "") -> None:

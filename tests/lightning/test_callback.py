@@ -297,6 +297,7 @@ def test_run_dir_holds_history_facts_and_checkpoints_for_the_advisor(
         assert {"val_loss", "energy/train_epoch_j", "energy/val_epoch_j"} <= set(row)
         assert row["time/data_wait_fraction"] > 0.5  # 80 ms of loading per epoch, tiny steps
         assert row["memory/host_rss_mib"] > 50
+        assert 0 < row["cpu/process_utilization"] <= 1
     assert run.facts["params"] == 18 and run.facts["dtypes"] == ["float32"]
     assert run.facts["architecture"] == "TinyModel" and len(run.facts["checkpoints"]) == 3
     by_pattern = {f.pattern: f.verdict for f in advise(run)}
