@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,18 +235,13 @@ def _read_trace(text: str, file: Path, run: RunRecord) -> None:
 
 
 def _read_history(text: str, file: Path, run: RunRecord) -> None:
-    rows = {}
+    entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         try:
-            row = json.loads(line)
+            entries.append(json.loads(line))
         except json.JSONDecodeError:
             run.notes.append(f"{file}: line {number} is cut short or not JSON; skipped")
-            continue
-        epoch = _number(row.get("epoch")) if isinstance(row, dict) else None
-        if epoch is not None:
-            numbers = {k: n for k, v in row.items() if (n := _number(v)) is not None}
-            rows[int(epoch)] = {**numbers, "epoch": int(epoch)}
-    merge_epochs(run, rows.values())
+    merge_epochs(run, _by_epoch(entries, int))
     run.formats.append("history")
 
 
@@ -255,34 +250,36 @@ def _read_csv(text: str, file: Path, run: RunRecord) -> None:
     if not rows or "epoch" not in rows[0]:
         run.notes.append(f"{file} has no epoch column; not a training log")
         return
-    by_epoch: dict[int, dict[str, float]] = {}
-    for row in rows:  # Lightning writes several rows per epoch: the last value of each wins
-        epoch = _number(row.get("epoch"))
-        if epoch is None:
-            continue
-        merged = by_epoch.setdefault(int(epoch), {"epoch": int(epoch)})
-        for key, value in row.items():
-            number = _number(value)
-            if key not in ("epoch", "step") and number is not None:
-                merged[key] = number
-    merge_epochs(run, by_epoch.values())
+    merge_epochs(run, _by_epoch(rows, int))  # Lightning writes several rows per epoch
     run.formats.append("csv-log")
 
 
 def _read_hf_state(data: Mapping[str, Any], run: RunRecord) -> None:
-    by_epoch: dict[int, dict[str, float]] = {}
-    for entry in data.get("log_history") or []:
-        epoch = _number(entry.get("epoch"))
+    # HF's epoch 1.0 ends the first epoch; 0.5 is half-way through it
+    merge_epochs(
+        run, _by_epoch(data.get("log_history") or [], lambda e: max(math.ceil(e - 1e-6) - 1, 0))
+    )
+    run.formats.append("hf-state")
+
+
+def _by_epoch(entries: Iterable[Any], index: Callable[[float], int]) -> list[dict[str, float]]:
+    """Logged entries as one row per epoch: the last number of each key in an epoch wins.
+
+    Args:
+        entries: mappings with an ``epoch`` (others are skipped).
+        index: the epoch's index from the logged ``epoch`` value.
+    """
+    found: dict[int, dict[str, float]] = {}
+    for entry in entries:
+        epoch = _number(entry.get("epoch")) if isinstance(entry, Mapping) else None
         if epoch is None:
             continue
-        index = max(math.ceil(epoch - 1e-6) - 1, 0)  # HF's epoch 1.0 ends the first epoch
-        merged = by_epoch.setdefault(index, {"epoch": index})
+        merged = found.setdefault(index(epoch), {"epoch": index(epoch)})
         for key, value in entry.items():
             number = _number(value)
             if key not in ("epoch", "step") and number is not None:
                 merged[key] = number
-    merge_epochs(run, by_epoch.values())
-    run.formats.append("hf-state")
+    return list(found.values())
 
 
 def merge_epochs(run: RunRecord, rows: Iterable[dict[str, float]]) -> None:
