@@ -153,7 +153,15 @@ def _power(run: RunRecord, axis: Any, t: Thresholds) -> bool:
             )
     xs = [w["start_s"] - origin + w["duration_s"] / 2 for w in steps]
     axis.plot(xs, [w["energy_j"] / w["duration_s"] for w in steps], color="C0", linewidth=1)
-    axis.set_xlabel("time since the run started, s (shaded: training blue, validation green)")
+    saves = [c["time_s"] for c in run.facts.get("checkpoints") or []
+             if isinstance(c, dict) and isinstance(c.get("time_s"), (int, float))]  # fmt: skip
+    for at in saves:
+        axis.axvline(at - origin, color="C3", linestyle=":", linewidth=1)
+    marks = "; dotted red: checkpoint saves" if saves else ""
+    axis.set_xlabel(
+        f"time since the run started, s (shaded: training blue, validation green{marks})",
+        fontsize=8,
+    )
     axis.set_ylabel(f"power, W ({_kind(run)})")
     axis.set_title("Power over time")
     axis.set_ylim(bottom=0)

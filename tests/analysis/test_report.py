@@ -77,6 +77,15 @@ def test_a_full_run_gets_four_figures_advice_and_its_provenance(tmp_path: Path) 
     assert "http" not in text.replace("https://", "")  # nothing to fetch: opens offline
 
 
+def test_checkpoint_saves_are_marked_on_the_power_figure(tmp_path: Path) -> None:
+    plain = build_report([full_run("run A")], tmp_path / "plain")
+    run = full_run("run A")
+    run.facts["checkpoints"] = [{"time_s": 19.0, "path": ""}, {"time_s": 39.0, "path": ""}]
+    build_report([run], tmp_path / "saves")
+    marked = (tmp_path / "saves" / "run1_power.png").read_bytes()
+    assert marked != (plain.parent / "run1_power.png").read_bytes()  # two lines more
+
+
 def test_several_runs_are_overlaid(tmp_path: Path) -> None:
     page = build_report([full_run("run A"), full_run("run B", "estimated")], tmp_path)
     assert (tmp_path / "runs_overlay.png").is_file()
