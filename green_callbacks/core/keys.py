@@ -70,6 +70,13 @@ CPU_UTILIZATION = "cpu/process_utilization"
 """Share of the machine's logical CPUs the training process kept busy over the epoch (its
 user and system CPU time over wall time x CPUs), in the run folder's history. Units: fraction."""
 
+
+def utilization(domain: str) -> str:
+    """Mean utilisation of a device over the training epoch (``gpu:0``: NVML's rate, read at
+    every sample), in the run folder's history. Units: fraction."""
+    return f"utilization/{domain}"
+
+
 OOM_BATCH_SIZE = "oom/batch_size"
 """The batch size an ``OOMGuard`` continued with after an out-of-memory error. Units: samples."""
 

@@ -439,6 +439,7 @@ class EnergySession:
         self._batch_done_s: float | None = None  # when the last training batch ended
         self._waited_s: float | None = None  # None until an adapter reports batch starts
         self._cpu_at_start: tuple[float, float] | None = None  # clock, CPU seconds
+        self._busy_at_start: dict[str, tuple[float, int]] = {}  # GPU utilisation sums
         self.facts: dict[str, Any] = {}
         """What the run folder's summary records besides energy: the model's parameters and
         dtypes (``params``, ``dtypes``, ``size_bytes``), ``checkpoints`` saved, ``oom_events``."""
@@ -523,8 +524,9 @@ class EnergySession:
         if phase == "train":
             self._batch_done_s = self._epochs[phase].start_s
             self._waited_s = None
-            if self.folder is not None:  # the epoch's CPU use, for the history
+            if self.folder is not None:  # the epoch's CPU and GPU use, for the history
                 self._cpu_at_start = (self._epochs[phase].start_s, process_cpu_s())
+                self._busy_at_start = self.tracker.utilization_totals()
         self._excluded[phase] = (0.0, 0.0, 0.0)
         if self.config.granularity == "batch" and measure_first:
             self._laps[phase] = self.tracker.open("batch", phase)
@@ -633,6 +635,10 @@ class EnergySession:
             share = cpu_utilization(process_cpu_s() - cpu, self.tracker.clock() - started)
             if share is not None:
                 row[keys.CPU_UTILIZATION] = share
+        for domain, (busy, reads) in self.tracker.utilization_totals().items():
+            busy_then, reads_then = self._busy_at_start.get(domain, (0.0, 0))
+            if reads > reads_then:
+                row[keys.utilization(domain)] = (busy - busy_then) / (reads - reads_then)
         self.folder.append_epoch(row, strict=self.config.strict)
 
     def note_checkpoint(self, where: str = "") -> None:

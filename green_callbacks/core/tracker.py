@@ -420,6 +420,19 @@ class EnergyTracker:
             deltas = tuple(d if d > 0.0 else 0.0 for d in ends)
         return sum(deltas) if self._all_top else sum(self._layout.total_of(deltas))
 
+    def utilization_totals(self) -> dict[str, tuple[float, int]]:
+        """Per domain, the utilisation rates its source has read so far: (sum, count).
+
+        Only sources that report utilisation (NVML) appear; the mean between two
+        calls is that domain's utilisation over the span.
+        """
+        totals: dict[str, tuple[float, int]] = {}
+        for source in self._sources:
+            report = getattr(source.meter, "utilization_totals", None)
+            if callable(report):
+                totals.update(report())
+        return totals
+
     def peek_run(self) -> float:
         """Energy of the run so far (with any loaded prior state), interpolated. Units: J.
 

@@ -77,6 +77,9 @@ class _Gpu:
     last_power_w: float = 0.0
     last_t: float = 0.0
     integrated_j: float = 0.0
+    busy_sum: float = 0.0  # NVML's utilisation rate at each read, summed (fraction)
+    busy_reads: int = 0
+    busy_supported: bool = True
 
 
 class NvmlMeter:
@@ -163,7 +166,29 @@ class NvmlMeter:
                 energy[gpu.domain.name] = self._read_gpu(nvml, gpu, now)
         except nvml.NVMLError as err:
             raise MeterReadError(f"NVML read failed: {err}") from err
+        for gpu in self._gpus:
+            self._read_busy(nvml, gpu)
         return Reading(now, energy)
+
+    @staticmethod
+    def _read_busy(nvml: ModuleType, gpu: _Gpu) -> None:
+        """Add the GPU's utilisation rate now (the share of NVML's last sample period,
+        1/6 s to 1 s, with a kernel running) to its running sum; unsupported: stop asking."""
+        if not gpu.busy_supported:
+            return
+        try:
+            gpu.busy_sum += float(nvml.nvmlDeviceGetUtilizationRates(gpu.handle).gpu) / 100.0
+            gpu.busy_reads += 1
+        except (nvml.NVMLError, AttributeError, TypeError, ValueError):
+            gpu.busy_supported = False
+
+    def utilization_totals(self) -> dict[str, tuple[float, int]]:
+        """Per GPU domain, the utilisation rates read so far: (their sum, how many).
+
+        The mean between two calls is the GPU's utilisation over that span, at the
+        sampler's rate (every read of this meter).
+        """
+        return {g.domain.name: (g.busy_sum, g.busy_reads) for g in self._gpus if g.busy_reads}
 
     @staticmethod
     def _read_gpu(nvml: ModuleType, gpu: _Gpu, now: float) -> float:

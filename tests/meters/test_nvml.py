@@ -165,3 +165,44 @@ def test_no_visible_gpu_is_unavailable(install: Any, monkeypatch: pytest.MonkeyP
 )
 def test_visible_physical_indices_follow_cuda_rules(env: str | None, expected: list[int]) -> None:
     assert visible_physical_indices(env, UUIDS) == expected
+
+
+def test_gpu_utilisation_is_averaged_over_the_training_epoch(install: Any, tmp_path: Any) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from green_callbacks.core.session import CallbackConfig, EnergySession
+
+    fake = install(fake_pynvml(energy_mj=[0, 0]))
+    rates = {"handle-0": 0, "handle-1": 0}
+    fake.nvmlDeviceGetUtilizationRates.side_effect = lambda h: SimpleNamespace(gpu=rates[h])
+    clock = FakeClock()
+    config = CallbackConfig(meters=[NvmlMeter(clock=clock)], run_dir=tmp_path, granularity="epoch")
+    session = EnergySession(config, clock=clock, sample_interval_s=None).start()
+    rates.update({"handle-0": 10, "handle-1": 90})  # before the epoch: not counted
+    session.tracker.poll()
+    rates.update({"handle-0": 40, "handle-1": 5})  # every read during the epoch
+    session.epoch_start("train")
+    for _ in range(3):
+        clock.advance(1.0)
+        session.tracker.poll()
+    session.epoch_end("train")
+    session.record_epoch(0)
+    rates.update({"handle-0": 100, "handle-1": 100})  # after it: not counted either
+    session.tracker.poll()
+    session.stop()
+    row = json.loads((tmp_path / "history.jsonl").read_text())
+    assert row["utilization/gpu:0"] == pytest.approx(0.40)
+    assert row["utilization/gpu:1"] == pytest.approx(0.05)
+
+
+def test_a_gpu_without_utilisation_rates_is_left_out(install: Any) -> None:
+    fake = install(fake_pynvml())
+    fake.nvmlDeviceGetUtilizationRates.side_effect = pynvml.NVMLError(
+        pynvml.NVML_ERROR_NOT_SUPPORTED
+    )
+    meter = NvmlMeter()
+    meter.read()
+    meter.read()
+    assert meter.utilization_totals() == {}
+    assert fake.nvmlDeviceGetUtilizationRates.call_count == 2  # asked once per GPU, then never
