@@ -641,14 +641,27 @@ class EnergySession:
                 row[keys.utilization(domain)] = (busy - busy_then) / (reads - reads_then)
         self.folder.append_epoch(row, strict=self.config.strict)
 
-    def note_checkpoint(self, where: str = "") -> None:
+    def note_checkpoint(
+        self, where: str = "", *, energy_j: float | None = None, since_s: float | None = None
+    ) -> None:
         """A checkpoint was saved (recorded in the summary's ``facts``).
 
         Args:
             where: its path, when known.
+            energy_j: the save's measured energy, when it was metered. Units: J.
+            since_s: when that metered save began (tracker clock): a save already
+                recorded since then (the framework's own hook) gets the energy
+                instead of a second record. Units: s.
         """
         saves = self.facts.setdefault("checkpoints", [])
-        saves.append({"time_s": self.tracker.clock(), "path": where})
+        last = saves[-1] if saves else None
+        if energy_j is not None and since_s is not None and last and last["time_s"] >= since_s:
+            last["energy_j"] = energy_j
+            return
+        save: dict[str, Any] = {"time_s": self.tracker.clock(), "path": where}
+        if energy_j is not None:
+            save["energy_j"] = energy_j
+        saves.append(save)
 
     def _remember(self, metrics: dict[str, float]) -> None:
         """Aggregate the figures as logged, for the summary's ``metrics`` (same names)."""

@@ -179,6 +179,7 @@ class SaveSchedule:
             )  # fmt: skip
             return None
         self.planner.record(cost)
+        session.note_checkpoint(energy_j=cost, since_s=window.start_s)
         self._since = session.tracker.open("phase", "since_checkpoint", exact=False)
         self.last_decision, self.last_cost_j = decision, cost
         log.info("EnergyCheckpoint saved (%s; %.3g J)", decision.message, cost)

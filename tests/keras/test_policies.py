@@ -219,6 +219,9 @@ def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(tmp_path: P
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
     pointer = json.loads((tmp_path / "backup" / "latest.json").read_text())
     assert pointer["folder"].endswith("-epoch=1-batch=2")
+    # Keras tells callbacks of no saves, but this one was EnergyCheckpoint's: recorded, metered
+    [save] = meter.summary["facts"]["checkpoints"]
+    assert save["energy_j"] == 0.0  # metered on the fake clock, which the save did not move
     weights_at_save = net.get_weights()
 
     # a new process would build everything again: so do we

@@ -174,6 +174,10 @@ def test_checkpoints_follow_energy_atomically_and_keep_the_last_k(tmp_path: Path
     assert last["global_step"] == max(steps)  # last.ckpt is the newest save
     assert logged(tmp_path, keys.CHECKPOINT_J) and min(logged(tmp_path, keys.CHECKPOINT_J)) > 0
     assert energy.summary is not None and "phase/checkpoint" in str(energy.summary)
+    # each save is recorded once (the framework's hook), with its measured energy
+    saves = energy.summary["facts"]["checkpoints"]
+    assert len(saves) == saver.planner.saves
+    assert [s["energy_j"] for s in saves] == pytest.approx(logged(tmp_path, keys.CHECKPOINT_J))
 
 
 def test_a_corrupt_newest_checkpoint_resumes_from_the_one_before(tmp_path: Path) -> None:
