@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -72,3 +73,19 @@ def test_a_folder_of_nothing_known_is_no_result(tmp_path: Path) -> None:
     assert read_result(tmp_path, tmp_path) is None
     (tmp_path / "x.json").write_text("{}")
     assert read_result(tmp_path / "x.json", tmp_path) is None
+
+
+def test_a_study_folder_gives_its_comparison_and_box_plots(tmp_path: Path) -> None:
+    from green_callbacks.study import runner
+    from green_callbacks.study.definition import parse
+    from green_callbacks.testing import constant_power_trace
+
+    data = {"factors": {"size": [2000, 20000]},
+            "workloads": [{"name": "spin", "entry": "green_callbacks.study.workloads:spin"}],
+            "study": {"phases": ["train"], "repetitions": 3, "cooldown_s": 0.0,
+                      "meters": [constant_power_trace(tmp_path, 40.0)]}}  # fmt: skip
+    runner.run_study(parse(data, "inline"), tmp_path / "study", progress=io.StringIO())
+    result = read_result(tmp_path / "study", tmp_path / "out")
+    assert result is not None and result.kind == "study"
+    assert "size" in result.text and "energy_j" in result.text
+    assert any(p.name.startswith("study_box_") for p in result.figures)
