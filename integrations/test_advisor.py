@@ -65,7 +65,7 @@ def test_many_epochs_of_flat_accuracy_get_the_early_stopping_setting(
 def test_a_long_run_without_checkpoints_is_told_to_checkpoint(tmp_path: Path) -> None:
     folder = fit(DigitsCNN(), tmp_path, epochs=2)
     done = subprocess.run(
-        [sys.executable, "-m", "green_callbacks.cli", "advise", str(folder), "--long-run-s", "0.5"],
+        [sys.executable, "-m", "green_callbacks.cli", "advise", str(folder), "--long-run-s", "0.05"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
