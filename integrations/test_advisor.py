@@ -64,10 +64,10 @@ def test_many_epochs_of_flat_accuracy_get_the_early_stopping_setting(
 
 def test_a_long_run_without_checkpoints_is_told_to_checkpoint(tmp_path: Path) -> None:
     folder = fit(DigitsCNN(), tmp_path, epochs=2)
+    command = [sys.executable, "-m", "green_callbacks.cli", "advise", str(folder)]
     done = subprocess.run(
-        [sys.executable, "-m", "green_callbacks.cli", "advise", str(folder), "--long-run-s", "0.05"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [*command, "--long-run-s", "0.05"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "[applies] P2 checkpoint long runs" in done.stdout
     assert "do: EnergyCheckpoint(max_overhead=0.01)" in done.stdout
