@@ -30,6 +30,7 @@ from typing import Any
 
 from green_callbacks.analysis.run import QUALITY_KEYS, RunRecord
 from green_callbacks.core import keys
+from green_callbacks.core.units import human_duration
 from green_callbacks.policies.memory import LeakWatch
 from green_callbacks.policies.stopping import StoppingConfig, StoppingPolicy
 
@@ -153,12 +154,6 @@ def would_stop(run: RunRecord, thresholds: Thresholds) -> int | None:
     return _stopping_epoch(points, energy, key, threshold, thresholds.patience)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
 def diminishing_returns(run: RunRecord, t: Thresholds) -> Finding:
     """Accuracy per kJ flattened: the ``EnergyEarlyStopping`` setting that stops there."""
     title = "accuracy flattens long before energy does"
@@ -232,7 +227,7 @@ def checkpointing(run: RunRecord, t: Thresholds) -> Finding:
             CANNOT_TELL,
             "no record of checkpoint saves (EnergyCallback(run_dir=...) records them)",
         )
-    evidence = {"duration": _duration(run.duration_s), "checkpoint saves": str(len(saves))}
+    evidence = {"duration": human_duration(run.duration_s), "checkpoint saves": str(len(saves))}
     if saves:
         return Finding(
             "P2", title, DOES_NOT_APPLY, f"the run saved {len(saves)} checkpoint(s)", evidence
@@ -242,7 +237,7 @@ def checkpointing(run: RunRecord, t: Thresholds) -> Finding:
             "P2",
             title,
             DOES_NOT_APPLY,
-            f"a run of {_duration(run.duration_s)} (< {_duration(t.long_run_s)}) "
+            f"a run of {human_duration(run.duration_s)} (< {human_duration(t.long_run_s)}) "
             "risks little without checkpoints",
             evidence,
         )
@@ -251,7 +246,7 @@ def checkpointing(run: RunRecord, t: Thresholds) -> Finding:
         "P2",
         title,
         APPLIES,
-        f"{_duration(run.duration_s)} of training and no checkpoint: a crash or pre-emption "
+        f"{human_duration(run.duration_s)} of training and no checkpoint: a crash or pre-emption "
         "restarts it from zero",
         evidence,
         None

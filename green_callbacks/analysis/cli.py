@@ -81,6 +81,15 @@ def add_parsers(sub: Any) -> None:
     report.add_argument("--out", default="runs/report", help="output folder (default %(default)s)")
     report.set_defaults(handler=_cmd_report)
 
+    card = sub.add_parser(
+        "card",
+        help="a run's training energy as a Markdown 'Energy' section for a model card",
+        description="Print the Energy section (energy, duration, power, provenance, sources, "
+        "carbon) of a run's summary: a summary JSON or a run folder holding one.",
+    )
+    card.add_argument("path", help="summary JSON or run folder")
+    card.set_defaults(handler=_cmd_card)
+
 
 def _cmd_advise(args: argparse.Namespace) -> int:
     from green_callbacks.analysis import Thresholds, advise, format_advice, read_run
@@ -168,6 +177,26 @@ def advise_run_folder(folder: Path) -> None:
         print(f"green_callbacks: {failure}")
     if written:
         print(f"green_callbacks: advice written to {written[0]}")
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from green_callbacks.analysis.run import SUMMARY_NAMES, RunReadError
+    from green_callbacks.core.card import energy_card
+
+    where = Path(args.path)
+    found = (
+        [where] if where.is_file() else [where / n for n in SUMMARY_NAMES if (where / n).is_file()]
+    )
+    try:
+        summary = json.loads(found[0].read_text(encoding="utf-8")) if found else None
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunReadError(f"{found[0]} is not a readable energy summary ({err})") from err
+    if not isinstance(summary, dict):
+        raise RunReadError(
+            f"{where}: no energy summary ({', '.join(SUMMARY_NAMES)}, or a summary JSON file)"
+        )
+    print(energy_card(summary))
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -36,3 +36,18 @@ class Carbon:
     def grams(self, energy_j: float) -> float:
         """Emissions of ``energy_j`` drawn by the machine, facility included. Units: gCO2e."""
         return energy_j / J_PER_KWH * self.pue * self.intensity_g_per_kwh
+
+
+def human_duration(seconds: float) -> str:
+    """A duration for people: seconds, minutes or hours, three significant figures.
+
+    Args:
+        seconds: the duration. Units: s.
+
+    Example:
+        >>> human_duration(42.0), human_duration(600.0), human_duration(5400.0)
+        ('42 s', '10 min', '1.5 h')
+    """
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.3g} s"

@@ -22,6 +22,7 @@ from typing import Any
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import write_json_atomic
+from green_callbacks.core.card import energy_card
 from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
 from green_callbacks.core.watch import CallWatch
@@ -199,7 +200,10 @@ def attach(trainer: Trainer, callback: EnergyCallback | None = None) -> EnergyCa
 
     Also meters ``trainer.evaluate()`` (``energy/test_j``...) and
     ``trainer.predict()`` (``energy/predict_j``...) called outside ``train()``:
-    their figures join the metrics they return.
+    their figures join the metrics they return; and the model card
+    ``trainer.create_model_card()`` (and ``push_to_hub``) writes gets an
+    "Energy" section with the training energy and where it came from
+    (:func:`~green_callbacks.core.card.energy_card`).
 
     Args:
         trainer: the ``transformers.Trainer`` to meter.
@@ -214,8 +218,25 @@ def attach(trainer: Trainer, callback: EnergyCallback | None = None) -> EnergyCa
     handler.callbacks.insert(1, callback)  # right after DefaultFlowCallback, which sets control
     if not callback.attached:
         _wrap_loops(trainer, callback)
+        _wrap_model_card(trainer, callback)
     callback.attached = True
     return callback
+
+
+def _wrap_model_card(trainer: Trainer, callback: EnergyCallback) -> None:
+    """Append the training energy to the card ``create_model_card`` writes (README.md)."""
+    create = trainer.create_model_card
+
+    @functools.wraps(create)
+    def with_energy(*args: Any, **kwargs: Any) -> Any:
+        result = create(*args, **kwargs)
+        card = Path(trainer.args.output_dir or ".") / "README.md"
+        if callback.summary is not None and trainer.is_world_process_zero() and card.is_file():
+            text = card.read_text(encoding="utf-8").rstrip()
+            card.write_text(f"{text}\n\n{energy_card(callback.summary)}\n", encoding="utf-8")
+        return result
+
+    trainer.create_model_card = with_energy  # type: ignore[method-assign]
 
 
 def _wrap_loops(trainer: Trainer, callback: EnergyCallback) -> None:

@@ -60,7 +60,7 @@ def test_checkpointing() -> None:
     saved = rules.checkpointing(run_with(**long, facts={"checkpoints": [{"epoch": 1}]}), T)
     assert saved.verdict == "does not apply"
     short = rules.checkpointing(run_with(duration_s=600.0, facts={"checkpoints": []}), T)
-    assert short.verdict == "does not apply" and "a run of 10 min (< 60 min)" in short.reason
+    assert short.verdict == "does not apply" and "a run of 10 min (< 1 h)" in short.reason
     assert rules.checkpointing(run_with(**long), T).verdict == "cannot tell"
     assert rules.checkpointing(run_with(facts={"checkpoints": []}), T).verdict == "cannot tell"
 

@@ -220,3 +220,27 @@ def test_a_standard_model_built_from_a_config_is_told_to_start_pretrained(
     assert run.facts["architecture"] == "bert" and run.facts["loaded_weights"] is False
     [p1] = [f for f in advise(run) if f.pattern == "P1"]
     assert p1.verdict == "applies" and "bert was trained from random weights" in p1.reason
+
+
+def test_the_model_card_gets_the_training_energy(tmp_path: Path, trace: str) -> None:
+    from green_callbacks.hf import attach
+
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=16)  # fmt: skip
+    data = [{"input_ids": torch.tensor([1, 2, 3, 4]), "labels": torch.tensor(i % 2)}
+            for i in range(8)]  # fmt: skip
+    arguments = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=4,
+        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config),
+                                   args=arguments, train_dataset=data)  # fmt: skip
+    energy = attach(trainer, EnergyCallback(meters=trace))
+    trainer.train()
+    trainer.create_model_card(model_name="tiny-bert")  # offline: nothing is pushed
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert energy.summary is not None
+    total = energy.summary["totals"]["energy_j"]
+    assert "## Energy" in card and f"({total:.3g} J)" in card
+    assert "| how it was obtained | replayed (a recorded or synthetic power trace) |" in card
+    assert card.index("## Training procedure") < card.index("## Energy")  # after HF's own
