@@ -1,6 +1,7 @@
 """tf_keras (Keras 2) compression with tensorflow-model-optimization, measured on this machine.
 
-Trains a small tf_keras MLP on scikit-learn's bundled digits, then:
+Trains a small tf_keras MLP on scikit-learn's bundled digits, metered by
+``green_callbacks.tf_keras.EnergyCallback`` (tf_keras rejects Keras 3 callbacks), then:
 - prunes a copy with tfmot's ``prune_low_magnitude`` (fine-tuned, stripped);
 - converts it to TensorFlow Lite with post-training int8 quantization;
 - trains a copy quantization-aware (tfmot) and converts that to int8 TFLite.
@@ -26,6 +27,7 @@ from green_callbacks.compress.tf_keras_models import (
     quantize,
     quantize_aware,
 )
+from green_callbacks.tf_keras import EnergyCallback
 
 
 def show(report: CompressionReport, path: str) -> None:
@@ -52,7 +54,10 @@ def main() -> None:
         optimizer=tf_keras.optimizers.Adam(1e-3),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    model.fit(x_tr, y_tr, epochs=args.epochs, batch_size=32, verbose=0)
+    energy = EnergyCallback(summary_path=f"{args.out}/training_energy.json")
+    model.fit(x_tr, y_tr, epochs=args.epochs, batch_size=32, verbose=0, callbacks=[energy])
+    totals = (energy.summary or {}).get("totals") or {}
+    print(f"training: {totals.get('energy_j', 0.0):.4g} J ({totals.get('kind', 'unknown')})")
     measure = Measurement(batch_size=256)
     held_out = (x_va, y_va)
 

@@ -53,7 +53,7 @@ API_MODULES = (
     "green_callbacks.policies", "green_callbacks.lightning", "green_callbacks.keras",
     "green_callbacks.hf", "green_callbacks.compress", "green_callbacks.study",
     "green_callbacks.optuna", "green_callbacks.hpo", "green_callbacks.serving",
-    "green_callbacks.analysis",
+    "green_callbacks.analysis", "green_callbacks.tf_keras",
 )  # fmt: skip
 """The modules whose ``__all__`` is the public API (the frameworks' need their extras)."""
 

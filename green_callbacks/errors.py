@@ -137,7 +137,7 @@ class MemoryLeakWarning(ResourceWarning):
 # Frames of these packages are skipped, so a warning points at the user's own line.
 _FRAMEWORK_MODULES = (
     "green_callbacks", "lightning", "pytorch_lightning", "keras", "tensorflow",
-    "transformers", "accelerate", "torch", "optuna",
+    "transformers", "accelerate", "torch", "optuna", "tf_keras",
 )  # fmt: skip
 
 

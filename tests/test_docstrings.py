@@ -15,10 +15,11 @@ PUBLIC = (
     "green_callbacks.lightning", "green_callbacks.keras", "green_callbacks.hf",
     "green_callbacks.compress", "green_callbacks.study", "green_callbacks.optuna",
     "green_callbacks.hpo", "green_callbacks.serving", "green_callbacks.analysis",
+    "green_callbacks.tf_keras",
 )  # fmt: skip
 OPTIONAL = {"green_callbacks.lightning": "lightning", "green_callbacks.keras": "keras",
             "green_callbacks.hf": "transformers", "green_callbacks.optuna": "optuna",
-            "green_callbacks.hpo": "optuna"}  # fmt: skip
+            "green_callbacks.hpo": "optuna", "green_callbacks.tf_keras": "tf_keras"}  # fmt: skip
 
 
 def public_objects() -> list[tuple[str, Any]]:

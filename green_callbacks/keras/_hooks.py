@@ -1,0 +1,139 @@
+"""The hooks every Keras-style ``EnergyCallback`` shares (Keras 3 and tf_keras, Keras 2).
+
+Both call the same hooks with the same ``logs`` dicts; only the base class
+differs. This mixin holds the hooks and imports neither: ``keras.callback`` and
+``tf_keras.callback`` put it on their own ``Callback``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from green_callbacks.core.run_folder import model_facts
+from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
+from green_callbacks.core.watch import CallWatch
+
+BY_MODEL: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""model -> the EnergyCallback metering its fit: Keras callbacks cannot see each other."""
+
+
+class KerasHooks(EnergyCallbackArgs):
+    """The hooks; subclasses add the framework's ``Callback`` base and say how to synchronise."""
+
+    model: Any
+
+    def _synchronizer(self) -> Callable[[], None] | None:
+        """What to call before readings that must see finished device work (None: nothing)."""
+        return None
+
+    def _init_state(self) -> None:
+        self._fitting = False
+        self._fit: CallWatch | None = None  # the running fit, watched: Keras has no hook on errors
+        self._val_metrics: dict[str, float] = {}
+        self.last_metrics: dict[str, float] = {}
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)  # type: ignore[misc]  # the framework's Callback, next in line
+        BY_MODEL[model] = self  # Keras callbacks cannot see each other: policies look here
+
+    # -- fit ---------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._fitting, self._fit = True, self._watch(("fit",))
+        session = self._open_session(
+            self._fit, synchronize=self._synchronizer()
+        )  # closes a failed fit's
+        session.facts.update(model_facts(self.model.weights))
+        session.facts["architecture"] = type(self.model).__name__
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._val_metrics = {}
+        self._require().epoch_start("train")
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._require().batch_start("train")
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        session = self._require()
+        metrics = session.batch_end("train", 0)
+        if logs is None:
+            return
+        if metrics:
+            logs.update(metrics)
+        if self.config.progress_bar:  # the batch logs are what the progress bar shows
+            logs.update(session.progress("train"))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        metrics = {**self._val_metrics, **self._require().epoch_end("train")}
+        self._deliver(metrics, logs)
+        self._require().record_epoch(epoch, logs)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._fitting, self._fit = False, None
+        self._finish()
+
+    # -- evaluate (validation inside fit) and predict -------------------------
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._begin(("evaluate",))
+        self._require().epoch_start(self._test_phase())
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        metrics = self._require().epoch_end(self._test_phase())
+        if self._in_fit():
+            self._val_metrics = metrics  # joins the epoch's logs in on_epoch_end
+            return
+        self._deliver(metrics, logs)
+        self._finish()
+
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._begin(("predict",))
+        self._require().epoch_start("predict")
+
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._deliver(self._require().epoch_end("predict"), logs)
+        self._finish()
+
+    # -- helpers -------------------------------------------------------------
+
+    def _in_fit(self) -> bool:
+        """Inside a ``fit`` that is still running (not one an exception ended)."""
+        if self._fitting and self._fit is not None and not self._fit.alive():
+            self._fitting, self._fit = False, None
+        return self._fitting
+
+    def _test_phase(self) -> str:
+        return "val" if self._in_fit() else "test"
+
+    def _watch(self, calls: tuple[str, ...]) -> CallWatch | None:
+        model = self.model  # or a wrapper whose fit runs the model's (OOMGuard.fit retries it)
+        return CallWatch.find(
+            lambda owner: owner is model or getattr(owner, "runs_fit", False) is True, calls
+        )
+
+    def _begin(self, calls: tuple[str, ...] = ("fit", "evaluate", "predict")) -> None:
+        """Open a run for a standalone evaluate or predict (one a failed fit left is closed)."""
+        fit_ended = self._fitting and not self._in_fit()
+        if self._session is None or fit_ended:
+            self._open_session(self._watch(calls), synchronize=self._synchronizer())
+
+    def _finish(self) -> None:
+        self._close_session()
+
+    def _require(self) -> EnergySession:
+        if self._session is None:
+            self._begin()
+        assert self._session is not None
+        return self._session
+
+    def _deliver(self, metrics: dict[str, float], logs: dict[str, Any] | None) -> None:
+        self.last_metrics = metrics
+        if logs is not None:
+            logs.update(metrics)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Where the figures come from (available while a run is metered)."""
+        return self._session.provenance() if self._session is not None else {}
