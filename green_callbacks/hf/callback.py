@@ -24,9 +24,10 @@ from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.card import energy_card
 from green_callbacks.core.run_folder import model_facts
-from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
+from green_callbacks.core.session import Distributed, EnergyCallbackArgs, EnergySession
 from green_callbacks.core.watch import CallWatch
 from green_callbacks.errors import UsageError
+from green_callbacks.meters.share import RankShare
 
 try:
     import torch
@@ -73,7 +74,9 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
             if saved.is_file():
                 self.load_run_state(json.loads(saved.read_text(encoding="utf-8")))
         train = CallWatch.find(lambda owner: isinstance(owner, Trainer), ("train",))
-        session = self._open_session(train, synchronize=_cuda_synchronize())  # closed if it raises
+        session = self._open_session(  # closed if train() raises
+            train, synchronize=_cuda_synchronize(), distributed=_distributed(args)
+        )
         model = kwargs.get("model")
         if model is not None:
             session.facts.update(model_facts(model.parameters()))
@@ -98,12 +101,11 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
         self._require().batch_start("train")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        samples = (
-            args.per_device_train_batch_size
-            * args.gradient_accumulation_steps
-            * max(args.world_size, 1)
-        )
-        self._pending.update(self._require().batch_end("train", samples))
+        session = self._require()
+        samples = args.per_device_train_batch_size * args.gradient_accumulation_steps
+        if session.distributed is None:  # one process for all of them; else summed over ranks
+            samples *= max(args.world_size, 1)
+        self._pending.update(session.batch_end("train", samples))
         if control.should_evaluate:  # evaluation follows this hook, inside the epoch
             self._require().epoch_start("val")
 
@@ -277,3 +279,28 @@ def _epoch(state: Any) -> int:
     done = state.epoch or 0.0
     near = round(done)
     return max((near if abs(done - near) < 1e-3 else math.ceil(done)) - 1, 0)
+
+
+def _distributed(args: Any) -> Distributed | None:
+    """The rank layout and a summing collective when ``torch.distributed`` is up (``torchrun``,
+    ``accelerate launch``), else None: each process meters its share, figures are summed."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
+        return None
+    device = args.device
+    share = RankShare(
+        rank=dist.get_rank(),
+        local_rank=int(getattr(args, "local_process_index", 0) or 0),
+        world_size=dist.get_world_size(),
+        device_index=device.index if device.type == "cuda" else None,
+    )
+    on = device if dist.get_backend() == "nccl" else torch.device("cpu")  # gloo sums on the CPU
+
+    def reduce_sum(values: list[float]) -> list[float]:
+        tensor = torch.tensor(values, dtype=torch.float64, device=on)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        summed: list[float] = tensor.tolist()
+        return summed
+
+    return Distributed(share, reduce_sum)
