@@ -1,6 +1,9 @@
 """A two-process Lightning DDP fit on CPU (gloo), for test_ddp.py; not a test itself.
 
-    python integrations/ddp_run.py TRACE.csv OUT_DIR [--devices 2]
+    python integrations/ddp_run.py TRACE.csv OUT_DIR [--devices 2] [--num-nodes N]
+
+With ``--num-nodes``, start one such process per "node" with ``NODE_RANK``,
+``MASTER_ADDR`` and ``MASTER_PORT`` set (test_ddp.py runs two on loopback).
 
 Lightning re-runs this script for rank 1. Global rank 0 writes
 ``OUT_DIR/metrics.json`` (the trainer's final metrics) and every rank writes
@@ -37,6 +40,7 @@ def main() -> None:
     parser.add_argument("trace")
     parser.add_argument("out", type=Path)
     parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--num-nodes", type=int, default=1, help="with NODE_RANK set per node")
     args = parser.parse_args()
 
     generator = torch.Generator().manual_seed(0)
@@ -50,7 +54,8 @@ def main() -> None:
         max_epochs=2,
         accelerator="cpu",
         devices=args.devices,
-        strategy="ddp" if args.devices > 1 else "auto",
+        num_nodes=args.num_nodes,
+        strategy="ddp" if args.devices * args.num_nodes > 1 else "auto",
         callbacks=[energy],
         logger=False,
         enable_checkpointing=False,

@@ -64,3 +64,54 @@ def test_one_process_meters_the_same_machine_to_the_same_power(tmp_path: Path) -
     assert ranks[0]["domains"] == ["cpu", "gpu:0", "gpu:1"]
     assert metrics["power/train_avg_w"] == pytest.approx(HOST_W + 2 * DEVICE_W, rel=0.05)
     assert "distributed" not in ranks[0]
+
+
+def test_two_nodes_each_meter_their_own_host_and_the_job_adds_them(tmp_path: Path) -> None:
+    """num_nodes=2 on loopback, one process per node, each node with its own host power."""
+    import os
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hosts = {0: 20.0, 1: 35.0}  # a different host draw per node: each must be counted once
+    out = tmp_path / "nodes"
+    launched = []
+    for node, host_w in hosts.items():
+        trace = tmp_path / f"node{node}.csv"
+        trace.write_text(f"time_s,cpu_w,gpu:0_w\n0,{host_w},{DEVICE_W}\n3600,{host_w},{DEVICE_W}\n")
+        env = {
+            **os.environ,
+            "NODE_RANK": str(node),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        command = [
+            sys.executable,
+            str(SCRIPT),
+            str(trace),
+            str(out),
+            "--devices",
+            "1",
+            "--num-nodes",
+            "2",
+        ]
+        launched.append(
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    for process in launched:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    metrics = json.loads((out / "metrics.json").read_text())
+
+    # Each node's only process is its local rank 0: it meters its own host and device.
+    assert [r["domains"] for r in ranks] == [["cpu", "gpu:0"], ["cpu", "gpu:0"]]
+    assert all("(local rank 0)" in r["distributed"]["share"] for r in ranks)
+    # The job draws both hosts and both devices, each once.
+    expected_w = sum(hosts.values()) + 2 * DEVICE_W
+    assert metrics["power/train_avg_w"] == pytest.approx(expected_w, rel=0.05)
+    at_job = [r["distributed"]["own_total_j"] for r in ranks]
+    assert ranks[0]["distributed"]["job_total_j"] == pytest.approx(sum(at_job), rel=1e-9)
