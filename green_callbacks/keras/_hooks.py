@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from green_callbacks.core.run_folder import model_facts
-from green_callbacks.core.session import EnergyCallbackArgs, EnergySession
+from green_callbacks.core.session import Distributed, EnergyCallbackArgs, EnergySession
 from green_callbacks.core.watch import CallWatch
 
 BY_MODEL: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -26,6 +26,10 @@ class KerasHooks(EnergyCallbackArgs):
 
     def _synchronizer(self) -> Callable[[], None] | None:
         """What to call before readings that must see finished device work (None: nothing)."""
+        return None
+
+    def _distributed(self) -> Distributed | None:
+        """How this process takes part in a multi-worker job (None: it is the whole job)."""
         return None
 
     def _init_state(self) -> None:
@@ -42,9 +46,9 @@ class KerasHooks(EnergyCallbackArgs):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._fitting, self._fit = True, self._watch(("fit",))
-        session = self._open_session(
-            self._fit, synchronize=self._synchronizer()
-        )  # closes a failed fit's
+        session = self._open_session(  # closes a failed fit's
+            self._fit, synchronize=self._synchronizer(), distributed=self._distributed()
+        )
         session.facts.update(model_facts(self.model.weights))
         session.facts["architecture"] = type(self.model).__name__
 

@@ -31,21 +31,29 @@ class RankShare:
         world_size: processes in the job.
         device_index: the accelerator this process drives (the ``N`` of
             ``gpu:N``), or None to take the local rank.
+        all_devices: this process drives every accelerator of its host (a
+            ``tf.distribute`` multi-worker job: one worker per host).
     """
 
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
     device_index: int | None = None
+    all_devices: bool = False
 
     def keeps(self, domain: Domain) -> bool:
         """Whether this process meters ``domain``."""
         index = domain.device_index
         if index is None:
             return self.local_rank == 0
+        if self.all_devices:
+            return True
         return index == (self.local_rank if self.device_index is None else self.device_index)
 
     def describe(self) -> str:
+        if self.all_devices:
+            return (f"worker {self.rank} of {self.world_size} meters its host: every device and "
+                    "the host-level domains")  # fmt: skip
         device = self.local_rank if self.device_index is None else self.device_index
         return (
             f"rank {self.rank} of {self.world_size} (local rank {self.local_rank}) meters "
