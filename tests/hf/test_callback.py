@@ -199,23 +199,27 @@ def test_run_dir_holds_the_history_and_the_saves(tmp_path: Path, trace: str) -> 
     assert [c["path"] for c in run.facts["checkpoints"]] == ["checkpoint-4", "checkpoint-8"]
 
 
-def test_a_standard_model_built_from_a_config_is_told_to_start_pretrained(
-    tmp_path: Path, trace: str
-) -> None:
-    from green_callbacks.analysis import advise, read_run
-
+def tiny_bert_trainer(tmp_path: Path, callbacks: list[Any] | None = None) -> Any:
+    """A BERT built from a config (random weights, nothing downloaded) and its Trainer."""
     config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
                                      num_attention_heads=2, intermediate_size=16)  # fmt: skip
-    model = transformers.BertForSequenceClassification(config)
     data = [{"input_ids": torch.tensor([1, 2, 3, 4]), "labels": torch.tensor(i % 2)}
             for i in range(8)]  # fmt: skip
     arguments = transformers.TrainingArguments(
         output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=4,
         save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
     )  # fmt: skip
-    callback = EnergyCallback(meters=trace, run_dir=tmp_path / "run")
-    transformers.Trainer(model=model, args=arguments, train_dataset=data,
-                         callbacks=[callback]).train()  # fmt: skip
+    model = transformers.BertForSequenceClassification(config)
+    return transformers.Trainer(model=model, args=arguments, train_dataset=data,
+                                callbacks=callbacks)  # fmt: skip
+
+
+def test_a_standard_model_built_from_a_config_is_told_to_start_pretrained(
+    tmp_path: Path, trace: str
+) -> None:
+    from green_callbacks.analysis import advise, read_run
+
+    tiny_bert_trainer(tmp_path, [EnergyCallback(meters=trace, run_dir=tmp_path / "run")]).train()
     run = read_run(tmp_path / "run")
     assert run.facts["architecture"] == "bert" and run.facts["loaded_weights"] is False
     [p1] = [f for f in advise(run) if f.pattern == "P1"]
@@ -225,16 +229,7 @@ def test_a_standard_model_built_from_a_config_is_told_to_start_pretrained(
 def test_the_model_card_gets_the_training_energy(tmp_path: Path, trace: str) -> None:
     from green_callbacks.hf import attach
 
-    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=16)  # fmt: skip
-    data = [{"input_ids": torch.tensor([1, 2, 3, 4]), "labels": torch.tensor(i % 2)}
-            for i in range(8)]  # fmt: skip
-    arguments = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=4,
-        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
-    )  # fmt: skip
-    trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config),
-                                   args=arguments, train_dataset=data)  # fmt: skip
+    trainer = tiny_bert_trainer(tmp_path)
     energy = attach(trainer, EnergyCallback(meters=trace))
     trainer.train()
     trainer.create_model_card(model_name="tiny-bert")  # offline: nothing is pushed
