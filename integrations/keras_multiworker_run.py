@@ -33,7 +33,7 @@ def main() -> None:
         meters=f"replay:{trace}", summary_path=out / "summary.json", run_dir=out / "run"
     )
     history = model.fit(
-        x, x.sum(axis=1, keepdims=True), epochs=2, batch_size=32, verbose=0, callbacks=[energy]
+        x, x.sum(axis=1, keepdims=True), epochs=3, batch_size=32, verbose=0, callbacks=[energy]
     )
     summary = energy.summary or {}
     record = {
