@@ -599,15 +599,15 @@ class EnergySession:
                 self._laps[other] = self.tracker.open("batch", other)
         energy, duration, held = self._own(phase, result)
         local_total = self._local_total()
-        energy, samples, total, held, has_held = self._sum(
-            energy, self._samples.pop(phase, 0), local_total, held, float(result.has_held)
+        # Each process's own average power, summed: the job's power even when the processes
+        # start the epoch at different moments (one waiting for another at a collective).
+        power = energy / duration if duration > 0 else 0.0
+        energy, samples, total, held, has_held, power = self._sum(
+            energy, self._samples.pop(phase, 0), local_total, held, float(result.has_held), power
         )
         self._job_total = (total, local_total)
         name = keys.loop_j(phase) if phase in ("test", "predict") else keys.epoch_j(phase)
-        metrics = {
-            name: energy,
-            keys.avg_power_w(phase): energy / duration if duration > 0 else 0.0,
-        }
+        metrics = {name: energy, keys.avg_power_w(phase): power}
         if samples:
             metrics[keys.j_per_sample(phase)] = energy / samples
         if has_held:  # a source failed (on any process): how much of the figure is an estimate
