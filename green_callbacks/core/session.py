@@ -28,7 +28,7 @@ import contextvars
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -618,17 +618,18 @@ class EnergySession:
         self._epoch_figures.update(metrics)
         return {**metrics, **self._total_metrics(total)}
 
-    def record_epoch(self, epoch: int, metrics: dict[str, Any] | None = None) -> None:
+    def record_epoch(self, epoch: int, metrics: Mapping[str, Any] | None = None) -> None:
         """Write one training epoch's line to the run folder's history (rank 0 only).
 
         Args:
             epoch: the epoch's index (from 0).
-            metrics: the user's own figures of that epoch (``val_acc``...): numbers only.
+            metrics: the user's own figures of that epoch (``val_acc``...); what converts
+                to a finite number is kept (one-element tensors too), the rest left out.
         """
         figures, self._epoch_figures = self._epoch_figures, {}
         if self.folder is None or (self.distributed is not None and self.distributed.share.rank):
             return
-        own = {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)}
+        own = {str(k): float(v) for k, v in (metrics or {}).items() if _is_number(v)}
         row = {**own, **figures, keys.HOST_RSS_MIB: host_rss_mib(), "epoch": epoch}
         if self._cpu_at_start is not None:
             started, cpu = self._cpu_at_start
@@ -753,7 +754,7 @@ def _own_trace(path: str | Path | None, distributed: Distributed | None) -> str 
 def _is_number(value: Any) -> bool:
     try:
         return not isinstance(value, bool) and math.isfinite(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several elements
         return False
 
 

@@ -101,7 +101,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._log(pl_module, self._end("train"))
         if self._session is not None:  # validation has run: its metrics are in
-            self._session.record_epoch(trainer.current_epoch, _numbers(trainer.callback_metrics))
+            self._session.record_epoch(trainer.current_epoch, trainer.callback_metrics)
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         if self._session is not None:
@@ -266,14 +266,3 @@ def batch_size(batch: Any) -> int:
             if size:
                 return size
     return 0
-
-
-def _numbers(metrics: Any) -> dict[str, float]:
-    """Lightning's callback metrics (tensors) as plain numbers; the others left out."""
-    found = {}
-    for key, value in dict(metrics).items():
-        try:
-            found[str(key)] = float(value)
-        except (TypeError, ValueError, RuntimeError):
-            continue
-    return found
