@@ -1,4 +1,4 @@
-"""The Keras internals green_callbacks relies on, in one place, with the versions checked.
+"""The Keras 3 internals green_callbacks relies on, in one place, with the versions checked.
 
 Keras callbacks have no public way to resume ``fit`` at an epoch or to drop
 compiled step functions; ``BackupAndRestore`` itself sets ``model._initial_epoch``.
@@ -9,43 +9,60 @@ instead of resuming at the wrong epoch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
 
 from green_callbacks.errors import FrameworkAPIError
+from green_callbacks.keras._hooks import Flavour
 
 CHECKED = ("3.5", "3.15")
 """Oldest and newest Keras releases these internals were checked against."""
 
-
-def _require(model: Any, name: str) -> None:
-    if not hasattr(model, name):
-        raise FrameworkAPIError(
-            f"Keras {keras.__version__} models have no {name!r}, which green_callbacks uses to "
-            f"resume fit at an epoch (checked with Keras {CHECKED[0]} to {CHECKED[1]}); "
-            "install a Keras release in that range or report the new version to green_callbacks"
-        )
+WEIGHTS = "model.weights.h5"
 
 
-def set_initial_epoch(model: Any, epoch: int) -> None:
-    """Make the next ``fit`` start at ``epoch``, as ``BackupAndRestore`` does."""
-    _require(model, "_initial_epoch")
-    model._initial_epoch = epoch
+class Keras3(Flavour):
+    """Keras 3 on any backend."""
+
+    package = "green_callbacks.keras"
+
+    def backend(self) -> str:
+        return str(keras.backend.backend())
+
+    def to_numpy(self, value: Any) -> Any:
+        return keras.ops.convert_to_numpy(value)
+
+    def map_structure(self, function: Callable[[Any], Any], structure: Any) -> Any:
+        return keras.tree.map_structure(function, structure)
+
+    def build_optimizer(self, model: Any) -> None:
+        optimizer = model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(model.trainable_variables)
+
+    def set_initial_epoch(self, model: Any, epoch: int) -> None:
+        if not hasattr(model, "_initial_epoch"):
+            raise FrameworkAPIError(
+                f"Keras {keras.__version__} models have no '_initial_epoch', which "
+                f"green_callbacks uses to resume fit at an epoch (checked with Keras "
+                f"{CHECKED[0]} to {CHECKED[1]}); install a Keras release in that range or report "
+                "the new version to green_callbacks"
+            )
+        model._initial_epoch = epoch
+
+    def clear_initial_epoch(self, model: Any) -> None:
+        if hasattr(model, "_initial_epoch"):
+            model._initial_epoch = None
+
+    def save_weights(self, model: Any, folder: Path) -> None:
+        model.save_weights(str(folder / WEIGHTS))  # the optimizer's variables go in too
+
+    def load_weights(self, model: Any, folder: Path) -> None:
+        self.build_optimizer(model)  # its variables are in the file
+        model.load_weights(str(folder / WEIGHTS))
 
 
-def clear_initial_epoch(model: Any) -> None:
-    """Let a later ``fit`` start at the epoch it is given."""
-    if hasattr(model, "_initial_epoch"):
-        model._initial_epoch = None
-
-
-def forget_step_functions(model: Any) -> None:
-    """Drop the compiled step functions an error interrupted; the next call compiles them afresh.
-
-    (On TensorFlow a ``tf.function`` whose first call failed cannot create
-    the optimizer's variables on a later call.)
-    """
-    for name in ("train_function", "test_function", "predict_function"):
-        if hasattr(model, name):
-            setattr(model, name, None)
+KERAS3 = Keras3()

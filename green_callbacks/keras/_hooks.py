@@ -1,22 +1,92 @@
-"""The hooks every Keras-style ``EnergyCallback`` shares (Keras 3 and tf_keras, Keras 2).
+"""The hooks every Keras-style callback shares (Keras 3 and tf_keras, Keras 2).
 
-Both call the same hooks with the same ``logs`` dicts; only the base class
-differs. This mixin holds the hooks and imports neither: ``keras.callback`` and
-``tf_keras.callback`` put it on their own ``Callback``.
+Both call the same hooks with the same ``logs`` dicts; only the base class and
+a few model internals differ. This module imports neither Keras: the mixins
+here and in ``green_callbacks.keras``'s policy modules hold the hooks, and
+``green_callbacks.keras`` and ``green_callbacks.tf_keras`` put them on their
+own ``Callback`` with their :class:`Flavour`, the one place where the two differ.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import Distributed, EnergyCallbackArgs, EnergySession
 from green_callbacks.core.watch import CallWatch
+from green_callbacks.errors import EnergyCallbackMissingError
 
 BY_MODEL: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 """model -> the EnergyCallback metering its fit: Keras callbacks cannot see each other."""
+
+
+class Flavour:
+    """What the policy callbacks need from a Keras whose models they act on."""
+
+    package = ""
+    """The green_callbacks module of this Keras, for messages: ``green_callbacks.keras``."""
+
+    def backend(self) -> str:
+        """The array library that runs the model: ``torch``, ``tensorflow``, ``jax``..."""
+        raise NotImplementedError
+
+    def to_numpy(self, value: Any) -> Any:
+        """A variable's value as a NumPy array."""
+        raise NotImplementedError
+
+    def map_structure(self, function: Callable[[Any], Any], structure: Any) -> Any:
+        """``function`` on every array of nested lists, tuples and dicts."""
+        raise NotImplementedError
+
+    def build_optimizer(self, model: Any) -> None:
+        """Create the optimizer's variables now, if the model has one and they do not exist."""
+        raise NotImplementedError
+
+    def set_initial_epoch(self, model: Any, epoch: int) -> None:
+        """Make the next ``fit`` start at ``epoch`` (Keras callbacks have no public way)."""
+        raise NotImplementedError
+
+    def clear_initial_epoch(self, model: Any) -> None:
+        """Let a later ``fit`` start at the epoch it is given."""
+        raise NotImplementedError
+
+    def save_weights(self, model: Any, folder: Path) -> None:
+        """Write the model's weights and its optimizer's state into ``folder``."""
+        raise NotImplementedError
+
+    def load_weights(self, model: Any, folder: Path) -> None:
+        """Read back what :meth:`save_weights` wrote; raises if it is incomplete."""
+        raise NotImplementedError
+
+    def forget_step_functions(self, model: Any) -> None:
+        """Drop the compiled step functions an error interrupted; the next call compiles afresh.
+
+        (On TensorFlow a ``tf.function`` whose first call failed cannot create
+        the optimizer's variables on a later call.)
+        """
+        for name in ("train_function", "test_function", "predict_function"):
+            if hasattr(model, name):
+                setattr(model, name, None)
+
+
+def energy_callback(model: Any, user: Any) -> KerasHooks:
+    """The EnergyCallback metering ``model``'s current ``fit``; a clear error if none.
+
+    ``user`` is the policy callback asking. Call it from ``on_train_begin`` or
+    later: the EnergyCallback, listed first, has started its session by then.
+    """
+    found = BY_MODEL.get(model)
+    if not isinstance(found, KerasHooks) or found.session is None:
+        name, package = type(user).__name__, getattr(user, "flavour", Flavour()).package
+        raise EnergyCallbackMissingError(
+            f"{name} acts on the figures of {package}.EnergyCallback, and this fit has none; "
+            f"pass both, EnergyCallback first: "
+            f"model.fit(..., callbacks=[EnergyCallback(), {name}(...)])"
+        )
+    return found
 
 
 class KerasHooks(EnergyCallbackArgs):

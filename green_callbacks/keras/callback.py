@@ -9,13 +9,11 @@ before the figures exist.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.session import EnergyCallbackArgs
-from green_callbacks.errors import EnergyCallbackMissingError
-from green_callbacks.keras._hooks import BY_MODEL, KerasHooks
+from green_callbacks.keras._hooks import KerasHooks
 
 try:
     import keras
@@ -41,22 +39,6 @@ class EnergyCallback(KerasHooks, keras.callbacks.Callback):  # type: ignore[misc
 
     def _synchronizer(self) -> Callable[[], None] | None:
         return _cuda_synchronize()
-
-
-def energy_callback(model: Any, user: str) -> EnergyCallback:
-    """The EnergyCallback metering ``model``'s current ``fit``; a clear error if none.
-
-    Call it from ``on_train_begin`` or later: the EnergyCallback, listed first,
-    has started its session by then.
-    """
-    found = BY_MODEL.get(model)
-    if not isinstance(found, EnergyCallback) or found.session is None:
-        raise EnergyCallbackMissingError(
-            f"{user} acts on the figures of green_callbacks.keras.EnergyCallback, and this fit "
-            f"has none; pass both, EnergyCallback first: "
-            f"model.fit(..., callbacks=[EnergyCallback(), {user}(...)])"
-        )
-    return found
 
 
 def _cuda_synchronize() -> Callable[[], None] | None:

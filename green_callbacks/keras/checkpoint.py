@@ -15,15 +15,15 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 
 from green_callbacks.core import keys
 from green_callbacks.core.atomic import atomic_folder, write_json_atomic
 from green_callbacks.errors import ConfigError, warn_renamed
-from green_callbacks.keras import _compat
-from green_callbacks.keras.callback import EnergyCallback, energy_callback
+from green_callbacks.keras._compat import KERAS3
+from green_callbacks.keras._hooks import Flavour, KerasHooks, energy_callback
 from green_callbacks.policies.checkpointing import CheckpointPlanConfig, SaveDecision
 from green_callbacks.policies.save_schedule import (
     SaveSchedule,
@@ -39,7 +39,7 @@ FOLDER_PATTERN = re.compile(r"^energy-(\d+)-epoch=\d+-batch=\d+$")
 STATE_NAME = "checkpoint"
 
 
-class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignore[misc]
+class CheckpointHooks(ScheduledSaves):
     """Backs up every ``every_kj`` kJ, or on an interval planned from the measured save cost.
 
     Args:
@@ -56,14 +56,18 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
             run starts afresh instead of resuming a finished one.
         backup_dir: the former name of ``dirpath`` (deprecated).
 
-    Each backup is a folder (``model.weights.h5`` and ``state.json`` with the
-    epoch to resume at and the run state) written under a hidden part name,
+    Each backup is a folder (the weights with the optimizer's state:
+    ``model.weights.h5`` for Keras 3, a TensorFlow checkpoint for tf_keras; and
+    ``state.json`` with the epoch to resume at and the run state) written under a hidden part name,
     flushed to disk and renamed into place; then ``latest.json`` is replaced to
     point at it. A torn backup is never the one resumed from. Keras resumes at
     the start of an epoch: a backup taken in the middle of an epoch (a signal,
     an energy trigger) resumes at the start of that epoch with the weights of
     the save. List ``EnergyCallback`` first.
     """
+
+    flavour: ClassVar[Flavour]
+    model: Any
 
     def __init__(
         self,
@@ -90,7 +94,7 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
         self.schedule = SaveSchedule(plan, keep_last=keep_last, signals=signals)
         self.delete_on_finish = delete_on_finish
         self.resumed_from: Path | None = None
-        self._energy: EnergyCallback | None = None
+        self._energy: KerasHooks | None = None
         self._epoch = 0
         self._batch = 0
         self._restore_done = False
@@ -98,7 +102,7 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
     # -- lifecycle -------------------------------------------------------
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._energy = energy_callback(self.model, type(self).__name__)
+        self._energy = energy_callback(self.model, self)
         self._energy.register_state(STATE_NAME, self.schedule)
         if not self._restore_done:  # only the first fit resumes; later ones continue in memory
             self._restore_done = True
@@ -108,7 +112,7 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.schedule.stop()
-        _compat.clear_initial_epoch(self.model)  # a later fit starts where it is told
+        self.flavour.clear_initial_epoch(self.model)  # a later fit starts where it is told
         if self.delete_on_finish and not self.schedule.signalled:
             shutil.rmtree(self.dirpath, ignore_errors=True)
 
@@ -145,7 +149,7 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
         assert energy is not None
 
         def fill(part: Path) -> None:
-            self.model.save_weights(str(part / "model.weights.h5"))
+            self.flavour.save_weights(self.model, part)
             state = {"epoch": resume_epoch, **energy.run_state()}
             (part / "state.json").write_text(json.dumps(state, allow_nan=False), "utf-8")
 
@@ -157,7 +161,7 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
 
         self.schedule.save(decision, write)
 
-    def _restore(self, energy: EnergyCallback) -> None:
+    def _restore(self, energy: KerasHooks) -> None:
         """Resume from the newest backup that loads; older kept ones if it does not."""
         pointer = self.dirpath / LATEST
         candidates = numbered(self.dirpath, FOLDER_PATTERN)
@@ -183,19 +187,21 @@ class EnergyCheckpoint(ScheduledSaves, keras.callbacks.Callback):  # type: ignor
             return
         state = loaded["state"]
         energy.load_run_state(state)
-        _compat.set_initial_epoch(self.model, int(state["epoch"]))
+        self.flavour.set_initial_epoch(self.model, int(state["epoch"]))
         self.resumed_from = folder
         log.info("EnergyCheckpoint resumed from %s at epoch %d", folder, state["epoch"])
 
     def _load(self, folder: Path) -> dict[str, Any]:
         """Load a backup's weights; returns its run state (version 0 read as 1)."""
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        optimizer = self.model.optimizer
-        if optimizer is not None and not optimizer.built:  # its variables are in the file
-            optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(str(folder / "model.weights.h5"))
+        self.flavour.load_weights(self.model, folder)
         if "version" not in state:  # version 0: energy and planner side by side
             state = {"version": 1, "energy": state.get("energy", {}), "epoch": state["epoch"],
                      "parts": {STATE_NAME: state.get("planner", {})}}  # fmt: skip
         int(state["epoch"])  # a state without its epoch is no backup
         return dict(state)
+
+
+class EnergyCheckpoint(CheckpointHooks, keras.callbacks.Callback):  # type: ignore[misc]
+    __doc__ = CheckpointHooks.__doc__
+    flavour = KERAS3

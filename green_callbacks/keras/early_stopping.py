@@ -8,33 +8,35 @@ in ``EnergyCheckpoint``'s backups, so a resumed fit continues its decisions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 
 from green_callbacks.core import keys
-from green_callbacks.keras.callback import energy_callback
+from green_callbacks.keras._compat import KERAS3
+from green_callbacks.keras._hooks import Flavour, energy_callback
 from green_callbacks.policies.stop_driver import EnergyEarlyStoppingArgs
 
 STATE_NAME = "early_stopping"
 
 
-class EnergyEarlyStopping(EnergyEarlyStoppingArgs, keras.callbacks.Callback):  # type: ignore[misc]
+class EarlyStoppingHooks(EnergyEarlyStoppingArgs):
+    """The hooks of every Keras's ``EnergyEarlyStopping``; subclasses add the ``Callback``."""
+
     __doc__ = EnergyEarlyStoppingArgs.__doc__
-    FIX = (
-        "list green_callbacks.keras.EnergyCallback before it: "
-        "model.fit(..., callbacks=[EnergyCallback(), EnergyEarlyStopping(...)])"
-    )
+    flavour: ClassVar[Flavour]
+    model: Any
+    params: dict[str, Any]
 
     def _framework_init(self) -> None:
-        keras.callbacks.Callback.__init__(self)
+        super(EnergyEarlyStoppingArgs, self).__init__()  # the framework's Callback, next in line
         self.stopped_epoch = 0
         self._best_weights: list[Any] | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.stopper.decision = None
         self._best_weights = None
-        energy_callback(self.model, type(self).__name__).register_state(STATE_NAME, self.stopper)
+        energy_callback(self.model, self).register_state(STATE_NAME, self.stopper)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
@@ -53,3 +55,12 @@ class EnergyEarlyStopping(EnergyEarlyStoppingArgs, keras.callbacks.Callback):  #
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.stopper.restore_best_weights and self._best_weights is not None:
             self.model.set_weights(self._best_weights)
+
+
+class EnergyEarlyStopping(EarlyStoppingHooks, keras.callbacks.Callback):  # type: ignore[misc]
+    __doc__ = EnergyEarlyStoppingArgs.__doc__
+    flavour = KERAS3
+    FIX = (
+        "list green_callbacks.keras.EnergyCallback before it: "
+        "model.fit(..., callbacks=[EnergyCallback(), EnergyEarlyStopping(...)])"
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 
@@ -21,7 +21,8 @@ from green_callbacks.core import keys
 from green_callbacks.core.memory import device_memory, measured_peak
 from green_callbacks.core.session import EnergyCallbackArgs
 from green_callbacks.errors import OOMGuardConfigError
-from green_callbacks.keras import _compat
+from green_callbacks.keras._compat import KERAS3
+from green_callbacks.keras._hooks import Flavour
 from green_callbacks.policies.memory import OOMEvent, OOMPlanConfig
 from green_callbacks.policies.oom_driver import OOMDriver
 
@@ -29,7 +30,7 @@ log = logging.getLogger("green_callbacks.oom_guard")
 OOM_NOTE = "interrupted by an out-of-memory error; OOMGuard went on at a smaller batch size"
 
 
-class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
+class OOMGuardHooks:
     """Pre-flight check, recovery from out-of-memory errors, and a leak watch.
 
     Args:
@@ -55,6 +56,8 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
     ``memory/device_allocated_mib`` on a GPU) and, after a recovery,
     ``oom/batch_size`` and ``oom/recoveries``.
     """
+
+    flavour: ClassVar[Flavour]
 
     runs_fit = True
     """Its :meth:`fit` runs the model's ``fit``, again after an out-of-memory error: the
@@ -134,7 +137,7 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
             for callback in callbacks:  # Keras ran no end hook: end the metered run, to go on
                 if isinstance(callback, EnergyCallbackArgs):  # (even if its watcher ended it)
                     callback.end_interrupted(OOM_NOTE, continue_totals=True)
-            _compat.forget_step_functions(model)
+            self.flavour.forget_step_functions(model)
             start = self._epoch  # the interrupted epoch runs again, from its start
             name = f"oom-epoch={self._epoch}-step={self._steps}.weights.h5"
             path = self.driver.emergency_save(
@@ -146,7 +149,7 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
             for callback in callbacks:  # the next run's facts (the advisor's P7)
                 if isinstance(callback, EnergyCallbackArgs):
                     callback.record_oom_events(self.events)
-            _compat.clear_initial_epoch(model)  # let the retry start where the guard says
+            self.flavour.clear_initial_epoch(model)  # let the retry start where the guard says
 
         return self._whole_history(self.driver.run(train, recover))
 
@@ -167,8 +170,8 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
             log.info("OOMGuard: no pre-flight pass for a dataset built by a function")
             return batch_size
         batch_size, peak = self.driver.shrink_until_fits(
-            batch_size, lambda size: _one_step(model, x, y, size),
-            free=lambda: _compat.forget_step_functions(model),
+            batch_size, lambda size: _one_step(self.flavour, model, x, y, size),
+            free=lambda: self.flavour.forget_step_functions(model),
         )  # fmt: skip
         self.preflight_peak_bytes, self.preflight_peak_source = peak
         return batch_size
@@ -183,7 +186,7 @@ class OOMGuard(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
-        logs.update(self.driver.epoch_figures(device_memory(keras.backend.backend())))
+        logs.update(self.driver.epoch_figures(device_memory(self.flavour.backend())))
         if self.events and self.batch_size is not None:
             logs[keys.OOM_BATCH_SIZE] = self.batch_size
             logs[keys.OOM_RECOVERIES] = len(self.events)
@@ -213,18 +216,22 @@ def _is_dataset(x: Any) -> bool:
     )
 
 
-def _one_step(model: Any, x: Any, y: Any, batch_size: int) -> tuple[float, str]:
+def _one_step(flavour: Flavour, model: Any, x: Any, y: Any, batch_size: int) -> tuple[float, str]:
     """One training step on the first batch that leaves no trace; the memory peak and source."""
+    flavour.build_optimizer(model)
     optimizer = model.optimizer
-    if optimizer is not None and not optimizer.built:
-        optimizer.build(model.trainable_variables)
     weights = model.get_weights()
-    slots = [keras.ops.convert_to_numpy(v) for v in optimizer.variables] if optimizer else []
-    first = keras.tree.map_structure(lambda a: a[:batch_size], (x, y))
+    slots = [flavour.to_numpy(v) for v in optimizer.variables] if optimizer else []
+    first = flavour.map_structure(lambda a: a[:batch_size], (x, y))
     try:
-        return measured_peak(keras.backend.backend(), lambda: model.train_on_batch(*first))
+        return measured_peak(flavour.backend(), lambda: model.train_on_batch(*first))
     finally:
         model.set_weights(weights)
         for variable, value in zip(optimizer.variables if optimizer else [], slots, strict=True):
             variable.assign(value)
         model.reset_metrics()
+
+
+class OOMGuard(OOMGuardHooks, keras.callbacks.Callback):  # type: ignore[misc]
+    __doc__ = OOMGuardHooks.__doc__
+    flavour = KERAS3

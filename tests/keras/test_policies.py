@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -39,62 +38,23 @@ from green_callbacks.policies import (  # noqa: E402
     StopReason,
 )
 from green_callbacks.testing import FakeClock, fake_metered  # noqa: E402
+from tests.keras.fit_helpers import (  # noqa: E402
+    FaultyMemoryHooks,
+    ScriptedHooks,
+    TicksHooks,
+    tensorflow_out_of_memory,
+)
 
 BATCH = 16
 BATCHES_PER_EPOCH = 4
 
 
-class Ticks(keras.callbacks.Callback):  # type: ignore[misc]
-    """Moves the fake clock 1 s per training batch, then samples the meter (the sampler
-    thread's job in a real run); optionally signals at a global batch."""
-
-    def __init__(
-        self, energy: EnergyCallback, clock: FakeClock, signal_at: int | None = None
-    ) -> None:
-        super().__init__()
-        self.energy, self.clock, self.signal_at, self.batches = energy, clock, signal_at, 0
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self.clock.advance(1.0)
-        if self.energy.session is not None:
-            self.energy.session.tracker.poll()
-        self.batches += 1
-        if self.batches == self.signal_at:  # a scheduler's pre-emption warning
-            os.kill(os.getpid(), signal.SIGUSR1)
+class Ticks(TicksHooks, keras.callbacks.Callback):  # type: ignore[misc]
+    __doc__ = TicksHooks.__doc__
 
 
-class Scripted(keras.callbacks.Callback):  # type: ignore[misc]
-    """Puts a scripted ``val_acc`` into each epoch's logs (before the policies read them)."""
-
-    def __init__(self, accuracies: list[float]) -> None:
-        super().__init__()
-        self.accuracies = accuracies
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        assert logs is not None
-        logs["val_acc"] = self.accuracies[min(epoch, len(self.accuracies) - 1)]
-
-
-class FaultyMemory(keras.layers.Layer):  # type: ignore[misc]
-    """Runs out of memory on batches larger than ``fits`` from step ``after`` on.
-
-    It raises the backend's real out-of-memory type (``torch.OutOfMemoryError``,
-    ``tf.errors.ResourceExhaustedError``), as the allocator would. The model
-    runs eagerly so that the layer sees every step's concrete batch size.
-    """
-
-    def __init__(self, fits: int, after: int = 0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.fits, self.after, self.calls, self.sizes = fits, after, 0, []
-
-    def call(self, inputs: Any, training: bool = False) -> Any:
-        if training:
-            size = int(inputs.shape[0])
-            if self.calls >= self.after and size > self.fits:
-                raise out_of_memory(f"Tried to allocate a batch of {size} (fault injected)")
-            self.calls += 1
-            self.sizes.append(size)
-        return inputs
+class Scripted(ScriptedHooks, keras.callbacks.Callback):  # type: ignore[misc]
+    __doc__ = ScriptedHooks.__doc__
 
 
 def out_of_memory(message: str) -> Exception:
@@ -104,10 +64,13 @@ def out_of_memory(message: str) -> Exception:
 
         return torch.OutOfMemoryError(f"CUDA out of memory. {message}")
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.errors.ResourceExhaustedError(None, None, f"OOM when allocating: {message}")
+        return tensorflow_out_of_memory(message)
     return MemoryError(message)
+
+
+class FaultyMemory(FaultyMemoryHooks, keras.layers.Layer):  # type: ignore[misc]
+    __doc__ = FaultyMemoryHooks.__doc__
+    out_of_memory = staticmethod(out_of_memory)
 
 
 def model(fault: FaultyMemory | None = None) -> keras.Model:
