@@ -118,6 +118,10 @@ class FrameworkAPIError(GreenCallbacksError, RuntimeError):
     """A framework internal the package relies on changed; the message names the versions."""
 
 
+class DistributedError(GreenCallbacksError, RuntimeError):
+    """Strict mode: the processes of a job cannot sum their figures."""
+
+
 class EnergySourceWarning(UserWarning):
     """A source of energy readings was skipped or dropped; figures carry on without it."""
 
@@ -128,6 +132,10 @@ class OutputFailureWarning(UserWarning):
 
 class InterruptedRunWarning(UserWarning):
     """A metered run ended without its end hook (an exception); its summary was written late."""
+
+
+class DistributedWarning(UserWarning):
+    """The processes of a job cannot sum their figures, or two of them meter the same domain."""
 
 
 class MemoryLeakWarning(ResourceWarning):

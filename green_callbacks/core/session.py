@@ -47,6 +47,8 @@ from green_callbacks.core.units import Carbon
 from green_callbacks.core.watch import WATCH_INTERVAL_S, CallWatch, Watcher
 from green_callbacks.errors import (
     CallbackConfigError,
+    DistributedError,
+    DistributedWarning,
     InterruptedRunWarning,
     MeterReadError,
     output_failed,
@@ -404,6 +406,8 @@ class EnergySession:
     ):
         self.config = config
         self.distributed = distributed
+        self.unsummed: str | None = None
+        """Why this job's figures are not summed over its processes (None: they are)."""
         self.folder = None if config.run_dir is None else RunFolder(config.run_dir)
         folder = self.folder
         self._summary_path = config.summary_path or (folder.summary if folder else None)
@@ -416,6 +420,7 @@ class EnergySession:
             pue=config.pue,
             trace_path=_own_trace(trace_path, distributed),
             share=None if distributed is None else distributed.share,
+            share_sum=None if distributed is None else self._sum_list,
             strict=config.strict,
             clock=clock,
             sleep=sleep,
@@ -486,8 +491,14 @@ class EnergySession:
             summary["distributed"] = {
                 "share": self.distributed.share.describe(),
                 "job_total_j": self._job_total[0],
-                "own_total_j": self._job_total[1],  # this process's total at that instant
+                "own_total_j": self._job_total[1],  # what this process metered, by then
+                "summed": self.unsummed is None,
             }
+            if self.unsummed is not None:
+                summary["notes"].append(
+                    f"this process's share only: the job's figures could not be summed "
+                    f"({self.unsummed})"
+                )
             if self.distributed.share.rank != 0:
                 return
         if self._summary_path is not None:
@@ -605,7 +616,7 @@ class EnergySession:
         energy, samples, total, held, has_held, power = self._sum(
             energy, self._samples.pop(phase, 0), local_total, held, float(result.has_held), power
         )
-        self._job_total = (total, local_total)
+        self._job_total = (total, local_total - self._prior_others_j)
         name = keys.loop_j(phase) if phase in ("test", "predict") else keys.epoch_j(phase)
         metrics = {name: energy, keys.avg_power_w(phase): power}
         if samples:
@@ -688,7 +699,7 @@ class EnergySession:
         """``energy/total_j`` (and ``carbon/total_g``) of the run so far, over all processes."""
         local_total = self._local_total()
         (total,) = self._sum(local_total)
-        self._job_total = (total, local_total)
+        self._job_total = (total, local_total - self._prior_others_j)
         return self._total_metrics(total)
 
     def reduced(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -699,9 +710,26 @@ class EnergySession:
         return self.tracker.totals().energy_j + self._prior_others_j
 
     def _sum(self, *values: float) -> tuple[float, ...]:
-        if self.distributed is None:
+        return tuple(self._sum_list(list(values)))
+
+    def _sum_list(self, values: list[float]) -> list[float]:
+        """The job's element-wise sum; this process's own values if the collective fails."""
+        if self.distributed is None or self.unsummed is not None:
             return values
-        return tuple(self.distributed.reduce_sum(list(values)))
+        try:
+            return list(self.distributed.reduce_sum(values))
+        except Exception as err:  # the backend cannot run this collective: say so, go on
+            self.unsummed = f"{type(err).__name__}: {err}"
+            message = (
+                f"the processes of this job cannot sum their figures ({self.unsummed}); each "
+                "process reports only its own share, so rank 0's figures and summary are not "
+                "the job's. Use a process-group backend that can all-reduce float64 on this "
+                "device: gloo on the CPU, NCCL on NVIDIA GPUs"
+            )
+            if self.config.strict:
+                raise DistributedError(f"strict mode: {message}") from err
+            warn(message, DistributedWarning)
+            return values
 
     def _total_metrics(self, total_j: float) -> dict[str, float]:
         metrics = {keys.TOTAL_J: total_j}
@@ -720,7 +748,9 @@ class EnergySession:
         if not self.tracker.running:
             return {}
         state = self.tracker.state_dict()
-        if self.distributed is not None:
+        if self.distributed is not None or self._prior_others_j:  # a job's, resumed or not
+            if self.distributed is None:
+                self.totals()
             state[JOB_TOTAL_KEY] = list(self._job_total)
         return state
 
@@ -730,7 +760,7 @@ class EnergySession:
         Every process of a distributed job gets the state rank 0 saved. Rank 0
         continues its own totals and adds the other processes' energy up to the
         last job-wide total; the others start from zero, so the sum continues
-        the job's total.
+        the job's total. A single process resuming a job's state does the same.
         """
         if not state:
             return
@@ -739,7 +769,7 @@ class EnergySession:
         if self.distributed is not None and self.distributed.share.rank != 0:
             return
         self.tracker.load_state_dict(state)
-        if self.distributed is not None and job is not None:
+        if job is not None:  # also when a multi-process job is resumed by one process
             job_total_j, own_total_j = (float(v) for v in job)
             self._prior_others_j = max(job_total_j - own_total_j, 0.0)
 

@@ -106,6 +106,9 @@ class EnergyTracker:
         strict: raise when a source fails instead of dropping it with a warning.
         share: this process's place in a distributed job; only its share of
             the domains is metered (:mod:`green_callbacks.meters.share`).
+        share_sum: the job's element-wise sum over processes; with it, the
+            processes compare their shares at start, so that no domain is
+            metered by two of them.
         clock: monotonic clock (tests inject a fake one).
         sleep: how to wait during the idle baseline (tests inject a fake one).
 
@@ -126,6 +129,7 @@ class EnergyTracker:
         trace_path: str | Path | None = None,
         strict: bool = False,
         share: RankShare | None = None,
+        share_sum: Callable[[list[float]], list[float]] | None = None,
         clock: Clock = DEFAULT_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -144,6 +148,7 @@ class EnergyTracker:
         self._trace_path = trace_path
         self._strict = strict
         self._share = share
+        self._share_sum = share_sum
         self._clock = clock
         self._sleep = sleep
         self._reset()
@@ -176,7 +181,12 @@ class EnergyTracker:
             raise TrackerStateError("tracker already started; call stop() before starting again")
         selection = open_meters(self._meter_specs, clock=self._clock)
         if self._share is not None and self._share.world_size > 1:
-            selection = restrict(selection, self._share)
+            try:  # the processes compare their shares here: a collective that can fail
+                selection = restrict(selection, self._share, self._share_sum)
+            except BaseException:
+                for meter in selection.meters:
+                    meter.close()
+                raise
         self._findings = selection.findings
         self._sources = [
             SourceState(

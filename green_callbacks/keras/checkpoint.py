@@ -103,6 +103,12 @@ class CheckpointHooks(ScheduledSaves):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._energy = energy_callback(self.model, self)
+        if self._energy.session is not None and self._energy.session.distributed is not None:
+            raise ConfigError(
+                f"{type(self).__name__} backs up one process's fit, and this one is a worker of "
+                "a multi-worker job; use tf_keras.callbacks.BackupAndRestore, which coordinates "
+                "the workers' backups (EnergyCallback goes on metering the job)"
+            )
         self._energy.register_state(STATE_NAME, self.schedule)
         if not self._restore_done:  # only the first fit resumes; later ones continue in memory
             self._restore_done = True

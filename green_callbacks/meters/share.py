@@ -15,10 +15,17 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from green_callbacks.errors import DistributedWarning, warn
 from green_callbacks.meters.auto import Finding, Selection
 from green_callbacks.meters.base import Domain, Meter, Reading
+
+CLAIM_SLOTS = 32
+"""Domains per process compared with the other processes' (more are not compared)."""
 
 
 @dataclass(frozen=True)
@@ -82,20 +89,94 @@ class DomainSubset:
         self.inner.close()
 
 
-def restrict(selection: Selection, share: RankShare) -> Selection:
-    """The meters of ``selection`` cut down to ``share``; meters left with no domain are closed."""
+def restrict(
+    selection: Selection,
+    share: RankShare,
+    reduce_sum: Callable[[list[float]], list[float]] | None = None,
+    host: str | None = None,
+) -> Selection:
+    """The meters of ``selection`` cut down to ``share``; meters left with no domain are closed.
+
+    With ``reduce_sum`` (the job's element-wise sum over processes, called by
+    every process at the same point) the processes also compare what they
+    kept: a domain two processes would both meter (two processes on one
+    ``host`` that each think they are its local rank 0, two workers of a
+    ``tf.distribute`` job on one host) is kept by the lowest rank only, with a
+    :class:`~green_callbacks.errors.DistributedWarning` naming it.
+    """
+    kept = _cut(selection, share.keeps, f"{share.describe()}; {{}} metered by another rank")
+    if reduce_sum is None:
+        return kept
+    domains = [d for meter in kept.meters for d in meter.domains()]
+    twice = shared_claims(domains, share, reduce_sum, host or socket.gethostname())
+    ours = {name for name, ranks in twice.items() if min(ranks) == share.rank}
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name, ranks in sorted(twice.items()):
+        groups.setdefault(tuple(ranks), []).append(name)
+    where = host or socket.gethostname()
+    for group, names in groups.items():
+        keeper = "this process" if group[0] == share.rank else f"rank {group[0]}"
+        warn(
+            f"ranks {', '.join(map(str, group))} all meter {', '.join(names)} on {where}, which "
+            f"would count each {len(group)} times; {keeper} keeps them, so each is counted "
+            "once. Each process should know its rank on its host (LOCAL_RANK), and a "
+            "tf.distribute job should run one worker per host",
+            DistributedWarning,
+        )
+    return _cut(
+        kept, lambda d: d.name not in twice or d.name in ours, "{} metered by a lower rank too"
+    )
+
+
+def _cut(selection: Selection, keeps: Callable[[Domain], bool], why: str) -> Selection:
+    """``selection`` with only the domains ``keeps`` accepts; emptied meters closed."""
     result = Selection(findings=list(selection.findings))
     for meter in selection.meters:
-        keep = tuple(d for d in meter.domains() if share.keeps(d))
+        keep = tuple(d for d in meter.domains() if keeps(d))
         if len(keep) == len(meter.domains()):
             result.meters.append(meter)
             continue
-        left = ", ".join(d.name for d in meter.domains() if not share.keeps(d))
-        result.findings.append(
-            Finding(meter.name, bool(keep), f"{share.describe()}; {left} metered by another rank")
-        )
+        left = ", ".join(d.name for d in meter.domains() if not keeps(d))
+        result.findings.append(Finding(meter.name, bool(keep), why.format(left)))
         if keep:
             result.meters.append(DomainSubset(meter, keep))
         else:
             meter.close()
     return result
+
+
+def claim(domain: Domain, host: str) -> str:
+    """What metering ``domain`` on ``host`` counts: the same string in two processes is a
+    double count. A replayed domain is its trace's, not the host's."""
+    place = f"{host}:{domain.detail}" if domain.kind == "replayed" else host
+    return f"{place}/{domain.name}"
+
+
+def _code(text: str) -> float:
+    """A 24-bit code of ``text``, above 0: exact even if a collective sums in float32."""
+    digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=3).digest(), "big")
+    return float(digest or 1)
+
+
+def shared_claims(
+    domains: list[Domain],
+    share: RankShare,
+    reduce_sum: Callable[[list[float]], list[float]],
+    host: str,
+) -> dict[str, list[int]]:
+    """The domains this process meters that other processes meter too: name -> the ranks.
+
+    Each process writes the codes of its claims into its own slots of a
+    vector of zeros, and the job's sum gives every process everyone's claims.
+    """
+    codes = {_code(claim(d, host)): d.name for d in domains[:CLAIM_SLOTS]}
+    vector = [0.0] * (share.world_size * CLAIM_SLOTS)
+    for slot, code in enumerate(codes):
+        vector[share.rank * CLAIM_SLOTS + slot] = code
+    everyone = reduce_sum(vector)
+    ranks: dict[str, list[int]] = {}
+    for rank in range(share.world_size):
+        for code in everyone[rank * CLAIM_SLOTS : (rank + 1) * CLAIM_SLOTS]:
+            if code in codes:
+                ranks.setdefault(codes[code], []).append(rank)
+    return {name: found for name, found in ranks.items() if len(found) > 1}

@@ -9,13 +9,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from green_callbacks.core import keys
 from green_callbacks.core.session import CallbackConfig, Distributed, EnergySession
+from green_callbacks.errors import DistributedError, DistributedWarning
 from green_callbacks.meters.auto import Selection
+from green_callbacks.meters.replay import ReplayMeter
 from green_callbacks.meters.share import RankShare, restrict
 from green_callbacks.testing import FakeClock, FakeMeter
 
@@ -125,3 +128,106 @@ def test_resumed_job_continues_the_job_total(clock: FakeClock) -> None:
 
     totals = run_ranks(2, resumed)
     assert totals == pytest.approx([sum(MACHINE_W.values()) * 1.0] * 2)
+
+
+def test_two_ranks_that_both_think_they_are_local_rank_0_count_the_host_once(
+    clock: FakeClock,
+) -> None:
+    """A launcher that leaves LOCAL_RANK unset: both ranks claim the host and gpu:0."""
+
+    def rank_epoch(rank: int, collective: FakeSumCollective) -> dict[str, float]:
+        share = RankShare(rank=rank, local_rank=0, world_size=2)
+        config = CallbackConfig(meters=[FakeMeter(MACHINE_W, clock=clock)])
+        distributed = Distributed(share, collective.reduce_sum)
+        s = EnergySession(config, clock=clock, sample_interval_s=None, distributed=distributed)
+        s.start()
+        s.epoch_start("train")
+        advance_together(clock, rank, collective, 2.0)
+        metrics = s.epoch_end("train")
+        s.stop()
+        return metrics
+
+    with pytest.warns(
+        DistributedWarning, match=r"ranks 0, 1 all meter cpu:0, dram:0, gpu:0 on .* counted once"
+    ):
+        metrics = run_ranks(2, rank_epoch)
+
+    # rank 0 keeps cpu:0, dram:0 and gpu:0; rank 1 drops them all (gpu:1 nobody claimed)
+    kept_w = MACHINE_W["cpu:0"] + MACHINE_W["dram:0"] + MACHINE_W["gpu:0"]
+    assert metrics[0] == metrics[1]
+    assert metrics[0][keys.avg_power_w("train")] == kept_w  # 140 W, not 280 W
+
+
+def test_replayed_traces_are_claims_of_their_own() -> None:
+    """Each "node" of a one-machine test replays its own trace: no overlap, nothing dropped."""
+    collective = FakeSumCollective(2)
+
+    def kept(rank: int) -> list[str]:
+        meter = ReplayMeter({"cpu:0": ("power", [0.0, 60.0], [20.0, 20.0])}, origin=f"n{rank}")
+        share = RankShare(rank=rank, local_rank=0, world_size=2)
+        selection = restrict(Selection([meter]), share, collective.reduce_sum, host="one-host")
+        return [d.name for m in selection.meters for d in m.domains()]
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(kept, range(2))) == [["cpu:0"], ["cpu:0"]]
+
+
+def test_a_collective_that_fails_is_named_and_each_process_reports_its_share(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    def no_backend(values: list[float]) -> list[float]:
+        raise RuntimeError("No backend type associated with device type cpu")
+
+    share = RankShare(rank=0, local_rank=0, world_size=2)
+    config = CallbackConfig(meters=[FakeMeter(MACHINE_W, clock=clock)],
+                            summary_path=tmp_path / "summary.json")  # fmt: skip
+    s = EnergySession(config, clock=clock, sample_interval_s=None,
+                      distributed=Distributed(share, no_backend))  # fmt: skip
+    with pytest.warns(DistributedWarning, match="cannot sum their figures .*No backend type"):
+        s.start()
+    s.epoch_start("train")
+    clock.advance(2.0)
+    metrics = s.epoch_end("train")
+    summary = s.stop()
+
+    own_w = MACHINE_W["cpu:0"] + MACHINE_W["dram:0"] + MACHINE_W["gpu:0"]
+    assert metrics[keys.avg_power_w("train")] == own_w and summary["distributed"]["summed"] is False
+    assert "this process's share only" in summary["notes"][-1]
+
+    strict = EnergySession(
+        CallbackConfig(meters=[FakeMeter(MACHINE_W, clock=clock)], strict=True),
+        clock=clock, sample_interval_s=None, distributed=Distributed(share, no_backend),
+    )  # fmt: skip
+    with pytest.raises(DistributedError, match="strict mode: .*gloo on the CPU"):
+        strict.start()
+
+
+def test_a_job_resumed_twice_and_then_by_one_process_keeps_every_joule(clock: FakeClock) -> None:
+    """Rank 0's state carries the other ranks' energy through every resume."""
+    states: list[dict[str, Any]] = [{}]
+
+    def run(rank: int, collective: FakeSumCollective) -> float:
+        s = session(clock, rank, collective).start()
+        s.load_state_dict(states[-1])
+        advance_together(clock, rank, collective, 1.0)
+        total = s.totals()[keys.TOTAL_J]
+        state = s.state_dict()
+        s.stop()
+        if rank == 0:
+            states.append(state)
+        return total
+
+    machine_w = sum(MACHINE_W.values())
+    assert run_ranks(2, run) == [machine_w] * 2
+    assert run_ranks(2, run) == [2 * machine_w] * 2
+    assert run_ranks(2, run) == [3 * machine_w] * 2
+
+    alone = EnergySession(CallbackConfig(meters=[FakeMeter({"cpu:0": 30.0}, clock=clock)]),
+                          clock=clock, sample_interval_s=None).start()  # fmt: skip
+    alone.load_state_dict(states[-1])
+    clock.advance(1.0)
+    assert alone.totals()[keys.TOTAL_J] == 3 * machine_w + 30.0
+    again = EnergySession(CallbackConfig(meters=[FakeMeter({"cpu:0": 30.0}, clock=clock)]),
+                          clock=clock, sample_interval_s=None).start()  # fmt: skip
+    again.load_state_dict(alone.state_dict())  # a second single-process resume keeps it too
+    assert again.totals()[keys.TOTAL_J] == 3 * machine_w + 30.0

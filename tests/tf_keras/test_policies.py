@@ -19,13 +19,15 @@ import pytest
 tf_keras = pytest.importorskip("tf_keras")
 
 from green_callbacks.core import keys  # noqa: E402
+from green_callbacks.core.session import Distributed  # noqa: E402
 from green_callbacks.errors import (  # noqa: E402
     ConfigError,
     EnergyCallbackMissingError,
     OutputFailureWarning,
 )
+from green_callbacks.meters.share import RankShare  # noqa: E402
 from green_callbacks.policies import SaveReason, StopReason  # noqa: E402
-from green_callbacks.testing import FakeClock, fake_metered  # noqa: E402
+from green_callbacks.testing import FakeClock, FakeMeter, fake_metered  # noqa: E402
 from green_callbacks.tf_keras import (  # noqa: E402
     EnergyCallback,
     EnergyCheckpoint,
@@ -221,3 +223,15 @@ def test_preflight_shrinks_before_training_and_leaves_no_trace() -> None:
     assert set(fault.sizes) == {16} and guard.preflight_peak_source == "host peak RSS"
     for got, want in zip(first[0], before, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_worker_of_a_multi_worker_job_is_told_to_use_backup_and_restore(tmp_path: Path) -> None:
+    class Worker(EnergyCallback):  # type: ignore[misc]
+        """Worker 0 of two, summing with a stand-in for the strategy's all-reduce."""
+
+        def _distributed(self) -> Distributed:
+            return Distributed(RankShare(rank=0, world_size=2, all_devices=True), list)
+
+    meter = Worker(meters=FakeMeter({"cpu:0": 10.0}))
+    with pytest.raises(ConfigError, match="worker of a multi-worker job; use tf_keras.callbacks"):
+        fit(model(), [meter, EnergyCheckpoint(tmp_path / "backup")], epochs=1)
