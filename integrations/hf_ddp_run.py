@@ -1,15 +1,18 @@
 """A two-process Hugging Face Trainer job on CPU (gloo), for test_hf_ddp.py; not a test itself.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 \\
-        integrations/hf_ddp_run.py TRACE.csv OUT_DIR
+        integrations/hf_ddp_run.py TRACE.csv OUT_DIR [--local-rank-unset]
 
-Every rank writes ``OUT_DIR/rank<N>.json`` (the domains it metered and its
-summary); rank 0 also writes ``OUT_DIR/logs.json`` (the Trainer's log history).
+``--local-rank-unset`` plays a launcher that leaves ``LOCAL_RANK`` unset: every
+rank thinks it is its host's local rank 0. Every rank writes
+``OUT_DIR/rank<N>.json`` (the domains it metered and its summary); rank 0 also
+writes ``OUT_DIR/logs.json`` (the Trainer's log history).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +33,8 @@ class Regressor(torch.nn.Module):
 
 def main() -> None:
     trace, out = sys.argv[1], Path(sys.argv[2])
+    if "--local-rank-unset" in sys.argv:
+        os.environ.pop("LOCAL_RANK", None)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(512, 16, generator=generator)
     rows = [{"x": x[i], "labels": x[i].sum(dim=0, keepdim=True)} for i in range(512)]
