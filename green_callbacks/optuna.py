@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from green_callbacks._optional import missing_extra
-from green_callbacks.core import session as session_module
+from green_callbacks.core import callback_args
 from green_callbacks.core.tracker import EnergyTracker
 from green_callbacks.errors import ConfigError, require_number
 
@@ -132,11 +132,11 @@ def metered(
 def collected_summaries() -> Iterator[list[dict[str, Any]]]:
     """Collect the summaries of the ``EnergyCallback`` runs that end inside (this thread)."""
     found: list[dict[str, Any]] = []
-    token = session_module.SUMMARY_SINKS.set((*session_module.SUMMARY_SINKS.get(), found.append))
+    token = callback_args.SUMMARY_SINKS.set((*callback_args.SUMMARY_SINKS.get(), found.append))
     try:
         yield found
     finally:
-        session_module.SUMMARY_SINKS.reset(token)
+        callback_args.SUMMARY_SINKS.reset(token)
 
 
 def _record(trial: optuna.Trial, totals: Any, summaries: list[dict[str, Any]]) -> None:

@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-from green_callbacks.core.session import CallbackConfig, EnergyCallbackArgs
+from green_callbacks.core.callback_args import EnergyCallbackArgs
+from green_callbacks.core.session import CallbackConfig
 
 
 @pytest.mark.parametrize("adapter", ["lightning", "keras", "hf"])

@@ -22,9 +22,10 @@ from typing import Any
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import write_json_atomic
+from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.card import energy_card
 from green_callbacks.core.run_folder import model_facts
-from green_callbacks.core.session import Distributed, EnergyCallbackArgs, EnergySession
+from green_callbacks.core.session import Distributed, EnergySession
 from green_callbacks.core.watch import CallWatch
 from green_callbacks.errors import UsageError
 from green_callbacks.meters.share import RankShare

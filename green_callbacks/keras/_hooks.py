@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.run_folder import model_facts
-from green_callbacks.core.session import Distributed, EnergyCallbackArgs, EnergySession
+from green_callbacks.core.session import Distributed, EnergySession
 from green_callbacks.core.watch import CallWatch
 from green_callbacks.errors import EnergyCallbackMissingError
 

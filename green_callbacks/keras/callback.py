@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
-from green_callbacks.core.session import EnergyCallbackArgs
+from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.keras._hooks import KerasHooks
 
 try:

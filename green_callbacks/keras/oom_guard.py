@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import keras
 
 from green_callbacks.core import keys
+from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.memory import device_memory, measured_peak
-from green_callbacks.core.session import EnergyCallbackArgs
 from green_callbacks.errors import OOMGuardConfigError
 from green_callbacks.keras._compat import KERAS3
 from green_callbacks.keras._hooks import Flavour

@@ -27,8 +27,8 @@ from lightning.pytorch.utilities.parsing import (
 )
 
 from green_callbacks.core import keys
+from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.memory import device_memory, measured_peak
-from green_callbacks.core.session import EnergyCallbackArgs
 from green_callbacks.errors import OOMGuardConfigError
 from green_callbacks.lightning import _compat
 from green_callbacks.lightning.callback import to_loggers

@@ -6,7 +6,8 @@ from typing import Any
 
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
-from green_callbacks.core.session import Distributed, EnergyCallbackArgs
+from green_callbacks.core.callback_args import EnergyCallbackArgs
+from green_callbacks.core.session import Distributed
 from green_callbacks.keras._hooks import KerasHooks
 from green_callbacks.meters.share import RankShare
 

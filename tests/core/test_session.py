@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from green_callbacks.core import keys
+from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.session import (
     CallbackConfig,
     CallbackConfigError,
-    EnergyCallbackArgs,
     EnergySession,
 )
 from green_callbacks.errors import EnergySourceWarning, OutputError, OutputFailureWarning
@@ -240,7 +240,7 @@ def test_run_state_carries_policies_and_reads_older_and_refuses_newer() -> None:
 
 CRASHING_SCRIPT = """
 import sys
-from green_callbacks.core.session import EnergyCallbackArgs
+from green_callbacks.core.callback_args import EnergyCallbackArgs
 callback = EnergyCallbackArgs(meters="estimate", summary_path=sys.argv[1])
 callback._open_session(sample_interval_s=None)
 raise RuntimeError("the training script crashed")
