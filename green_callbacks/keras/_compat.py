@@ -15,11 +15,7 @@ from typing import Any
 
 import keras
 
-from green_callbacks.errors import FrameworkAPIError
 from green_callbacks.keras._hooks import Flavour
-
-CHECKED = ("3.5", "3.15")
-"""Oldest and newest Keras releases these internals were checked against."""
 
 WEIGHTS = "model.weights.h5"
 
@@ -28,6 +24,11 @@ class Keras3(Flavour):
     """Keras 3 on any backend."""
 
     package = "green_callbacks.keras"
+    library = "Keras"
+    checked = ("3.5", "3.15")
+
+    def version(self) -> str:
+        return str(keras.__version__)
 
     def backend(self) -> str:
         return str(keras.backend.backend())
@@ -44,13 +45,7 @@ class Keras3(Flavour):
             optimizer.build(model.trainable_variables)
 
     def set_initial_epoch(self, model: Any, epoch: int) -> None:
-        if not hasattr(model, "_initial_epoch"):
-            raise FrameworkAPIError(
-                f"Keras {keras.__version__} models have no '_initial_epoch', which "
-                f"green_callbacks uses to resume fit at an epoch (checked with Keras "
-                f"{CHECKED[0]} to {CHECKED[1]}); install a Keras release in that range or report "
-                "the new version to green_callbacks"
-            )
+        self.require(model, "_initial_epoch")
         model._initial_epoch = epoch
 
     def clear_initial_epoch(self, model: Any) -> None:

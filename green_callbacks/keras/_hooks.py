@@ -18,7 +18,7 @@ from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import Distributed, EnergySession
 from green_callbacks.core.watch import CallWatch
-from green_callbacks.errors import EnergyCallbackMissingError
+from green_callbacks.errors import EnergyCallbackMissingError, FrameworkAPIError
 
 BY_MODEL: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 """model -> the EnergyCallback metering its fit: Keras callbacks cannot see each other."""
@@ -29,6 +29,25 @@ class Flavour:
 
     package = ""
     """The green_callbacks module of this Keras, for messages: ``green_callbacks.keras``."""
+    library = ""
+    """The Keras's name in messages: ``Keras``, ``tf_keras``."""
+    checked = ("", "")
+    """Oldest and newest releases of it whose internals the flavour was checked against."""
+
+    def version(self) -> str:
+        """The installed release."""
+        raise NotImplementedError
+
+    def require(self, model: Any, name: str) -> None:
+        """A :class:`FrameworkAPIError` naming the releases if ``model`` lacks the internal
+        ``name`` green_callbacks resumes ``fit`` with (a release that changed it)."""
+        if not hasattr(model, name):
+            raise FrameworkAPIError(
+                f"{self.library} {self.version()} models have no {name!r}, which "
+                f"green_callbacks uses to resume fit at an epoch (checked with {self.library} "
+                f"{self.checked[0]} to {self.checked[1]}); install a {self.library} release in "
+                "that range or report the new version to green_callbacks"
+            )
 
     def backend(self) -> str:
         """The array library that runs the model: ``torch``, ``tensorflow``, ``jax``..."""

@@ -17,11 +17,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from green_callbacks.errors import ConfigError, FrameworkAPIError
+from green_callbacks.errors import ConfigError
 from green_callbacks.keras._hooks import Flavour
-
-CHECKED = ("2.16", "2.21")
-"""Oldest and newest tf_keras releases these internals were checked against."""
 
 WEIGHTS = "weights"
 """The TensorFlow checkpoint's prefix in a backup folder (it holds the optimizer's state too)."""
@@ -44,6 +41,11 @@ class TfKeras(Flavour):
     """tf_keras (Keras 2), always on TensorFlow."""
 
     package = "green_callbacks.tf_keras"
+    library = "tf_keras"
+    checked = ("2.16", "2.21")
+
+    def version(self) -> str:
+        return str(tf_keras.__version__)
 
     def backend(self) -> str:
         return "tensorflow"
@@ -64,13 +66,7 @@ class TfKeras(Flavour):
             optimizer.build(model.trainable_variables)
 
     def set_initial_epoch(self, model: Any, epoch: int) -> None:
-        if not hasattr(model, "_training_state"):
-            raise FrameworkAPIError(
-                f"tf_keras {tf_keras.__version__} models have no '_training_state', which "
-                f"green_callbacks uses to resume fit at an epoch (checked with tf_keras "
-                f"{CHECKED[0]} to {CHECKED[1]}); install a tf_keras release in that range or "
-                "report the new version to green_callbacks"
-            )
+        self.require(model, "_training_state")
         if model._training_state is not None and not isinstance(model._training_state, ResumeAt):
             raise ConfigError(
                 "EnergyCheckpoint and tf_keras's BackupAndRestore both resume this fit; "

@@ -1,17 +1,25 @@
-"""Callbacks and a layer the Keras policy tests share, for Keras 3 and tf_keras alike.
+"""What the Keras policy tests need, for Keras 3 and tf_keras alike: a :class:`Kit` each.
 
-Each is a mixin that imports neither Keras; a test module puts it on its
-Keras's ``Callback`` or ``Layer`` (tf_keras's ``fit`` rejects Keras 3 callbacks).
+tf_keras's ``fit`` rejects Keras 3 callbacks, so the helper callbacks and the
+faulty layer are mixins put on each Keras's own ``Callback`` and ``Layer``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from green_callbacks.testing import FakeClock
+import numpy as np
+
+from green_callbacks.testing import FakeClock, fake_metered
+
+BATCH = 16
+BATCHES_PER_EPOCH = 4
 
 
 class TicksHooks:
@@ -46,12 +54,12 @@ class ScriptedHooks:
 class FaultyMemoryHooks:
     """Runs out of memory on batches larger than ``fits`` from step ``after`` on.
 
-    It raises ``out_of_memory``'s error, the type the backend's allocator
-    raises (``torch.OutOfMemoryError``, ``tf.errors.ResourceExhaustedError``).
-    The model runs eagerly so that the layer sees every step's concrete batch size.
+    It raises the backend's real out-of-memory type (``torch.OutOfMemoryError``,
+    ``tf.errors.ResourceExhaustedError``), as the allocator would. The model
+    runs eagerly so that the layer sees every step's concrete batch size.
     """
 
-    out_of_memory: Callable[[str], Exception]
+    backend = ""
 
     def __init__(self, fits: int, after: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -61,13 +69,84 @@ class FaultyMemoryHooks:
         if training:
             size = int(inputs.shape[0])
             if self.calls >= self.after and size > self.fits:
-                raise type(self).out_of_memory(f"Tried to allocate a batch of {size} (injected)")
+                raise out_of_memory(self.backend, f"Tried to allocate a batch of {size} (fault)")
             self.calls += 1
             self.sizes.append(size)
         return inputs
 
 
-def tensorflow_out_of_memory(message: str) -> Exception:
-    import tensorflow as tf
+def out_of_memory(backend: str, message: str) -> Exception:
+    if backend == "torch":
+        import torch
 
-    return tf.errors.ResourceExhaustedError(None, None, f"OOM when allocating: {message}")
+        return torch.OutOfMemoryError(f"CUDA out of memory. {message}")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.errors.ResourceExhaustedError(None, None, f"OOM when allocating: {message}")
+    return MemoryError(message)
+
+
+@dataclass
+class Kit:
+    """One Keras (``keras`` or ``tf_keras``) with its green_callbacks module and test helpers."""
+
+    name: str
+    k: Any  # the Keras module
+    green: Any  # green_callbacks.keras or green_callbacks.tf_keras
+    Ticks: type
+    Scripted: type
+    FaultyMemory: type
+    tear: Callable[[Path], Path]  # a backup folder's weights file, to corrupt
+
+    def energy(self, **kwargs: Any) -> tuple[Any, FakeClock]:
+        return fake_metered(self.green.EnergyCallback, **kwargs)
+
+    def model(self, fault: Any = None) -> Any:
+        layers: list[Any] = [self.k.Input((8,))]
+        if fault is not None:
+            layers.append(fault)
+        layers += [self.k.layers.Dense(4, activation="relu"), self.k.layers.Dense(2)]
+        net = self.k.Sequential(layers)
+        net.compile(
+            optimizer="adam",
+            loss=self.k.losses.SparseCategoricalCrossentropy(from_logits=True),
+            run_eagerly=fault is not None,
+        )
+        return net
+
+    def fit(self, net: Any, callbacks: list[Any], epochs: int = 10) -> Any:
+        x, y = data()
+        return net.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
+
+    def numpy(self, variables: list[Any]) -> list[np.ndarray]:
+        return [np.asarray(self.green.EnergyCheckpoint.flavour.to_numpy(v)) for v in variables]
+
+
+def data(samples: int = BATCH * BATCHES_PER_EPOCH) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(samples, 8)).astype("float32"), rng.integers(0, 2, size=samples)
+
+
+def kit(name: str) -> Kit:
+    """The kit of ``"keras"`` (Keras 3, this process's backend) or ``"tf_keras"``."""
+    k = importlib.import_module(name)
+    green = importlib.import_module(f"green_callbacks.{name}")
+    backend = green.EnergyCheckpoint.flavour.backend()
+
+    def put_on(mixin: type, base: type, **extra: Any) -> type:
+        return type(
+            mixin.__name__.removesuffix("Hooks"), (mixin, base), {"__doc__": mixin.__doc__, **extra}
+        )
+
+    if name == "keras":
+        tear: Callable[[Path], Path] = lambda folder: folder / "model.weights.h5"  # noqa: E731
+    else:
+        tear = lambda folder: next(folder.glob("weights.data-*"))  # noqa: E731
+    return Kit(
+        name, k, green,
+        Ticks=put_on(TicksHooks, k.callbacks.Callback),
+        Scripted=put_on(ScriptedHooks, k.callbacks.Callback),
+        FaultyMemory=put_on(FaultyMemoryHooks, k.layers.Layer, backend=backend),
+        tear=tear,
+    )  # fmt: skip

@@ -1,4 +1,5 @@
-"""EnergyEarlyStopping, EnergyCheckpoint and OOMGuard in real Keras 3 fits (every backend).
+"""EnergyEarlyStopping, EnergyCheckpoint and OOMGuard in real fits of Keras 3 (this
+process's backend) and tf_keras (Keras 2): every case runs on both.
 
 Energy is made deterministic with a FakeMeter (100 W) on a FakeClock that a
 callback listed first advances by 1 s per training batch: 100 J per batch,
@@ -16,20 +17,15 @@ from typing import Any
 
 import pytest
 
-keras = pytest.importorskip("keras", reason="needs the 'keras' extra")
+pytest.importorskip("keras", reason="needs the 'keras' extra")
 np = pytest.importorskip("numpy")
 
 from green_callbacks.core import keys  # noqa: E402
 from green_callbacks.errors import (  # noqa: E402
     CheckpointLoadError,
     EnergyCallbackMissingError,
+    FrameworkAPIError,
     OutputFailureWarning,
-)
-from green_callbacks.keras import (  # noqa: E402
-    EnergyCallback,
-    EnergyCheckpoint,
-    EnergyEarlyStopping,
-    OOMGuard,
 )
 from green_callbacks.policies import (  # noqa: E402
     OOMFloorError,
@@ -37,78 +33,24 @@ from green_callbacks.policies import (  # noqa: E402
     SaveReason,
     StopReason,
 )
-from green_callbacks.testing import FakeClock, fake_metered  # noqa: E402
-from tests.keras.fit_helpers import (  # noqa: E402
-    FaultyMemoryHooks,
-    ScriptedHooks,
-    TicksHooks,
-    tensorflow_out_of_memory,
-)
-
-BATCH = 16
-BATCHES_PER_EPOCH = 4
+from tests.keras.fit_helpers import BATCHES_PER_EPOCH, Kit, data, kit  # noqa: E402
 
 
-class Ticks(TicksHooks, keras.callbacks.Callback):  # type: ignore[misc]
-    __doc__ = TicksHooks.__doc__
-
-
-class Scripted(ScriptedHooks, keras.callbacks.Callback):  # type: ignore[misc]
-    __doc__ = ScriptedHooks.__doc__
-
-
-def out_of_memory(message: str) -> Exception:
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        return torch.OutOfMemoryError(f"CUDA out of memory. {message}")
-    if backend == "tensorflow":
-        return tensorflow_out_of_memory(message)
-    return MemoryError(message)
-
-
-class FaultyMemory(FaultyMemoryHooks, keras.layers.Layer):  # type: ignore[misc]
-    __doc__ = FaultyMemoryHooks.__doc__
-    out_of_memory = staticmethod(out_of_memory)
-
-
-def model(fault: FaultyMemory | None = None) -> keras.Model:
-    layers = [keras.Input((8,))]
-    if fault is not None:
-        layers.append(fault)
-    layers += [keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
-    net = keras.Sequential(layers)
-    net.compile(
-        optimizer="adam",
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        run_eagerly=fault is not None,
-    )
-    return net
-
-
-def data(samples: int = BATCH * BATCHES_PER_EPOCH) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return rng.normal(size=(samples, 8)).astype("float32"), rng.integers(0, 2, size=samples)
-
-
-def energy() -> tuple[EnergyCallback, FakeClock]:
-    return fake_metered(EnergyCallback)
-
-
-def fit(net: keras.Model, callbacks: list[Any], epochs: int = 10) -> Any:
-    x, y = data()
-    return net.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
+@pytest.fixture(params=["keras", "tf_keras"])
+def k(request: pytest.FixtureRequest) -> Kit:
+    """Each Keras in turn (tf_keras where the 'tfmot' extra is installed)."""
+    pytest.importorskip(request.param)
+    return kit(request.param)
 
 
 # -- EnergyEarlyStopping ---------------------------------------------------
 
 
-def test_budget_stops_before_an_epoch_that_would_overrun(tmp_path: Path) -> None:
-    meter, clock = energy()
-    stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", budget_j=1000.0)
-    table = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
-    history = fit(model(), [Ticks(meter, clock), meter, Scripted([0.5]), stopper, table])
+def test_budget_stops_before_an_epoch_that_would_overrun(k: Kit, tmp_path: Path) -> None:
+    meter, clock = k.energy()
+    stopper = k.green.EnergyEarlyStopping(monitor="val_acc", mode="max", budget_j=1000.0)
+    table = k.k.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    history = k.fit(k.model(), [k.Ticks(meter, clock), meter, k.Scripted([0.5]), stopper, table])
 
     # 400 J per epoch: after 800 J a third epoch would reach 1200 J > 1000 J.
     assert history.epoch == [0, 1]
@@ -121,34 +63,34 @@ def test_budget_stops_before_an_epoch_that_would_overrun(tmp_path: Path) -> None
     assert saved == [0.0, pytest.approx(8 * 400.0)]
 
 
-def test_the_progress_bar_gets_energy_so_far_and_power_every_batch() -> None:
-    meter, clock = energy()
+def test_the_progress_bar_gets_energy_so_far_and_power_every_batch(k: Kit) -> None:
+    meter, clock = k.energy()
     seen: list[dict[str, float]] = []
-    peek = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(logs))
-    fit(model(), [Ticks(meter, clock), meter, peek], epochs=2)
+    peek = k.k.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(logs))
+    k.fit(k.model(), [k.Ticks(meter, clock), meter, peek], epochs=2)
 
     # 1 s (100 J) per batch: the running total and, once sampled, the epoch's 100 W
     assert [round(logs["energy_j"]) for logs in seen] == [100 * (i + 1) for i in range(8)]
     assert [logs["power_w"] for logs in seen][4:] == [pytest.approx(100.0)] * 4
 
-    meter, clock = fake_metered(EnergyCallback, progress_bar=False)
+    meter, clock = k.energy(progress_bar=False)
     seen.clear()
-    fit(model(), [Ticks(meter, clock), meter, peek], epochs=1)
+    k.fit(k.model(), [k.Ticks(meter, clock), meter, peek], epochs=1)
     assert not {"energy_j", "power_w"} & set(seen[-1])
 
 
-def test_target_stops_and_best_weights_come_back() -> None:
-    meter, clock = energy()
-    net = model()
+def test_target_stops_and_best_weights_come_back(k: Kit) -> None:
+    meter, clock = k.energy()
+    net = k.model()
     snapshots: list[list[np.ndarray]] = []
-    keep = keras.callbacks.LambdaCallback(
+    keep = k.k.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: snapshots.append(net.get_weights())
     )
-    stopper = EnergyEarlyStopping(
+    stopper = k.green.EnergyEarlyStopping(
         monitor="val_acc", mode="max", min_gain_per_kj=0.05, patience=2, restore_best_weights=True
     )
     accuracies = [0.5, 0.8, 0.85, 0.79, 0.80, 0.81]
-    history = fit(net, [Ticks(meter, clock), meter, Scripted(accuracies), keep, stopper])
+    history = k.fit(net, [k.Ticks(meter, clock), meter, k.Scripted(accuracies), keep, stopper])
 
     assert history.epoch == [0, 1, 2, 3, 4]
     assert stopper.decision is not None
@@ -157,22 +99,26 @@ def test_target_stops_and_best_weights_come_back() -> None:
         np.testing.assert_array_equal(now, best)
 
 
-def test_energy_early_stopping_needs_the_energy_callback_first() -> None:
-    stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", target=0.9)
+def test_energy_early_stopping_needs_the_energy_callback_first(k: Kit) -> None:
+    stopper = k.green.EnergyEarlyStopping(monitor="val_acc", mode="max", target=0.9)
     with pytest.raises(EnergyCallbackMissingError, match=r"EnergyCallback\(\), EnergyEarly"):
-        fit(model(), [Scripted([0.5]), stopper], epochs=1)
+        k.fit(k.model(), [k.Scripted([0.5]), stopper], epochs=1)
 
 
 # -- EnergyCheckpoint ------------------------------------------------------
 
 
-def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(tmp_path: Path) -> None:
-    meter, clock = energy()
-    net = model()
-    saver = EnergyCheckpoint(tmp_path / "backup", every_kj=1000.0, signals=("SIGUSR1",))
-    stopper = EnergyEarlyStopping(monitor="val_acc", mode="max", target=2.0)  # never met
-    history = fit(
-        net, [Ticks(meter, clock, signal_at=6), meter, Scripted([0.5]), saver, stopper], epochs=3
+def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(
+    k: Kit, tmp_path: Path
+) -> None:
+    meter, clock = k.energy()
+    net = k.model()
+    saver = k.green.EnergyCheckpoint(tmp_path / "backup", every_kj=1000.0, signals=("SIGUSR1",))
+    stopper = k.green.EnergyEarlyStopping(monitor="val_acc", mode="max", target=2.0)  # never met
+    history = k.fit(
+        net,
+        [k.Ticks(meter, clock, signal_at=6), meter, k.Scripted([0.5]), saver, stopper],
+        epochs=3,
     )
 
     # batch 6 is the 2nd of epoch 1: saved there, stopped, handler given back
@@ -185,22 +131,24 @@ def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(tmp_path: P
     # Keras tells callbacks of no saves, but this one was EnergyCheckpoint's: recorded, metered
     [save] = meter.summary["facts"]["checkpoints"]
     assert save["energy_j"] == 0.0  # metered on the fake clock, which the save did not move
-    weights_at_save = net.get_weights()
+    at_save = [*net.get_weights(), *k.numpy(net.optimizer.variables)]
 
     # a new process would build everything again: so do we
-    meter2, clock2 = energy()
-    net2 = model()
-    saver2 = EnergyCheckpoint(tmp_path / "backup", every_kj=1000.0, signals=("SIGUSR1",))
-    stopper2 = EnergyEarlyStopping(monitor="val_acc", mode="max", target=2.0)
-    restored: list[list[np.ndarray]] = []
-    peek = keras.callbacks.LambdaCallback(
-        on_train_begin=lambda logs: restored.append(net2.get_weights())
-    )
-    callbacks = [Ticks(meter2, clock2), meter2, Scripted([0.5]), saver2, stopper2, peek]
-    history2 = fit(net2, callbacks, epochs=3)
+    meter2, clock2 = k.energy()
+    net2 = k.model()
+    saver2 = k.green.EnergyCheckpoint(tmp_path / "backup", every_kj=1000.0, signals=("SIGUSR1",))
+    stopper2 = k.green.EnergyEarlyStopping(monitor="val_acc", mode="max", target=2.0)
+    restored: list[list[np.ndarray]] = []  # after the restore, before the first step
+
+    def look(logs: Any) -> None:
+        restored.append([*net2.get_weights(), *k.numpy(net2.optimizer.variables)])
+
+    peek = k.k.callbacks.LambdaCallback(on_train_begin=look)
+    callbacks = [k.Ticks(meter2, clock2), meter2, k.Scripted([0.5]), saver2, stopper2, peek]
+    history2 = k.fit(net2, callbacks, epochs=3)
 
     assert saver2.resumed_from is not None
-    for got, want in zip(restored[0], weights_at_save, strict=True):
+    for got, want in zip(restored[0], at_save, strict=True):  # weights and Adam's moments
         np.testing.assert_array_equal(got, want)
     assert history2.epoch == [1, 2]  # Keras resumes at the start of the interrupted epoch
     # the total continues: 600 J before, 8 batches x 100 J after
@@ -209,12 +157,16 @@ def test_signal_saves_stops_and_the_next_fit_resumes_with_its_energy(tmp_path: P
     # the stopping history travelled in the backup: epoch 0 before, epochs 1 and 2 after
     assert stopper2.policy.epochs == 3 and stopper2.policy.state_dict()["costs_j"] == [400.0] * 3
     assert not (tmp_path / "backup").exists()  # finished: the next run starts afresh
+    # and a later fit of the same model starts where it is told, not at the resumed epoch
+    assert k.fit(net2, [k.energy()[0]], epochs=2).epoch == [0, 1]
 
 
-def test_every_kj_saves_atomically_and_keeps_the_last_two(tmp_path: Path) -> None:
-    meter, clock = energy()
-    saver = EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, keep_last=2, delete_on_finish=False)
-    fit(model(), [Ticks(meter, clock), meter, saver], epochs=3)
+def test_every_kj_saves_atomically_and_keeps_the_last_two(k: Kit, tmp_path: Path) -> None:
+    meter, clock = k.energy()
+    saver = k.green.EnergyCheckpoint(
+        tmp_path / "backup", every_kj=0.3, keep_last=2, delete_on_finish=False
+    )
+    k.fit(k.model(), [k.Ticks(meter, clock), meter, saver], epochs=3)
 
     folders = sorted(p.name for p in (tmp_path / "backup").iterdir() if p.is_dir())
     assert saver.planner.saves == 4  # 1200 J in steps of 300 J
@@ -225,38 +177,43 @@ def test_every_kj_saves_atomically_and_keeps_the_last_two(tmp_path: Path) -> Non
     assert state["version"] == 1 and state["parts"]["checkpoint"]["saves"] == 4
 
 
-def test_a_corrupt_newest_backup_resumes_from_the_one_before(tmp_path: Path) -> None:
-    meter, clock = energy()
-    saver = EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, keep_last=2, delete_on_finish=False)
-    fit(model(), [Ticks(meter, clock), meter, saver], epochs=3)
+def test_a_corrupt_newest_backup_resumes_from_the_one_before(k: Kit, tmp_path: Path) -> None:
+    meter, clock = k.energy()
+    saver = k.green.EnergyCheckpoint(
+        tmp_path / "backup", every_kj=0.3, keep_last=2, delete_on_finish=False
+    )
+    k.fit(k.model(), [k.Ticks(meter, clock), meter, saver], epochs=3)
     older, newest = sorted(p for p in (tmp_path / "backup").iterdir() if p.is_dir())
-    weights = newest / "model.weights.h5"
+    weights = k.tear(newest)
     weights.write_bytes(weights.read_bytes()[:100])  # torn by a full disk or a bad copy
 
-    meter2, clock2 = energy()
-    again = EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, delete_on_finish=False)
+    meter2, clock2 = k.energy()
+    again = k.green.EnergyCheckpoint(tmp_path / "backup", every_kj=0.3, delete_on_finish=False)
     with pytest.warns(OutputFailureWarning, match=f"resuming from .*{older.name}.*passed over"):
-        fit(model(), [Ticks(meter2, clock2), meter2, again], epochs=3)
+        k.fit(k.model(), [k.Ticks(meter2, clock2), meter2, again], epochs=3)
     assert again.resumed_from == older
 
     for folder in (p for p in (tmp_path / "backup").iterdir() if p.is_dir()):
         (folder / "state.json").write_text("{")  # nothing intact left
-    meter3, clock3 = energy()
+    meter3, clock3 = k.energy()
     with pytest.raises(CheckpointLoadError, match="no kept checkpoint can be resumed from"):
-        fit(model(), [Ticks(meter3, clock3), meter3, EnergyCheckpoint(tmp_path / "backup")])
+        k.fit(
+            k.model(),
+            [k.Ticks(meter3, clock3), meter3, k.green.EnergyCheckpoint(tmp_path / "backup")],
+        )
 
 
 # -- OOMGuard --------------------------------------------------------------
 
 
-def test_oom_mid_training_is_survived_with_a_smaller_batch(tmp_path: Path) -> None:
-    meter, clock = energy()
-    fault = FaultyMemory(fits=4, after=6)  # 16 fits for 6 steps (1.5 epochs), then only 4
-    net = model(fault)
-    guard = OOMGuard(preflight=False, dirpath=tmp_path / "oom")
+def test_oom_mid_training_is_survived_with_a_smaller_batch(k: Kit, tmp_path: Path) -> None:
+    meter, clock = k.energy()
+    fault = k.FaultyMemory(fits=4, after=6)  # 16 fits for 6 steps (1.5 epochs), then only 4
+    net = k.model(fault)
+    guard = k.green.OOMGuard(preflight=False, dirpath=tmp_path / "oom")
     x, y = data()
     history = guard.fit(net, x, y, batch_size=16, epochs=3, verbose=0,
-                        callbacks=[Ticks(meter, clock), meter])  # fmt: skip
+                        callbacks=[k.Ticks(meter, clock), meter])  # fmt: skip
 
     assert [(e.batch_size, e.new_batch_size) for e in guard.events] == [(16, 8), (8, 4)]
     assert all(e.epoch == 1 and e.step == 6 for e in guard.events)
@@ -274,15 +231,13 @@ def test_oom_mid_training_is_survived_with_a_smaller_batch(tmp_path: Path) -> No
     assert [e["new_batch_size"] for e in meter.summary["facts"]["oom_events"]] == [8, 4]
 
 
-def test_preflight_shrinks_before_training_and_leaves_no_trace() -> None:
-    fault = FaultyMemory(fits=20)
-    net = model(fault)
+def test_preflight_shrinks_before_training_and_leaves_no_trace(k: Kit) -> None:
+    fault = k.FaultyMemory(fits=20)
+    net = k.model(fault)
     before = net.get_weights()
-    guard = OOMGuard()
+    guard = k.green.OOMGuard()
     first: list[list[np.ndarray]] = []
-    peek = keras.callbacks.LambdaCallback(
-        on_train_begin=lambda logs: first.append(net.get_weights())
-    )
+    peek = k.k.callbacks.LambdaCallback(on_train_begin=lambda logs: first.append(net.get_weights()))
     x, y = data()
     guard.fit(net, x, y, batch_size=64, epochs=1, verbose=0, callbacks=[peek])
 
@@ -294,16 +249,18 @@ def test_preflight_shrinks_before_training_and_leaves_no_trace() -> None:
         np.testing.assert_array_equal(got, want)
 
 
-def test_oom_at_the_floor_is_a_clear_error(tmp_path: Path) -> None:
-    guard = OOMGuard(preflight=False, min_batch_size=8, dirpath=tmp_path)
+def test_oom_at_the_floor_is_a_clear_error(k: Kit, tmp_path: Path) -> None:
+    guard = k.green.OOMGuard(preflight=False, min_batch_size=8, dirpath=tmp_path)
     x, y = data()
     with pytest.raises(OOMFloorError, match="min_batch_size=8"):
-        guard.fit(model(FaultyMemory(fits=2)), x, y, batch_size=16, epochs=2, verbose=0)
+        guard.fit(k.model(k.FaultyMemory(fits=2)), x, y, batch_size=16, epochs=2, verbose=0)
     assert [(e.batch_size, e.new_batch_size) for e in guard.events] == [(16, 8), (8, None)]
 
 
-def test_datasets_with_a_fixed_batch_size_are_refused_clearly() -> None:
-    class Batches(keras.utils.PyDataset):  # type: ignore[misc]
+def test_datasets_with_a_fixed_batch_size_are_refused_clearly(k: Kit) -> None:
+    base = k.k.utils.PyDataset if k.name == "keras" else k.k.utils.Sequence
+
+    class Batches(base):  # type: ignore[misc, valid-type]
         def __len__(self) -> int:
             return 1
 
@@ -311,24 +268,30 @@ def test_datasets_with_a_fixed_batch_size_are_refused_clearly() -> None:
             return data(16)
 
     with pytest.raises(OOMGuardConfigError, match="function that builds the dataset"):
-        OOMGuard().fit(model(), Batches(), epochs=1)
+        k.green.OOMGuard().fit(k.model(), Batches(), epochs=1)
 
 
-def test_the_former_backup_dir_still_works_with_a_warning(tmp_path: Path) -> None:
+def test_the_former_backup_dir_still_works_with_a_warning(k: Kit, tmp_path: Path) -> None:
     renamed = r"EnergyCheckpoint\(backup_dir=\.\.\.\) is renamed dirpath="
     with pytest.warns(DeprecationWarning, match=renamed):
-        saver = EnergyCheckpoint(backup_dir=tmp_path / "backup")
+        saver = k.green.EnergyCheckpoint(backup_dir=tmp_path / "backup")
     assert saver.dirpath == tmp_path / "backup"
 
 
-def test_a_backup_that_cannot_be_written_warns_and_training_goes_on(tmp_path: Path) -> None:
+def test_a_backup_that_cannot_be_written_warns_and_training_goes_on(k: Kit, tmp_path: Path) -> None:
     (tmp_path / "full").write_text("a file where the backups should go")
-    meter, clock = energy()
-    saver = EnergyCheckpoint(tmp_path / "full", every_kj=0.25, delete_on_finish=False)
+    meter, clock = k.energy()
+    saver = k.green.EnergyCheckpoint(tmp_path / "full", every_kj=0.25, delete_on_finish=False)
     with pytest.warns(OutputFailureWarning, match="could not save"):
-        history = fit(model(), [Ticks(meter, clock), meter, saver], epochs=2)
+        history = k.fit(k.model(), [k.Ticks(meter, clock), meter, saver], epochs=2)
 
     # 100 J a batch: every check from the 3rd batch on (300 J >= 250 J) tries again, the
     # 6 later batches and the 2 epoch ends; nothing counted as saved
     assert history.epoch == [0, 1] and saver.planner.saves == 0
     assert saver.schedule.failures == (2 * BATCHES_PER_EPOCH - 2) + 2
+
+
+def test_a_release_without_the_internal_resume_relies_on_is_named(k: Kit) -> None:
+    flavour = k.green.EnergyCheckpoint.flavour
+    with pytest.raises(FrameworkAPIError, match=rf"^{flavour.library} [\d.]+ models have no '_"):
+        flavour.set_initial_epoch(object(), 3)  # a model class that changed its internals
