@@ -99,10 +99,11 @@ def restrict(
 
     With ``reduce_sum`` (the job's element-wise sum over processes, called by
     every process at the same point) the processes also compare what they
-    kept: a domain two processes would both meter (two processes on one
-    ``host`` that each think they are its local rank 0, two workers of a
-    ``tf.distribute`` job on one host) is kept by the lowest rank only, with a
-    :class:`~green_callbacks.errors.DistributedWarning` naming it.
+    kept: a domain two processes would both meter (the same name and the same
+    detail on one ``host``: two processes that each think they are its local
+    rank 0, two workers of a ``tf.distribute`` job on one host) is kept by the
+    lowest rank only, with a :class:`~green_callbacks.errors.DistributedWarning`
+    naming it.
     """
     kept = _cut(selection, share.keeps, f"{share.describe()}; {{}} metered by another rank")
     if reduce_sum is None:
@@ -147,9 +148,10 @@ def _cut(selection: Selection, keeps: Callable[[Domain], bool], why: str) -> Sel
 
 def claim(domain: Domain, host: str) -> str:
     """What metering ``domain`` on ``host`` counts: the same string in two processes is a
-    double count. A replayed domain is its trace's, not the host's."""
-    place = f"{host}:{domain.detail}" if domain.kind == "replayed" else host
-    return f"{place}/{domain.name}"
+    double count. The detail tells devices apart that two processes both call ``gpu:0``
+    (each given its own GPU by ``CUDA_VISIBLE_DEVICES``: NVML's physical index differs),
+    and a replayed domain by its trace."""
+    return f"{host}/{domain.name}/{domain.detail}"
 
 
 def _code(text: str) -> float:

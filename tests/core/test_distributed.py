@@ -18,6 +18,7 @@ from green_callbacks.core import keys
 from green_callbacks.core.session import CallbackConfig, Distributed, EnergySession
 from green_callbacks.errors import DistributedError, DistributedWarning
 from green_callbacks.meters.auto import Selection
+from green_callbacks.meters.base import Domain, Reading
 from green_callbacks.meters.replay import ReplayMeter
 from green_callbacks.meters.share import RankShare, restrict
 from green_callbacks.testing import FakeClock, FakeMeter
@@ -231,3 +232,38 @@ def test_a_job_resumed_twice_and_then_by_one_process_keeps_every_joule(clock: Fa
                           clock=clock, sample_interval_s=None).start()  # fmt: skip
     again.load_state_dict(alone.state_dict())  # a second single-process resume keeps it too
     assert again.totals()[keys.TOTAL_J] == 3 * machine_w + 30.0
+
+
+class OwnGpu:
+    """A GPU meter of a rank that CUDA_VISIBLE_DEVICES gave one GPU: it is gpu:0 in every rank."""
+
+    name = "nvml"
+    max_poll_interval_s = None
+
+    def __init__(self, physical: int) -> None:
+        detail = f"NVIDIA H100 (NVML index {physical})"
+        self._domains = (Domain("gpu:0", "measured", "nvml", "energy-counter", detail=detail),)
+
+    def domains(self) -> tuple[Domain, ...]:
+        return self._domains
+
+    def read(self) -> Reading:
+        return Reading(0.0, {"gpu:0": 0.0})
+
+    def close(self) -> None:
+        pass
+
+
+def test_ranks_each_given_their_own_gpu_as_gpu_0_keep_it(recwarn: pytest.WarningsRecorder) -> None:
+    collective = FakeSumCollective(2)
+
+    def kept(rank: int) -> list[str]:
+        share = RankShare(rank=rank, local_rank=rank, world_size=2, device_index=0)
+        selection = restrict(Selection([OwnGpu(rank)]), share, collective.reduce_sum, "host")
+        return [d.detail for m in selection.meters for d in m.domains()]
+
+    with ThreadPoolExecutor(2) as pool:
+        details = list(pool.map(kept, range(2)))
+
+    assert details == [["NVIDIA H100 (NVML index 0)"], ["NVIDIA H100 (NVML index 1)"]]
+    assert not [w for w in recwarn if issubclass(w.category, DistributedWarning)]
