@@ -19,6 +19,7 @@ import hashlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from green_callbacks.errors import DistributedWarning, warn
 from green_callbacks.meters.auto import Finding, Selection
@@ -100,16 +101,16 @@ def restrict(
     With ``reduce_sum`` (the job's element-wise sum over processes, called by
     every process at the same point) the processes also compare what they
     kept: a domain two processes would both meter (the same name and the same
-    detail on one ``host``: two processes that each think they are its local
-    rank 0, two workers of a ``tf.distribute`` job on one host) is kept by the
-    lowest rank only, with a :class:`~green_callbacks.errors.DistributedWarning`
-    naming it.
+    detail on one machine, ``host`` or :func:`machine`: two processes that each
+    think they are its local rank 0, two workers of a ``tf.distribute`` job on
+    one host) is kept by the lowest rank only, with a
+    :class:`~green_callbacks.errors.DistributedWarning` naming it.
     """
     kept = _cut(selection, share.keeps, f"{share.describe()}; {{}} metered by another rank")
     if reduce_sum is None:
         return kept
     domains = [d for meter in kept.meters for d in meter.domains()]
-    twice = shared_claims(domains, share, reduce_sum, host or socket.gethostname())
+    twice = shared_claims(domains, share, reduce_sum, host or machine())
     ours = {name for name, ranks in twice.items() if min(ranks) == share.rank}
     groups: dict[tuple[int, ...], list[str]] = {}
     for name, ranks in sorted(twice.items()):
@@ -144,6 +145,15 @@ def _cut(selection: Selection, keeps: Callable[[Domain], bool], why: str) -> Sel
         else:
             meter.close()
     return result
+
+
+def machine() -> str:
+    """What tells this machine from others: the kernel's boot id where Linux gives one (the
+    same in every container on the machine, which share its counters), else the host name."""
+    try:
+        return "boot:" + Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "host:" + socket.gethostname()
 
 
 def claim(domain: Domain, host: str) -> str:
