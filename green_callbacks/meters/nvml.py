@@ -128,11 +128,11 @@ class NvmlMeter:
         gpus = []
         for cuda_index, physical in enumerate(visible):
             handle = handles[physical]
-            gpus.append(self._open_gpu(nvml, handle, cuda_index, physical, now))
+            gpus.append(self._open_gpu(nvml, handle, cuda_index, physical, now, uuids[physical]))
         return gpus
 
     def _open_gpu(
-        self, nvml: ModuleType, handle: Any, cuda_index: int, physical: int, now: float
+        self, nvml: ModuleType, handle: Any, cuda_index: int, physical: int, now: float, uuid: str
     ) -> _Gpu:
         model = _text(nvml.nvmlDeviceGetName(handle))
         try:
@@ -147,7 +147,7 @@ class NvmlMeter:
             kind="measured",
             source="nvml",
             method=method,
-            detail=f"{model} (NVML index {physical})",
+            detail=f"{model} (NVML index {physical}, {uuid})",  # the UUID: one GPU, anywhere
         )
         gpu = _Gpu(domain, handle, has_counter, origin_mj=origin, last_t=now)
         if not has_counter:

@@ -235,13 +235,14 @@ def test_a_job_resumed_twice_and_then_by_one_process_keeps_every_joule(clock: Fa
 
 
 class OwnGpu:
-    """A GPU meter of a rank that CUDA_VISIBLE_DEVICES gave one GPU: it is gpu:0 in every rank."""
+    """A GPU meter of a rank given one GPU (CUDA_VISIBLE_DEVICES, or a container that sees only
+    its own): it is gpu:0, NVML index 0, in every rank; only its UUID tells it apart."""
 
     name = "nvml"
     max_poll_interval_s = None
 
     def __init__(self, physical: int) -> None:
-        detail = f"NVIDIA H100 (NVML index {physical})"
+        detail = f"NVIDIA H100 (NVML index 0, GPU-{physical}aaa)"
         self._domains = (Domain("gpu:0", "measured", "nvml", "energy-counter", detail=detail),)
 
     def domains(self) -> tuple[Domain, ...]:
@@ -265,5 +266,8 @@ def test_ranks_each_given_their_own_gpu_as_gpu_0_keep_it(recwarn: pytest.Warning
     with ThreadPoolExecutor(2) as pool:
         details = list(pool.map(kept, range(2)))
 
-    assert details == [["NVIDIA H100 (NVML index 0)"], ["NVIDIA H100 (NVML index 1)"]]
+    assert details == [
+        ["NVIDIA H100 (NVML index 0, GPU-0aaa)"],
+        ["NVIDIA H100 (NVML index 0, GPU-1aaa)"],
+    ]
     assert not [w for w in recwarn if issubclass(w.category, DistributedWarning)]

@@ -139,7 +139,7 @@ def test_cuda_visible_devices_renumbers_gpus(install: Any, monkeypatch: pytest.M
     fake.energy_mj = [9_000, 2_000]
 
     assert meter.read().energy_j == {"gpu:0": 2.0}  # cuda:0 is physical GPU 1
-    assert "NVML index 1" in meter.domains()[0].detail
+    assert "NVML index 1, GPU-bbbb2222-0000" in meter.domains()[0].detail
 
 
 def test_no_visible_gpu_is_unavailable(install: Any, monkeypatch: pytest.MonkeyPatch) -> None:
