@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from green_callbacks.core.card import energy_card
+
 pytest.importorskip("transformers", reason="needs the 'hf' extra")
 
 SCRIPT = Path(__file__).with_name("hf_ddp_run.py")
@@ -50,6 +52,10 @@ def test_two_ranks_meter_each_domain_once_and_log_the_sum(tmp_path: Path) -> Non
     epoch = next(e for e in logs if "energy/train_j_per_sample" in e)
     assert epoch["energy/train_j_per_sample"] == pytest.approx(epoch["energy/train_epoch_j"] / 512)
     assert (out / "summary.json").exists()  # written by rank 0 only
+    # the model card rank 0 would attach gives the job's energy, not rank 0's share
+    job_kwh = ranks[0]["distributed"]["job_total_j"] / 3.6e6
+    card = energy_card(json.loads((out / "summary.json").read_text()))
+    assert f"| training energy | {job_kwh:.3g} kWh" in card and "| processes | 2," in card
     assert json.loads((out / "summary.json").read_text())["distributed"]["share"].startswith(
         "rank 0"
     )

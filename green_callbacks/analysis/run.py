@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from green_callbacks.core.session import job_totals
 from green_callbacks.errors import ConfigError
 
 SUMMARY_NAMES = ("summary.json", "energy_summary.json")
@@ -194,7 +195,12 @@ def _read_file(file: Path, run: RunRecord) -> None:
 
 
 def _read_summary(data: Mapping[str, Any], run: RunRecord) -> None:
-    totals = data.get("totals") or {}
+    totals = job_totals(data)
+    if totals.get("processes"):
+        run.notes.append(
+            f"a job of {totals['processes']} processes: the total is the job's; the energy by "
+            "domain and the sources are rank 0's share"
+        )
     if not isinstance(totals, Mapping) or "energy_j" not in totals:
         run.notes.append("the summary has no totals (a run that never started, or an old format)")
     else:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from green_callbacks.core.session import job_totals
 from green_callbacks.core.units import J_PER_KWH, human_duration
 
 KIND_WORDS = {
@@ -47,9 +48,10 @@ def energy_card(summary: Mapping[str, Any]) -> str:
     Returns:
         Markdown: energy (kWh and J), duration, average power, how the figures
         were obtained and from which sources and hardware, carbon when an
-        intensity was given, and the run's notes (a dropped sensor...).
+        intensity was given, and the run's notes (a dropped sensor...). A
+        multi-process job's figures are the job's (rank 0 writes the summary).
     """
-    totals = summary.get("totals") or {}
+    totals = job_totals(summary)
     if not totals:
         return "## Energy\n\nNot metered: the run's summary holds no totals.\n"
     energy = float(totals.get("energy_j", 0.0))
@@ -59,7 +61,10 @@ def energy_card(summary: Mapping[str, Any]) -> str:
         ("average power", f"{float(totals.get('avg_power_w', 0.0)):.4g} W"),
         ("how it was obtained", KIND_WORDS.get(str(totals.get("kind")), str(totals.get("kind")))),
         ("sources", "; ".join(_source(s) for s in totals.get("sources") or []) or "unknown"),
+        # (a multi-process job's are rank 0's; the others metered their devices the same way)
     ]
+    if totals.get("processes"):
+        rows.append(("processes", f"{totals['processes']}, each metering its share, summed"))
     if totals.get("carbon_g") is not None:
         rows.append(("carbon", f"{float(totals['carbon_g']):.4g} gCO2e"))
     lines = ["## Energy", "", "| figure | value |", "| --- | --- |"]

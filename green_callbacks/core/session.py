@@ -230,6 +230,7 @@ class EnergySession:
                 "share": self.distributed.share.describe(),
                 "job_total_j": self._job_total[0],
                 "own_total_j": self._job_total[1],  # what this process metered, by then
+                "processes": self.distributed.share.world_size,
                 "summed": self.unsummed is None,
             }
             if self.unsummed is not None:
@@ -510,6 +511,29 @@ class EnergySession:
         if job is not None:  # also when a multi-process job is resumed by one process
             job_total_j, own_total_j = (float(v) for v in job)
             self._prior_others_j = max(job_total_j - own_total_j, 0.0)
+
+
+def job_totals(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A summary's ``totals``, for the whole job when it is a multi-process job's.
+
+    Rank 0's summary holds its own share in ``totals`` and the job's total in
+    ``distributed``: this gives the job's energy (at the last point all
+    processes summed, the last logged ``energy/total_j``), with average power
+    and carbon scaled to it and ``processes`` added. Any other summary's totals
+    come back as they are; so do those of a job whose figures were not summed.
+    """
+    totals = dict(summary.get("totals") or {})
+    job = summary.get("distributed") or {}
+    if not totals or job.get("job_total_j") is None or job.get("summed") is False:
+        return totals
+    own_j, job_j = float(totals.get("energy_j") or 0.0), float(job["job_total_j"])
+    totals["energy_j"] = job_j
+    totals["processes"] = job.get("processes")
+    if float(totals.get("duration_s") or 0.0) > 0:
+        totals["avg_power_w"] = job_j / float(totals["duration_s"])
+    if totals.get("carbon_g") is not None and own_j > 0:
+        totals["carbon_g"] = float(totals["carbon_g"]) * job_j / own_j  # one intensity, one PUE
+    return totals
 
 
 def _own_trace(path: str | Path | None, distributed: Distributed | None) -> str | Path | None:

@@ -6,6 +6,7 @@ domain and two devices), joined by a fake collective: a barrier that sums.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from green_callbacks.analysis import read_run
 from green_callbacks.core import keys
+from green_callbacks.core.card import energy_card
 from green_callbacks.core.session import CallbackConfig, Distributed, EnergySession
 from green_callbacks.errors import DistributedError, DistributedWarning
 from green_callbacks.meters.auto import Selection
@@ -271,3 +274,31 @@ def test_ranks_each_given_their_own_gpu_as_gpu_0_keep_it(recwarn: pytest.Warning
         ["NVIDIA H100 (NVML index 0, GPU-1aaa)"],
     ]
     assert not [w for w in recwarn if issubclass(w.category, DistributedWarning)]
+
+
+def test_the_model_card_and_the_report_give_the_job_not_rank_0s_share(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    def run(rank: int, collective: FakeSumCollective) -> dict[str, Any]:
+        share = RankShare(rank=rank, local_rank=rank, world_size=2)
+        meter = FakeMeter(MACHINE_W, clock=clock)
+        config = CallbackConfig(meters=[meter], carbon_intensity_g_per_kwh=360.0)
+        distributed = Distributed(share, collective.reduce_sum)
+        s = EnergySession(config, clock=clock, sample_interval_s=None, distributed=distributed)
+        s.start()
+        advance_together(clock, rank, collective, 2.0)
+        s.totals()  # the last point every process sums: the last logged energy/total_j
+        return s.stop()
+
+    rank0 = run_ranks(2, run)[0]
+
+    machine_w = sum(MACHINE_W.values())  # 340 W: rank 0 metered 140 W of it
+    assert rank0["totals"]["energy_j"] == 140.0 * 2 and rank0["distributed"]["processes"] == 2
+    card = energy_card(rank0)
+    assert "| training energy | 0.000189 kWh (680 J) |" in card
+    assert f"| average power | {machine_w:g} W |" in card
+    assert "| processes | 2, each metering its share, summed |" in card
+    assert "| carbon | 0.068 gCO2e |" in card  # 680 J = 1/5294 kWh at 360 g/kWh
+    (tmp_path / "summary.json").write_text(json.dumps(rank0))
+    report = read_run(tmp_path / "summary.json")
+    assert report.total_j == 680.0 and "a job of 2 processes" in report.notes[0]
