@@ -157,10 +157,10 @@ def machine() -> str:
 
 
 def claim(domain: Domain, host: str) -> str:
-    """What metering ``domain`` on ``host`` counts: the same string in two processes is a
-    double count. The detail tells devices apart that two processes both call ``gpu:0``
-    (each given its own GPU by ``CUDA_VISIBLE_DEVICES``: NVML's physical index differs),
-    and a replayed domain by its trace."""
+    """What metering ``domain`` on the machine ``host`` counts: the same string in two
+    processes is a double count. The detail tells devices apart that two processes both
+    call ``gpu:0`` (each given its own GPU: their NVML UUIDs differ), and a replayed domain
+    by its trace."""
     return f"{host}/{domain.name}/{domain.detail}"
 
 
