@@ -71,8 +71,8 @@ class EnergyCallbackArgs:
             boundaries are always synchronised).
         progress_bar: show the run's energy so far (``energy_j``, J) and the
             epoch's average power (``power_w``, W) on the framework's progress
-            bar while training (Lightning: at each logged step; Keras: every
-            batch). Not sent to loggers.
+            bar while training (Lightning: at each logged step, when the
+            ``Trainer`` has a bar; Keras: every batch). Not sent to loggers.
         strict: fail instead of surviving: a sensor that fails or reads an
             impossible value, a logger, summary, trace or checkpoint that cannot
             be written raise (once failed, every later reading raises too).
