@@ -487,10 +487,11 @@ class EnergySession:
         if not self.tracker.running:
             return {}
         state = self.tracker.state_dict()
-        if self.distributed is not None or self._prior_others_j:  # a job's, resumed or not
-            if self.distributed is None:
-                self.totals()
+        if self.distributed is not None:
             state[JOB_TOTAL_KEY] = list(self._job_total)
+        elif self._prior_others_j:  # a job's state resumed by this one process: keep the others'
+            own_j = self.tracker.totals().energy_j
+            state[JOB_TOTAL_KEY] = [own_j + self._prior_others_j, own_j]
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -522,9 +523,11 @@ def job_totals(summary: Mapping[str, Any]) -> dict[str, Any]:
     and carbon scaled to it and ``processes`` added. Any other summary's totals
     come back as they are; so do those of a job whose figures were not summed.
     """
-    totals = dict(summary.get("totals") or {})
-    job = summary.get("distributed") or {}
-    if not totals or job.get("job_total_j") is None or job.get("summed") is False:
+    raw, job = summary.get("totals"), summary.get("distributed")
+    totals = dict(raw) if isinstance(raw, Mapping) else {}  # a damaged summary: read, not raised
+    if not totals or not isinstance(job, Mapping) or job.get("summed") is False:
+        return totals
+    if not _is_number(job.get("job_total_j")) or not _is_number(totals.get("energy_j", 0.0)):
         return totals
     own_j, job_j = float(totals.get("energy_j") or 0.0), float(job["job_total_j"])
     totals["energy_j"] = job_j

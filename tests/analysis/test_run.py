@@ -93,6 +93,9 @@ def test_a_summary_from_before_totals_existed_is_read_for_what_it_has(tmp_path: 
     run = read_run(path)
     assert run.total_j is None and "interrupted" in run.notes
     assert any("no totals" in note for note in run.notes)
+    # damaged beyond that: totals that are no mapping, a job part that is no mapping
+    path.write_text(json.dumps({"totals": [1, 2], "distributed": "?", "notes": []}), "utf-8")
+    assert any("no totals" in note for note in read_run(path).notes)
 
 
 def test_a_cut_summary_is_a_note_not_a_crash(tmp_path: Path) -> None:
