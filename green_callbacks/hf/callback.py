@@ -108,7 +108,7 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
             samples *= max(args.world_size, 1)
         self._pending.update(session.batch_end("train", samples))
         if control.should_evaluate:  # evaluation follows this hook, inside the epoch
-            self._require().epoch_start("val")
+            session.epoch_start("val")
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._pending.update(self._require().epoch_end("train"))

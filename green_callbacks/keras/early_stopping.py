@@ -28,6 +28,14 @@ class EarlyStoppingHooks(EnergyEarlyStoppingArgs):
     model: Any
     params: dict[str, Any]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "flavour" in cls.__dict__:  # what to add, named for this Keras's EnergyCallback
+            cls.FIX = (
+                f"list {cls.flavour.package}.EnergyCallback before it: "
+                "model.fit(..., callbacks=[EnergyCallback(), EnergyEarlyStopping(...)])"
+            )
+
     def _framework_init(self) -> None:
         super(EnergyEarlyStoppingArgs, self).__init__()  # the framework's Callback, next in line
         self.stopped_epoch = 0
@@ -60,7 +68,3 @@ class EarlyStoppingHooks(EnergyEarlyStoppingArgs):
 class EnergyEarlyStopping(EarlyStoppingHooks, keras.callbacks.Callback):  # type: ignore[misc]
     __doc__ = EnergyEarlyStoppingArgs.__doc__
     flavour = KERAS3
-    FIX = (
-        "list green_callbacks.keras.EnergyCallback before it: "
-        "model.fit(..., callbacks=[EnergyCallback(), EnergyEarlyStopping(...)])"
-    )

@@ -14,10 +14,6 @@ from green_callbacks.tf_keras._compat import TF_KERAS
 class EnergyEarlyStopping(EarlyStoppingHooks, tf_keras.callbacks.Callback):  # type: ignore[misc]
     __doc__ = EnergyEarlyStoppingArgs.__doc__
     flavour = TF_KERAS
-    FIX = (
-        "list green_callbacks.tf_keras.EnergyCallback before it: "
-        "model.fit(..., callbacks=[EnergyCallback(), EnergyEarlyStopping(...)])"
-    )
 
 
 class EnergyCheckpoint(CheckpointHooks, tf_keras.callbacks.Callback):  # type: ignore[misc]
