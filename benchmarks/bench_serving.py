@@ -43,6 +43,7 @@ def main() -> None:
         ["fixed:1", "fixed:32", "greedy:128", "maxwait:32/50"],
         config,
         out,
+        model="digits CNN, random weights",
     )
     found = sweep.recommend(results, SLO_MS)
     sweep.plot(results, out, slo_ms=SLO_MS)

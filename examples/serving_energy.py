@@ -65,7 +65,10 @@ def main() -> None:
     run = batch_runner(model, torch.zeros(1, 8, 8))  # one request: an 8x8 image
     config = ServeConfig(requests=args.requests, warmup_batches=4, idle_s=1.0)
     streams = [f"poisson:{rate:g}" for rate in args.rates]
-    results = run_sweep(run, streams, POLICIES, config, args.out)
+    # The model's name is part of what the folder's figures are keyed by: a rerun
+    # into the same --out resumes only for the same model (see docs/inference.md).
+    identity = f"digits CNN, {args.epochs} epoch(s)"
+    results = run_sweep(run, streams, POLICIES, config, args.out, model=identity)
     print(format_table(results))
     for recommendation in recommend(results, args.slo_ms):
         print(recommendation.message)

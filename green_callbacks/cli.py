@@ -205,6 +205,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--quick", action="store_true", help="the preset's short form")
     run.add_argument("--out", required=True, help="folder for the runs' records")
+    run.add_argument(
+        "--force-new", action="store_true",
+        help="--out holds another study (or this one, to measure again): measure into a new "
+        "folder beside it (OUT-v2, OUT-v3...) instead of refusing or resuming",
+    )  # fmt: skip
     run.set_defaults(handler=_cmd_study_run)
     report = study_sub.add_parser(
         "report",
@@ -374,7 +379,7 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     study = (definition.load(args.study_file) if args.preset is None
              else definition.preset(args.preset, quick=args.quick))  # fmt: skip
-    records = runner.run_study(study, out)
+    out, records = runner.run_study(study, out, force_new=args.force_new)
     failed = sum(record["status"] != "ok" for record in records)
     print(
         f"{len(records)} runs recorded in {out / runner.TABLE}"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from green_callbacks._optional import pyplot as headless_pyplot
+from green_callbacks.core.ledger import LEDGER, read_ledger
 
 COMPRESSION = "compression_report.json"
 
@@ -65,7 +66,7 @@ def read_result(path: str | Path, out: Path) -> ToolResult | None:
         return _study(where, out)
     if (where / "results.json").is_file() and (where / "searches.csv").is_file():
         return _hpo(where, out)
-    if (where / "runs.jsonl").is_file() and (where / "results.csv").is_file():
+    if (where / LEDGER).is_file() and (where / "results.csv").is_file():
         return _serving(where, out)
     return None
 
@@ -111,11 +112,9 @@ def _serving(folder: Path, out: Path) -> ToolResult:
     from green_callbacks.serving import sweep
     from green_callbacks.serving.server import ServingResult
 
-    results = []
-    for line in (folder / "runs.jsonl").read_text(encoding="utf-8").splitlines():
-        record = _loads(line)
-        if isinstance(record, dict) and isinstance(record.get("result"), dict):
-            results.append(ServingResult(**record["result"]))
+    contents = read_ledger(folder)
+    results = [r for r in (ServingResult.from_record(x.get("result")) for x in contents.records)
+               if r is not None]  # fmt: skip
     recommendation = _json(folder / sweep.RECOMMENDATION) or []
     slo = recommendation[0]["slo_ms"] if recommendation else None
     drawn = sweep.plot(results, out, slo_ms=slo)

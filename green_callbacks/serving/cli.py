@@ -20,6 +20,7 @@ from typing import Any
 
 from green_callbacks._argtypes import number, positive_int
 from green_callbacks._optional import missing_extra
+from green_callbacks.core.ledger import next_version
 from green_callbacks.meters.spec import check_meters
 from green_callbacks.serving.stream import ServingConfigError
 
@@ -65,6 +66,9 @@ def add_parsers(sub: Any) -> None:
     sweep.add_argument("--slo-ms", type=number(above=0.0), help="p99 latency objective, ms")
     sweep.add_argument("--meter", **meter)
     sweep.add_argument("--out", default="runs/serving", help="output folder (default %(default)s)")
+    sweep.add_argument("--force-new", action="store_true",
+                       help="--out holds another sweep: measure into a new folder beside it "
+                       "(OUT-v2...) instead of refusing")  # fmt: skip
     sweep.set_defaults(handler=_cmd_sweep)
 
     tokens = sub.add_parser(
@@ -173,15 +177,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                          idle_s=args.idle_s, meters=args.meters or "auto")  # fmt: skip
     model, example = load_model(args.model, args.image_size)
     run = batch_runner(model, example)
-    results = sweep.run_sweep(run, streams, args.policies, config, args.out)
+    out = next_version(Path(args.out)) if args.force_new else Path(args.out)
+    identity = f"{args.model or 'default'} image_size={args.image_size}"
+    results = sweep.run_sweep(run, streams, args.policies, config, out, model=identity)
     print(sweep.format_table(results))
-    print(f"figure: {sweep.plot(results, args.out, slo_ms=args.slo_ms)}")
-    print(f"table:  {Path(args.out) / sweep.TABLE}")
+    print(f"figure: {sweep.plot(results, out, slo_ms=args.slo_ms)}")
+    print(f"table:  {out / sweep.TABLE}")
     if args.slo_ms is not None:
         found = sweep.recommend(results, args.slo_ms)
         for recommendation in found:
             print(recommendation.message)
-        print(f"recommendation: {sweep.write_recommendations(args.out, found)}")
+        print(f"recommendation: {sweep.write_recommendations(out, found)}")
     return 0
 
 

@@ -38,7 +38,8 @@ from green_callbacks.serving.policy import Policy
 from green_callbacks.serving.stream import ServingConfigError, Stream
 
 KEEP_UP_SHARE = 0.05
-"""A server kept up when its queue grew by less than this share of the arrival rate."""
+"""A server kept up when, over the arrival period, it answered all but this share of the
+requests and its queue grew by less than this share of the arrival rate."""
 WARMUP_SIZE = 32
 """Warm-up batch size for a policy without a size (greedy with no cap)."""
 
@@ -100,20 +101,27 @@ class ServingResult:
         energy_j: energy of that period, idle included. Units: J.
         busy_j: energy inside the batches. Units: J.
         idle_w: idle power measured first, or None. Units: W.
-        j_per_request: ``energy_j`` per request served, idle included. Units: J.
+        j_per_request: ``energy_j`` per request served, idle included; None when
+            nothing was served (``note`` says why). Units: J.
         j_per_request_above_idle: the same above idle power, or None. Units: J.
-        latency_min_ms: arrival to answer, shortest. Units: ms.
+        latency_min_ms: arrival to answer, shortest, of the requests served (every
+            latency is None when nothing was served). Units: ms.
         latency_mean_ms: arrival to answer, mean. Units: ms.
         latency_p50_ms: median. Units: ms.
         latency_p95_ms: 95th percentile. Units: ms.
         latency_p99_ms: 99th percentile. Units: ms.
         latency_max_ms: longest. Units: ms.
         throughput_rps: requests served per second of the period. Units: requests/s.
-        queue_growth_rps: slope of the queue left after each dispatch. Units: requests/s.
-        kept_up: served everything within the cap and the queue did not grow.
+        queue_growth_rps: slope of the queue left after each dispatch, fitted over the
+            arrival period (first to last arrival). Units: requests/s.
+        kept_up: served everything within the cap and, over the arrival period,
+            answered at least 95 % of the requests by the last arrival plus one
+            batch's time, with the queue growing by less than 5 % of the arrival rate
+            (``KEEP_UP_SHARE``); the drain after the last arrival does not count.
         capped: the wall-clock cap ended the run.
         energy_kind: ``measured``, ``estimated``, ``replayed`` or ``mixed``.
         energy_source: the meters, as ``domain=label`` pairs.
+        note: why a figure is None, or what limits the figures ("" when nothing does).
     """
 
     stream: str
@@ -127,30 +135,42 @@ class ServingResult:
     energy_j: float
     busy_j: float
     idle_w: float | None
-    j_per_request: float
+    j_per_request: float | None
     j_per_request_above_idle: float | None
-    latency_min_ms: float
-    latency_mean_ms: float
-    latency_p50_ms: float
-    latency_p95_ms: float
-    latency_p99_ms: float
-    latency_max_ms: float
+    latency_min_ms: float | None
+    latency_mean_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
     throughput_rps: float
     queue_growth_rps: float
     kept_up: bool
     capped: bool
     energy_kind: str
     energy_source: str
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON."""
         return asdict(self)
+
+    @classmethod
+    def from_record(cls, data: object) -> ServingResult | None:
+        """A result from its :meth:`to_dict` form; None for anything of another shape."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(**data)
+        except TypeError:
+            return None
 
 
 @dataclass
 class _Log:
     latencies: list[float]
     sizes: list[int]
+    batch_s: list[float]
     backlog: list[tuple[float, int]]
     busy_j: float = 0.0
     capped: bool = False
@@ -209,7 +229,7 @@ def _loop(
     clock: Clock,
     sleep: Callable[[float], None],
 ) -> _Log:
-    log = _Log([], [], [])
+    log = _Log([], [], [], [])
     queue: deque[int] = deque()
     t0, arrived, count = clock(), 0, len(arrivals)
     while len(log.latencies) < count:
@@ -231,6 +251,7 @@ def _loop(
             done = clock() - t0
             log.latencies.extend(done - arrivals[i] for i in batch)
             log.sizes.append(take)
+            log.batch_s.append(done - now)
             continue
         wake = [max_s]
         if arrived < count:
@@ -263,28 +284,58 @@ def _result(
     source: str,
 ) -> ServingResult:
     served = len(log.latencies)
-    per = max(served, 1)
-    ms = sorted(latency * 1000.0 for latency in log.latencies) or [math.nan]
-    growth = _slope(log.backlog)
+    ms = sorted(latency * 1000.0 for latency in log.latencies)
+    growth, answered = _arrival_period(stream.arrivals(config.requests), log)
+    kept_up = (not log.capped and served == config.requests
+               and answered >= (1.0 - KEEP_UP_SHARE) * config.requests
+               and growth <= KEEP_UP_SHARE * stream.rate_rps)  # fmt: skip
+    if not served:
+        note = (f"nothing was served before the wall-clock cap ({config.max_s:g} s): latencies "
+                "and joules per request have no value. Raise the cap (--max-s), or use a policy "
+                "that sends smaller batches for this rate")  # fmt: skip
+    elif log.capped:
+        note = (f"the wall-clock cap ({config.max_s:g} s) ended the run with {served} of "
+                f"{config.requests} requests served: latencies of those served only")  # fmt: skip
+    else:
+        note = ""
     return ServingResult(
         stream=stream.label, policy=policy.label, rate_rps=stream.rate_rps,
         requests=config.requests, served=served, batches=len(log.sizes),
         mean_batch=served / max(len(log.sizes), 1), duration_s=duration_s, energy_j=energy_j,
         busy_j=log.busy_j, idle_w=None if idle_j is None else idle_j / duration_s,
-        j_per_request=energy_j / per,
-        j_per_request_above_idle=None if idle_j is None else (energy_j - idle_j) / per,
-        latency_min_ms=ms[0], latency_mean_ms=statistics.fmean(ms),
+        j_per_request=energy_j / served if served else None,
+        j_per_request_above_idle=None if idle_j is None or not served
+        else (energy_j - idle_j) / served,
+        latency_min_ms=ms[0] if ms else None,
+        latency_mean_ms=statistics.fmean(ms) if ms else None,
         latency_p50_ms=_percentile(ms, 50), latency_p95_ms=_percentile(ms, 95),
-        latency_p99_ms=_percentile(ms, 99),
-        latency_max_ms=ms[-1], throughput_rps=served / duration_s, queue_growth_rps=growth,
-        kept_up=not log.capped and served == config.requests
-        and growth <= KEEP_UP_SHARE * stream.rate_rps,
-        capped=log.capped, energy_kind=kind, energy_source=source,
+        latency_p99_ms=_percentile(ms, 99), latency_max_ms=ms[-1] if ms else None,
+        throughput_rps=served / duration_s, queue_growth_rps=growth, kept_up=kept_up,
+        capped=log.capped, energy_kind=kind, energy_source=source, note=note,
     )  # fmt: skip
 
 
-def _percentile(ordered: list[float], q: float) -> float:
-    """The q-th percentile of sorted values, linear between the closest ranks (NumPy's default)."""
+def _arrival_period(arrivals: list[float], log: _Log) -> tuple[float, int]:
+    """The queue's growth over the arrival period, and the requests answered by its end.
+
+    The period runs from the first arrival to the last, plus the longest batch's time
+    (the last arrival's own batch); the drain of a backlog after it does not count, so
+    a server that falls behind is not excused by the queue emptying at the end.
+    Requests are answered first in, first out: the k-th latency is request k's.
+    """
+    end = arrivals[-1] + max(log.batch_s, default=0.0)
+    answered = sum(a + latency <= end for a, latency in zip(arrivals, log.latencies))
+    growth = _slope([(t, q) for t, q in log.backlog if t <= arrivals[-1]])
+    return growth, answered
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """The q-th percentile of sorted values, linear between the closest ranks (NumPy's default).
+
+    None for no values.
+    """
+    if not ordered:
+        return None
     position = (len(ordered) - 1) * q / 100.0
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)

@@ -2,16 +2,27 @@
 
 ``green-callbacks study run STUDY.toml --out DIR`` writes into ``DIR``:
 
-- ``runs.jsonl``: one JSON object per finished run (measured or failed),
-  appended and flushed to disk before the next run starts. A study killed at
-  any moment and started again with the same command skips the runs already
-  there and runs the rest: no run is lost or repeated.
+- ``runs.jsonl``: the run ledger (:mod:`green_callbacks.core.ledger`): a
+  header naming the study's definition (the study as read, the workloads'
+  code, the interpreter, the machine, the package's version), then one record
+  per finished run (measured or failed), appended and flushed to disk before
+  the next run starts. A study killed at any moment and started again with the
+  same command skips the runs already there and runs the rest: no run is lost
+  or repeated. A changed study, workload or machine is refused with the
+  difference named (``--force-new`` measures into ``DIR-v2``); a second
+  runner on the same folder is refused with the first one's PID.
 - ``runs.csv``: the same, flattened to one row per run (``energy_<domain>_j``,
   ``duration_s``, the workload's metrics...), rewritten atomically after each
-  run, ready for ``green-callbacks study stats``.
-- ``machine.json``: the machine and software, recorded once.
+  run, ready for ``green-callbacks study stats``. A workload metric named like
+  one of the runner's own columns is written as ``metric.<name>``.
+- ``machine.json``: the machine and software.
 - ``plan.json``: the run order and the seed, so the order is reproducible;
   ``study.json``: the study as it was read.
+
+Each run's worker is a process group of its own: a timeout, or the runner
+being stopped, ends the worker and every process it started, and the
+worker's output goes to files, so nothing a workload left behind can hold
+the runner or overlap the next run.
 
 Before each run the runner waits the cooldown and measures the idle power
 during it (``idle_w``, recorded next to the run). Nothing is subtracted from
@@ -21,71 +32,41 @@ idle_w x duration_s``) for comparing on the work alone.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import importlib.util
 import io
 import json
 import os
-import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 from green_callbacks.core.atomic import atomic_write, write_json_atomic
+from green_callbacks.core.ledger import LEDGER, Ledger
+from green_callbacks.core.machine import machine
 from green_callbacks.core.tracker import EnergyTracker
 from green_callbacks.study.definition import PlannedRun, Study, plan
 
-RUNS = "runs.jsonl"
+RUNS = LEDGER
 TABLE = "runs.csv"
 MACHINE = "machine.json"
 PLAN = "plan.json"
 STUDY = "study.json"
 STDERR_TAIL = 2000
 """Characters of a failed run's stderr kept in the record."""
-PACKAGES = ("torch", "lightning", "keras", "tensorflow", "transformers", "jax", "numpy")
-
-
-def finished(out: Path) -> dict[int, dict[str, Any]]:
-    """The runs already recorded in ``out``, by their index in the plan.
-
-    A last line cut short by a crash mid-write is ignored (that run is run again).
-
-    Args:
-        out: the study's folder.
-    """
-    path = out / RUNS
-    if not path.exists():
-        return {}
-    done = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done[int(record["index"])] = record
-    return done
-
-
-def append_record(out: Path, record: dict[str, Any]) -> None:
-    """Append one run's record and flush it to disk before anything else happens.
-
-    Args:
-        out: the study's folder.
-        record: the run's record (one JSON line).
-    """
-    line = json.dumps(record, allow_nan=False) + "\n"
-    path = out / RUNS
-    with open(path, "a", encoding="utf-8") as handle:
-        if handle.tell() and not path.read_bytes().endswith(b"\n"):
-            handle.write("\n")  # after a torn last line, start a fresh one
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+OWN_COLUMNS = ("index", "block", "workload", "phase", "repetition", "warmup", "status",
+               "exit_code", "duration_s", "energy_j", "idle_w", "energy_above_idle_j",
+               "kind")  # fmt: skip
+"""runs.csv's columns that the runner writes itself (a metric never overwrites one)."""
+METRIC_PREFIX = "metric."
 
 
 def table(records: Sequence[dict[str, Any]], factors: Sequence[str]) -> str:
@@ -111,7 +92,9 @@ def table(records: Sequence[dict[str, Any]], factors: Sequence[str]) -> str:
         if idle_w is not None and record.get("status") == "ok":  # what the machine drew anyway
             row["energy_above_idle_j"] = record["energy_j"] - idle_w * record["duration_s"]
         row["kind"] = record.get("kind", "")
-        row.update(record.get("metrics", {}))
+        for name, value in record.get("metrics", {}).items():
+            own = name in row or name in OWN_COLUMNS or name.startswith("energy_")
+            row[f"{METRIC_PREFIX}{name}" if own else name] = value
         rows.append(row)
     columns: list[str] = []
     for row in rows:
@@ -121,58 +104,6 @@ def table(records: Sequence[dict[str, Any]], factors: Sequence[str]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return text.getvalue()
-
-
-def machine() -> dict[str, Any]:
-    """The machine and software the study ran on."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu": _cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "packages": {},
-    }
-    try:
-        import psutil
-
-        info["memory_bytes"] = psutil.virtual_memory().total
-    except ImportError:  # pragma: no cover - psutil is a core dependency
-        pass
-    governor = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
-    if governor.exists():
-        info["cpu_governor"] = governor.read_text().strip()
-    for name in ("green-callbacks", *PACKAGES):
-        try:
-            info["packages"][name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    info["gpus"] = _gpus()
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _gpus() -> list[str]:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            return [str(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)))
-                    for i in range(count)]  # fmt: skip
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library: no GPU to record
-        return []
 
 
 def cool_down(study: Study, sleep: Callable[[float], None] = time.sleep) -> float | None:
@@ -206,49 +137,101 @@ def cool_down(study: Study, sleep: Callable[[float], None] = time.sleep) -> floa
         return power
 
 
+def definition_of(study: Study, python: str) -> dict[str, Any]:
+    """What shapes every figure of a study: its ledger's definition.
+
+    The study as read (not where its file is), each workload's code, the
+    interpreter the runs start in and the machine.
+
+    Args:
+        study: the parsed study.
+        python: the interpreter the runs start in.
+    """
+    settings = asdict(study)
+    settings.pop("source")
+    code = {w.entry: _code_fingerprint(w.entry) for w in study.workloads}
+    return {"study": settings, "workload_code": code, "python": python, "machine": machine()}
+
+
+def _code_fingerprint(entry: str) -> str | None:
+    """A hash of the file holding a workload's module (None: not found as a file)."""
+    try:
+        spec = importlib.util.find_spec(entry.partition(":")[0])
+        origin = spec.origin if spec is not None else None
+        return hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:20] if origin else None
+    except (ImportError, ValueError, OSError):
+        return None
+
+
+def run_key(planned: PlannedRun) -> dict[str, Any]:
+    """What tells a planned run from the study's others: its place and its cell."""
+    return {"index": planned.index, "workload": planned.workload, "phase": planned.phase,
+            "treatment": planned.treatment, "repetition": planned.repetition,
+            "warmup": planned.warmup}  # fmt: skip
+
+
 def run_study(
-    study: Study, out: Path, *, progress: TextIO = sys.stderr, python: str = sys.executable
-) -> list[dict[str, Any]]:
-    """Run every planned run not yet recorded in ``out``; returns all records.
+    study: Study,
+    out: Path,
+    *,
+    progress: TextIO = sys.stderr,
+    python: str = sys.executable,
+    force_new: bool = False,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Run every planned run not yet recorded in ``out``; returns the folder and all records.
 
     Args:
         study: the parsed study.
         out: the folder for its records (created; an earlier run of the same study resumes).
         progress: where one line per run goes (runs done, left, time left).
         python: the interpreter the runs start in.
+        force_new: measure into a new version of ``out`` (``out-v2``...) if it holds a ledger.
+
+    Raises:
+        LedgerLockedError: another runner is writing ``out``.
+        LedgerMismatchError: ``out`` holds runs of another definition.
     """
-    out.mkdir(parents=True, exist_ok=True)
     runs = plan(study)
-    write_json_atomic(out / PLAN, {"seed": study.seed, "order": study.order,
-                                    "runs": [asdict(r) for r in runs]})  # fmt: skip
-    write_json_atomic(out / STUDY, asdict(study))
-    if not (out / MACHINE).exists():
-        write_json_atomic(out / MACHINE, machine())
-    done = finished(out)
-    todo = [r for r in runs if r.index not in done]
-    if done:
-        print(f"resuming: {len(done)} of {len(runs)} runs already recorded", file=progress)
-    started = time.monotonic()
-    for count, planned in enumerate(todo, start=1):
-        idle_w = cool_down(study)
-        record = _run_one(study, planned, python)
-        record["idle_w"] = idle_w
-        append_record(out, record)
-        done[planned.index] = record
+    with Ledger.open(out, "study", definition_of(study, python), force_new=force_new) as ledger:
+        out = ledger.folder
+        for note in ledger.notes:
+            print(f"note: {note}", file=progress)
+        write_json_atomic(out / PLAN, {"seed": study.seed, "order": study.order,
+                                        "runs": [asdict(r) for r in runs]})  # fmt: skip
+        write_json_atomic(out / STUDY, asdict(study))
+        write_json_atomic(out / MACHINE, ledger.definition["machine"])
+        found = {r.index: ledger.get(run_key(r)) for r in runs}
+        done = {index: record for index, record in found.items() if record is not None}
+        todo = [r for r in runs if r.index not in done]
+        if done:
+            print(f"resuming: {len(done)} of {len(runs)} runs already recorded", file=progress)
+        started = time.monotonic()
+        for count, planned in enumerate(todo, start=1):
+            idle_w = cool_down(study)
+            record = _run_one(study, planned, python)
+            record["idle_w"] = idle_w
+            done[planned.index] = ledger.append(run_key(planned), record)
+            _write_table(out, study, done)
+            elapsed = time.monotonic() - started
+            _report(progress, planned, record, len(done), len(runs),
+                    (len(todo) - count) * elapsed / count)  # fmt: skip
         _write_table(out, study, done)
-        elapsed = time.monotonic() - started
-        left = (len(todo) - count) * elapsed / count
-        ok = record["status"] == "ok"
-        figure = (f"{record['energy_j']:.4g} J, {record['duration_s']:.3g} s" if ok
-                  else f"FAILED: {_last_line(record['error'])}")  # fmt: skip
-        levels = " ".join(f"{k}={v}" for k, v in planned.treatment.items())
-        print(
-            f"[{len(done)}/{len(runs)}] {planned.workload} {planned.phase} {levels}"
-            f"{' (warm-up)' if planned.warmup else ''}: {figure}; about {left:.0f} s left",
-            file=progress, flush=True,
-        )  # fmt: skip
-    _write_table(out, study, done)
-    return [done[i] for i in sorted(done)]
+    return out, [done[i] for i in sorted(done)]
+
+
+def _report(
+    progress: TextIO, planned: PlannedRun, record: dict[str, Any], done: int, total: int,
+    left_s: float,
+) -> None:  # fmt: skip
+    ok = record["status"] == "ok"
+    figure = (f"{record['energy_j']:.4g} J, {record['duration_s']:.3g} s" if ok
+              else f"FAILED: {_last_line(record['error'])}")  # fmt: skip
+    levels = " ".join(f"{k}={v}" for k, v in planned.treatment.items())
+    print(
+        f"[{done}/{total}] {planned.workload} {planned.phase} {levels}"
+        f"{' (warm-up)' if planned.warmup else ''}: {figure}; about {left_s:.0f} s left",
+        file=progress, flush=True,
+    )  # fmt: skip
 
 
 def _last_line(text: str) -> str:
@@ -271,16 +254,43 @@ def _run_one(study: Study, planned: PlannedRun, python: str) -> dict[str, Any]:
         request_path.write_text(json.dumps(request), encoding="utf-8")
         command = [python, "-m", "green_callbacks.study.worker", str(request_path),
                    str(result_path)]  # fmt: skip
-        try:
-            done = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=study.timeout_s)  # fmt: skip
-        except subprocess.TimeoutExpired as err:
-            tail = (err.stderr or b"")[-STDERR_TAIL:]
-            text = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        exit_code, stderr = run_group(command, Path(folder) / "stderr.txt", study.timeout_s)
+        if exit_code is None:
             return {**record, "status": "failed", "exit_code": None,
-                    "error": f"timed out after {study.timeout_s:g} s; {text}"}  # fmt: skip
-        if done.returncode != 0 or not result_path.exists():
-            return {**record, "status": "failed", "exit_code": done.returncode,
-                    "error": done.stderr[-STDERR_TAIL:]}  # fmt: skip
+                    "error": f"timed out after {study.timeout_s:g} s; {stderr}"}  # fmt: skip
+        if exit_code != 0 or not result_path.exists():
+            return {**record, "status": "failed", "exit_code": exit_code, "error": stderr}
         result = json.loads(result_path.read_text(encoding="utf-8"))
     return {**record, "status": "ok", "exit_code": 0, **result}
+
+
+def run_group(command: list[str], stderr_path: Path, timeout_s: float) -> tuple[int | None, str]:
+    """Run ``command`` as a process group of its own; its exit code (None: timed out) and stderr.
+
+    Its output goes to a file, not a pipe, so a process it left behind cannot
+    hold the caller; when it ends, times out, or the caller is interrupted,
+    every process still in its group is killed.
+
+    Args:
+        command: the worker's command line.
+        stderr_path: where its stderr is written (the last characters are returned).
+        timeout_s: the longest it may run. Units: s.
+    """
+    with open(stderr_path, "w+b") as stderr:
+        worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=stderr, start_new_session=True)  # fmt: skip
+        try:
+            exit_code: int | None = worker.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            exit_code = None
+        finally:
+            _kill_group(worker)
+        stderr.seek(max(stderr.seek(0, os.SEEK_END) - STDERR_TAIL, 0))
+        return exit_code, stderr.read().decode(errors="replace")
+
+
+def _kill_group(worker: subprocess.Popen[bytes]) -> None:
+    """End the worker and everything it started (the group is the worker's PID)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()

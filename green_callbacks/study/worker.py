@@ -17,6 +17,7 @@ import cProfile
 import importlib
 import inspect
 import json
+import math
 import pstats
 import sys
 from collections.abc import Callable, Iterator
@@ -45,17 +46,35 @@ def resolve(entry: str) -> Callable[..., Any]:
     return function  # type: ignore[no-any-return]
 
 
-def metrics_of(result: Any) -> dict[str, float]:
+def metrics_of(result: Any) -> dict[str, float | None]:
     """The workload's return value as metrics: a number is ``quality``, a dict as given.
+
+    A value that is not finite (a diverged loss's NaN) is kept as None: the
+    record holds finite numbers or none, never NaN.
 
     Args:
         result: what the workload returned.
+
+    Raises:
+        SystemExit: a value that is not a number, named.
     """
     if result is None:
         return {}
-    if isinstance(result, dict):
-        return {str(k): float(v) for k, v in result.items()}
-    return {"quality": float(result)}
+    items = result.items() if isinstance(result, dict) else [("quality", result)]
+    metrics: dict[str, float | None] = {}
+    for name, value in items:
+        if value is None:
+            metrics[str(name)] = None
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise SystemExit(
+                f"green_callbacks study: the workload returned {name}={value!r}, not a number; "
+                "return a number or a dict of numbers"
+            ) from None
+        metrics[str(name)] = number if math.isfinite(number) else None
+    return metrics
 
 
 def top_functions(profile: cProfile.Profile, share: float = PROFILE_SHARE) -> list[dict[str, Any]]:
@@ -116,14 +135,17 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             "times; call it once, around the work to meter"
         )
     totals = measured[0]
+    metrics = metrics_of(returned)
+    not_finite = [f"metric {name} was not a finite number: recorded as none"
+                  for name, value in metrics.items() if value is None]  # fmt: skip
     return {
         "duration_s": totals.duration_s,
         "energy_j": totals.energy_j,
         "domains": totals.energy_by_domain,
         "kind": totals.kind,
         "sources": [d.label() for d in totals.layout.domains],
-        "notes": list(totals.notes),
-        "metrics": metrics_of(returned),
+        "notes": [*totals.notes, *not_finite],
+        "metrics": metrics,
         "profile": top_functions(profile) if profile is not None else [],
     }
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from green_callbacks.serving import (
     ServeConfig,
     ServingConfigError,
     ServingError,
+    ServingResult,
     parse_policy,
     parse_stream,
     serve,
@@ -119,6 +122,49 @@ def test_a_server_that_cannot_keep_up_is_capped_and_says_so() -> None:
     assert result.served < 500
     assert result.queue_growth_rps == pytest.approx(80.0, rel=0.05)  # 100/s in, 20/s out
     assert result.duration_s == pytest.approx(2.0, abs=0.05)
+
+
+def test_an_overloaded_server_that_drains_after_the_last_arrival_did_not_keep_up() -> None:
+    # 100 requests/s for 10 s against a model that serves 20/s at batch 1: everything is
+    # answered within the cap (the drain takes 50 s), so only the arrival period can tell.
+    result, _ = run("regular:100", "fixed:1", requests=1000, fixed_s=0.050, max_s=100.0)
+    assert result.served == 1000 and not result.capped
+    assert not result.kept_up
+    # Fitted over the arrival period only: 100/s in, 20/s out (the drain would pull it to ~0).
+    assert result.queue_growth_rps == pytest.approx(80.0, rel=0.01)
+    assert result.throughput_rps == pytest.approx(1000 / 50.0, rel=0.001)
+    assert result.note == ""
+
+
+def test_a_server_just_fast_enough_kept_up() -> None:
+    # 100 requests/s against 9.5 ms a request: busy 95 % of the time, the queue never grows.
+    result, _ = run("regular:100", "fixed:1", requests=1000, fixed_s=0.0095)
+    assert result.kept_up and result.queue_growth_rps == 0.0
+
+
+def test_the_last_partial_batch_is_answered_within_one_batch_of_the_last_arrival() -> None:
+    # 40 requests in batches of 32: the last 8 go when the stream ends, one batch later.
+    result, model = run("regular:50", "fixed:32", requests=40, fixed_s=0.010)
+    assert model.sizes == [32, 8]
+    assert result.kept_up
+
+
+def test_a_configuration_that_served_nothing_has_no_latencies_and_says_why() -> None:
+    # One request a second, batches of 32, a 5 s cap: nothing is ever dispatched.
+    result, model = run("regular:1", "fixed:32", requests=64, fixed_s=0.010, max_s=5.0)
+    assert model.sizes == [] and result.served == 0 and result.capped and not result.kept_up
+    figures = (result.j_per_request, result.j_per_request_above_idle, result.latency_min_ms,
+               result.latency_mean_ms, result.latency_p50_ms, result.latency_p95_ms,
+               result.latency_p99_ms, result.latency_max_ms)  # fmt: skip
+    assert figures == (None,) * 8
+    assert "nothing was served before the wall-clock cap (5 s)" in result.note
+    assert result.energy_j == pytest.approx(IDLE_W * 5.0, rel=1e-3)
+    assert ServingResult.from_record(json.loads(json.dumps(result.to_dict()))) == result
+
+
+@pytest.mark.parametrize("data", [None, "lots", [], {"stream": "s"}, {"bogus": 1}])
+def test_a_result_of_another_shape_reads_as_none(data: object) -> None:
+    assert ServingResult.from_record(data) is None
 
 
 def test_a_model_that_fails_names_the_batch_size() -> None:

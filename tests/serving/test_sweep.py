@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 
 import pytest
 
-from green_callbacks.serving import ServeConfig, ServingConfigError, ServingResult
+from green_callbacks.core.ledger import LedgerMismatchError
+from green_callbacks.serving import ServeConfig, ServingConfigError, ServingResult, serve
 from green_callbacks.serving import sweep as sweeps
+from green_callbacks.testing import FakeClock, FakeMeter
 
 BASE = ServingResult(
     stream="", policy="", rate_rps=0.0, requests=50, served=50, batches=10, mean_batch=5.0,
@@ -48,7 +51,7 @@ def test_an_interrupted_sweep_keeps_what_it_measured_and_resumes(tmp_path) -> No
     first = FakeServe(fail_at=4)
     with pytest.raises(KeyboardInterrupt):
         sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=first)
-    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 3
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 1 + 3  # header, 3 runs
     second = FakeServe()
     results = sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=second)
     assert second.calls == [("regular:64", "fixed:1"), ("regular:64", "fixed:16"),
@@ -58,10 +61,36 @@ def test_an_interrupted_sweep_keeps_what_it_measured_and_resumes(tmp_path) -> No
     assert json.loads((tmp_path / "machine.json").read_text())["python"]
 
 
-def test_a_folder_of_another_sweep_is_refused(tmp_path) -> None:
-    sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
-    with pytest.raises(ServingConfigError, match="holds another sweep.*give a new --out"):
-        sweeps.run_sweep(None, ["regular:8"], list(COSTS), CONFIG, tmp_path, serve_one=FakeServe())
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"model": "cnn"}, "model: 'mlp' in the folder, 'cnn' now"),
+        ({"config": ServeConfig(requests=50, max_s=5.0)}, "config.max_s: 60.0 in the folder"),
+        ({"config": ServeConfig(requests=50, meters="estimate")}, "meters: "),
+    ],
+)
+def test_a_folder_of_another_sweep_is_refused_with_the_difference_named(
+    tmp_path, change, named
+) -> None:
+    sweeps.run_sweep(None, STREAMS, list(COSTS), CONFIG, tmp_path, model="mlp",
+                     serve_one=FakeServe())  # fmt: skip
+    rerun = {"model": "mlp", "config": CONFIG, **change}
+    second = FakeServe()
+    with pytest.raises(LedgerMismatchError, match=f"another serve-sweep definition: .*{named}"):
+        sweeps.run_sweep(None, STREAMS, list(COSTS), rerun["config"], tmp_path,
+                         model=rerun["model"], serve_one=second)  # fmt: skip
+    assert second.calls == []  # nothing measured, the old figures untouched
+
+
+def test_a_policy_added_to_a_sweep_measures_only_that_one(tmp_path) -> None:
+    sweeps.run_sweep(None, STREAMS, ["fixed:1"], CONFIG, tmp_path, serve_one=FakeServe())
+    second = FakeServe()
+    results = sweeps.run_sweep(None, STREAMS, ["fixed:1", "fixed:16"], CONFIG, tmp_path,
+                               serve_one=second)  # fmt: skip
+    assert second.calls == [("regular:16", "fixed:16"), ("regular:64", "fixed:16")]
+    assert [(r.stream, r.policy) for r in results] == [
+        (s, p) for s in STREAMS for p in ("fixed:1", "fixed:16")
+    ]
 
 
 def test_specs_are_all_checked_before_anything_runs(tmp_path) -> None:
@@ -106,3 +135,41 @@ def test_the_table_and_the_figure(tmp_path) -> None:
     assert "energy: replayed (cpu:0=replayed (trace))" in text
     path = sweeps.plot(results, tmp_path, slo_ms=50)
     assert path.stat().st_size > 10_000
+
+
+def served_nothing_or_scripted(run_batch, stream, policy, config):
+    """fixed:32 is served for real on a fake clock, where a 2 s cap ends it before any batch;
+    the other policies are scripted."""
+    if policy.label != "fixed:32":
+        return FakeServe()(run_batch, stream, policy, config)
+    clock = FakeClock()
+    real = replace(config, max_s=2.0, warmup_batches=0, idle_s=0.0, sample_interval_s=None,
+                   meters=FakeMeter({"cpu:0": 10.0}, clock=clock))  # fmt: skip
+    return serve(lambda n: clock.advance(0.01), stream, policy, real, clock=clock,
+                 sleep=clock.sleep)  # fmt: skip
+
+
+def test_a_configuration_that_served_nothing_is_recorded_as_such(tmp_path) -> None:
+    policies = ["fixed:1", "fixed:32"]
+    scripted = served_nothing_or_scripted
+    results = sweeps.run_sweep(None, ["regular:1"], policies, CONFIG, tmp_path,
+                               serve_one=scripted, progress=io.StringIO())  # fmt: skip
+    nothing = results[1]
+    assert nothing.served == 0 and nothing.j_per_request is None and nothing.latency_p99_ms is None
+    assert "nothing was served" in nothing.note
+    # Kept in the ledger as none (not NaN), and read back by a rerun, which measures nothing.
+    line = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[2])
+    assert line["result"]["j_per_request"] is None
+    again = FakeServe()
+    assert sweeps.run_sweep(None, ["regular:1"], policies, CONFIG, tmp_path, serve_one=again,
+                            progress=io.StringIO()) == results  # fmt: skip
+    assert again.calls == []
+    [found] = sweeps.recommend(results, slo_ms=100_000)
+    assert found.chosen == "fixed:1"
+    row = sweeps.format_table(results).splitlines()[2].split()
+    assert row[:4] == ["regular:1", "fixed:32", "0.0", "-"] and row[-1] == "NO"
+    assert "regular:1 fixed:32: nothing was served" in sweeps.format_table(results)
+    assert sweeps.plot(results, tmp_path, slo_ms=100).stat().st_size > 10_000
+    [alone] = sweeps.recommend(results[1:], slo_ms=100)
+    assert alone.chosen is None and alone.closest is None
+    assert "no policy answered a request" in alone.message

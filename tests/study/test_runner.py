@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from green_callbacks.core.ledger import LedgerMismatchError
 from green_callbacks.study import definition, runner
 from green_callbacks.study.definition import StudyDefinitionError, parse, plan
 from green_callbacks.testing import constant_power_trace
@@ -94,7 +96,7 @@ def test_a_study_runs_records_every_run_and_a_failure_does_not_stop_it(
             "workloads": [{"name": "flaky", "entry": "flaky_work:work"}],
             "study": {"phases": ["train"], "repetitions": 2, "meters": [trace],
                       "cooldown_s": 0.05, "profile": True}}  # fmt: skip
-    records = runner.run_study(parse(data, "inline"), tmp_path / "out", progress=sys.stderr)
+    _, records = runner.run_study(parse(data, "inline"), tmp_path / "out", progress=sys.stderr)
 
     assert [r["index"] for r in records] == [0, 1, 2, 3]
     ok = [r for r in records if r["status"] == "ok"]
@@ -126,37 +128,62 @@ def test_a_study_killed_mid_run_resumes_with_every_run_exactly_once(tmp_path: Pa
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     records = tmp_path / "out" / runner.RUNS
     deadline = time.monotonic() + 120
-    while not (records.exists() and len(records.read_text().splitlines()) >= 3):
+    while not (records.exists() and len(records.read_text().splitlines()) >= 1 + 3):
         assert first.poll() is None, first.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)  # in the middle of a cooldown or a run
     first.wait()
-    killed_at = len(records.read_text().splitlines())
+    killed_at = len(records.read_text().splitlines()) - 1  # the header, then one line a run
     assert killed_at < 8
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     assert second.returncode == 0, second.stderr
     assert f"resuming: {killed_at} of 8 runs already recorded" in second.stderr
-    indexes = [json.loads(line)["index"] for line in records.read_text().splitlines()]
+    indexes = [json.loads(line)["index"] for line in records.read_text().splitlines()[1:]]
     assert sorted(indexes) == list(range(8))  # every run, none twice
     rows = (tmp_path / "out" / runner.TABLE).read_text().splitlines()
     assert len(rows) == 1 + 8
-
-
-def test_a_torn_last_line_is_run_again(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    runner.append_record(out, {"index": 0, "status": "ok"})
-    with open(out / runner.RUNS, "a") as handle:
-        handle.write('{"index": 1, "sta')  # the process died mid-write
-    assert set(runner.finished(out)) == {0}
-    runner.append_record(out, {"index": 1, "status": "ok"})
-    assert set(runner.finished(out)) == {0, 1}
 
 
 def test_a_study_file_that_is_not_toml_is_named(tmp_path: Path) -> None:
     (tmp_path / "study.toml").write_text("[study\nrepetitions = ")
     with pytest.raises(StudyDefinitionError, match="study.toml is not valid TOML"):
         definition.load(tmp_path / "study.toml")
+
+
+def test_metrics_keep_their_own_namespace_and_a_changed_study_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "own_work.py").write_text(
+        "def work(phase, size):\n"
+        "    return {'energy_j': -5.0, 'duration_s': 99.0, 'energy_gpu_j': 1.0,\n"
+        "            'loss': float('nan'), 'accuracy': 0.75}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    trace = constant_power_trace(tmp_path, 40.0)
+    data = {"factors": {"size": [1, 2]}, "workloads": [{"name": "own", "entry": "own_work:work"}],
+            "study": {"phases": ["train"], "meters": [trace], "repetitions": 1}}  # fmt: skip
+    out, records = runner.run_study(parse(data, "inline"), tmp_path / "out", progress=sys.stderr)
+
+    assert out == tmp_path / "out" and [r["status"] for r in records] == ["ok", "ok"]
+    assert records[0]["metrics"]["loss"] is None
+    assert "metric loss was not a finite number: recorded as none" in records[0]["notes"]
+    rows = list(csv.DictReader((out / runner.TABLE).open()))
+    for row, record in zip(rows, records):
+        assert float(row["energy_j"]) == record["energy_j"] > 0  # the measured figure
+        assert float(row["duration_s"]) == record["duration_s"] < 99.0
+        assert row["metric.energy_j"] == "-5.0" and row["metric.duration_s"] == "99.0"
+        assert row["metric.energy_gpu_j"] == "1.0" and row["accuracy"] == "0.75"
+        assert row["loss"] == ""
+
+    data["factors"] = {"size": [1, 2, 3]}  # a level added: resuming would unbalance the levels
+    with pytest.raises(LedgerMismatchError, match=r"study\.factors\.size: \[1, 2\] in the folder, "
+                       r"\[1, 2, 3\] now.*--force-new"):  # fmt: skip
+        runner.run_study(parse(data, "inline"), out, progress=sys.stderr)
+    assert len((out / runner.RUNS).read_text().splitlines()) == 1 + 2  # nothing was added
+    newer, more = runner.run_study(parse(data, "inline"), out, progress=sys.stderr,
+                                   force_new=True)  # fmt: skip
+    assert newer == tmp_path / "out-v2" and len(more) == 3
