@@ -7,7 +7,7 @@ is a metric (``energy_cpu_j``, ``duration_s``, ``accuracy``...). For each
 comparison and metric :func:`compare` gives, per level, n, mean, median and
 standard deviation, and across levels:
 
-- two levels: the two-sided Mann-Whitney U test (exact without ties), or the
+- two levels: the two-sided Mann-Whitney U test (scipy chooses exact or asymptotic), or the
   Wilcoxon signed-rank test when the runs are paired; the Vargha-Delaney
   A12 of the first level over the second (the probability that a run of the
   first level has the larger value, ties counted half), from the U statistic,
@@ -424,14 +424,32 @@ def _pair(
         else:
             p_value, test = float(stats.wilcoxon(xs, ys).pvalue), "wilcoxon"
     else:
-        tied = len(set(x) | set(y)) < len(x) + len(y)
-        method = "asymptotic" if tied else "exact"
+        method = mann_whitney_method(x, y)
         if x == y or len(set(x) | set(y)) == 1:
             p_value = 1.0
-        else:
-            p_value = float(stats.mannwhitneyu(x, y, alternative="two-sided", method=method).pvalue)
+        else:  # scipy chooses the method ("auto"); the label says which it chose
+            p_value = float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
         test = f"mann-whitney-u ({method})"
     return PairTest(first, second, test, p_value, effect, magnitude(effect, thresholds))
+
+
+EXACT_UP_TO = 8
+"""scipy's rule for ``mannwhitneyu(method="auto")``: exact when no values tie and one
+sample has at most this many values (its cost grows with the product of the sizes),
+asymptotic otherwise."""
+
+
+def mann_whitney_method(x: Sequence[float], y: Sequence[float]) -> str:
+    """Which p-value scipy's ``mannwhitneyu`` computes by default for these samples.
+
+    Example:
+        >>> mann_whitney_method([1, 2, 3], [4, 5, 6]), mann_whitney_method([1, 2], [2, 3])
+        ('exact', 'asymptotic')
+        >>> mann_whitney_method(range(9), range(10, 19))
+        'asymptotic'
+    """
+    tied = len(set(x) | set(y)) < len(x) + len(y)
+    return "exact" if not tied and min(len(x), len(y)) <= EXACT_UP_TO else "asymptotic"
 
 
 def _corrected(results: list[Comparison], correction: str, alpha: float) -> list[Comparison]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from math import comb
+from math import comb, erfc, sqrt
 from pathlib import Path
 
 import pytest
@@ -18,14 +18,41 @@ def runs(**levels: list[float]) -> list[dict[str, object]]:
     return [{"framework": name, "energy_j": v} for name, values in levels.items() for v in values]
 
 
-def test_complete_separation_of_ten_against_ten_is_exact() -> None:
+def test_complete_separation_of_eight_against_ten_is_exact() -> None:
+    [c] = compare(runs(fast=list(range(8)), slow=list(range(100, 110))), "framework")
+
+    assert c.test == "mann-whitney-u (exact)"  # scipy's choice: no ties, a sample of <= 8
+    assert c.p_value == pytest.approx(2 / comb(18, 8), rel=1e-12)
+    assert c.a12 == 0.0 and c.magnitude == "large"  # every "fast" run is the smaller
+    assert c.winner == "fast" and c.ratio["slow"] == pytest.approx(104.5 / 3.5)
+    assert c.levels["fast"].n == 8 and c.levels["fast"].median == 3.5
+
+
+def separated_p(n: int, m: int) -> float:
+    """The normal approximation's two-sided p for U = 0, with scipy's continuity correction."""
+    mean, sd = n * m / 2, sqrt(n * m * (n + m + 1) / 12)
+    return erfc((mean - 0.5) / sd / sqrt(2))
+
+
+def test_complete_separation_of_ten_against_ten_is_asymptotic() -> None:
     [c] = compare(runs(fast=list(range(10)), slow=list(range(100, 110))), "framework")
 
-    assert c.test == "mann-whitney-u (exact)"
-    assert c.p_value == pytest.approx(2 / comb(20, 10), rel=1e-12)
-    assert c.a12 == 0.0 and c.magnitude == "large"  # every "fast" run is the smaller
-    assert c.winner == "fast" and c.ratio["slow"] == pytest.approx(104.5 / 4.5)
-    assert c.levels["fast"].n == 10 and c.levels["fast"].median == 4.5
+    assert c.test == "mann-whitney-u (asymptotic)"  # both samples above 8: cheap at any size
+    assert c.p_value == pytest.approx(separated_p(10, 10), rel=1e-9)
+    assert c.a12 == 0.0 and c.winner == "fast"
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [([1, 2, 3], [4, 5, 6, 7]), ([1, 2, 2], [3, 4]), (list(range(8)), list(range(5, 30))),
+     (list(range(9)), list(range(4, 13))), ([0.5] * 3 + [2.0], [1.0, 3.0, 4.0])],
+)  # fmt: skip
+def test_the_test_names_the_method_scipy_chose(x: list[float], y: list[float]) -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    [c] = compare(runs(a=x, b=y), "framework")
+    named = c.test.removeprefix("mann-whitney-u (").removesuffix(")")
+    chosen = scipy_stats.mannwhitneyu(x, y, method=named).pvalue
+    assert c.p_value == chosen  # the same figure as the method the label names
 
 
 def test_identical_samples_have_no_effect() -> None:
@@ -85,7 +112,7 @@ def test_holm_and_bonferroni_corrections() -> None:
     plain = compare(rows, "framework")
     held = compare(rows, "framework", correction="holm")
     assert [c.p_value for c in held] == pytest.approx([2 * plain[0].p_value] * 2)
-    assert held[0].test == "mann-whitney-u (exact), holm"
+    assert held[0].test == "mann-whitney-u (asymptotic), holm"
 
 
 def test_accuracy_is_better_higher_and_energy_lower() -> None:
@@ -146,7 +173,7 @@ def test_the_command_reads_a_csv_and_prints_json(
     assert code == 0
     energy = next(c for c in report["comparisons"] if c["metric"] == "energy_cpu_j")
     assert energy["by"] == {"workload": "cnn"} and energy["winner"] == "lightning"
-    assert energy["a12"] == 0.0 and energy["p_value"] == pytest.approx(2 / comb(20, 10))
+    assert energy["a12"] == 0.0 and energy["p_value"] == pytest.approx(separated_p(10, 10))
     assert set(energy["levels"]["keras"]) == {"n", "mean", "median", "std"}
     assert report["correlations"]["energy_cpu_j"] == pytest.approx(1.0)
 
