@@ -17,13 +17,15 @@ from green_callbacks.lightning.demo import DigitsCNN, digits_loaders  # noqa: E4
 
 
 def fit(model, tmp_path: Path, epochs: int, **callback_args) -> Path:
-    folder = tmp_path / "run"
+    """The run folder of a real fit (``tmp_path/run/version_0``)."""
     train, val = digits_loaders(batch_size=64, seed=0)
+    energy = EnergyCallback(meters="estimate", run_dir=tmp_path / "run", **callback_args)
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[EnergyCallback(meters="estimate", run_dir=folder,
-                                                   **callback_args)])  # fmt: skip
+                         callbacks=[energy])  # fmt: skip
     trainer.fit(model, train, val)
+    folder = energy.run_folder
+    assert folder is not None and folder == tmp_path / "run" / "version_0"
     return folder
 
 

@@ -65,4 +65,5 @@ def test_two_workers_each_meter_their_host_and_the_job_adds_them(tmp_path: Path)
     # Only the chief writes the summary and the run folder.
     summary = json.loads((out / "summary.json").read_text())
     assert summary["distributed"]["share"].startswith("worker 0")
-    assert len((out / "run" / "history.jsonl").read_text().splitlines()) == 3
+    assert [p.name for p in (out / "run").iterdir()] == ["version_0"]  # one folder for the job
+    assert len((out / "run" / "version_0" / "history.jsonl").read_text().splitlines()) == 3

@@ -3,8 +3,9 @@
 One test per way issue #25 found a recorded answer going wrong without a word:
 two runners on one folder, a study or a sweep changed under the same ``--out``,
 a configuration that served nothing, an overloaded server that drains its
-backlog after the stream ends, and a workload that leaves a child process
-behind (or hangs). Each asserts what was kept and that the answer is right.
+backlog after the stream ends, a workload that leaves a child process
+behind (or hangs), and fits writing into one ``run_dir``. Each asserts what
+was kept and that the answer is right.
 A replayed constant-power trace stands in for the sensor; time is real.
 """
 
@@ -254,3 +255,45 @@ def test_an_overloaded_server_that_drains_afterwards_did_not_keep_up(tmp_path: P
     assert float(row["throughput_rps"]) < 21.0
     [recommendation] = json.loads((out / "recommendation.json").read_text())
     assert recommendation["chosen"] is None  # never recommended, whatever the objective
+
+
+KERAS_FIT = """
+import sys
+import numpy as np
+import keras
+from green_callbacks.keras import EnergyCallback
+
+epochs, root, trace = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+model.compile(optimizer="sgd", loss="mse")
+energy = EnergyCallback(meters=trace, run_dir=root)
+model.fit(x, x.sum(axis=1), epochs=epochs, batch_size=32, verbose=0, callbacks=[energy])
+print(energy.run_folder)
+"""
+
+
+def test_fits_into_one_run_dir_each_get_a_folder_of_their_own(tmp_path: Path) -> None:
+    """Two fits started at once and a third after them: three folders, no history mixed."""
+    from green_callbacks.analysis import read_run
+
+    trace = constant_power_trace(tmp_path, POWER_W)
+    root = tmp_path / "runs"
+    command = [sys.executable, "-c", KERAS_FIT]
+    together = [subprocess.Popen([*command, str(epochs), str(root), trace], text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for epochs in (3, 2)]  # fmt: skip
+    outputs = [p.communicate(timeout=300) for p in together]
+    assert all(p.returncode == 0 for p in together), [err[-2000:] for _, err in outputs]
+    after = subprocess.run([*command, "4", str(root), trace], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert after.returncode == 0, after.stderr[-2000:]
+
+    folders = [Path(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert sorted(f.name for f in folders) == ["version_0", "version_1"]
+    assert Path(after.stdout.strip().splitlines()[-1]) == root / "version_2"
+    for folder, epochs in zip(folders, (3, 2), strict=True):
+        assert [row["epoch"] for row in read_run(folder).epochs] == list(range(epochs))
+    newest = read_run(root)  # the root: the newest run, said so
+    assert [row["epoch"] for row in newest.epochs] == [0, 1, 2, 3]
+    assert newest.notes[0].startswith(f"read {root / 'version_2'}, the newest of 3 runs")

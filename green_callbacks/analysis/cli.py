@@ -104,12 +104,15 @@ def _cmd_advise(args: argparse.Namespace) -> int:
         leak_mib_per_epoch=args.leak_mib,
     )
     findings = advise(run, thresholds)
-    folder = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
+    read = Path(run.source)  # a run_dir of several runs: the version folder read
+    folder = read if read.is_dir() else Path(args.path).parent
     written, failures = write_advice(run, findings, folder)
     if args.json:
         print(json.dumps(_payload(run, findings), indent=2))
         return 0
     print(format_advice(findings))
+    if run.notes:
+        print("\nnotes on this run: " + "; ".join(run.notes))
     if run.missing:
         print("\nmissing from this run: " + "; ".join(run.missing))
     for failure in failures:

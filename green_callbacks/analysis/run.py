@@ -1,7 +1,9 @@
 """A run read back from what the package and the loggers wrote, in one shape.
 
 :func:`read_run` takes a path and finds what it holds: a run folder (an
-``EnergyCallback(run_dir=...)`` output), an energy summary JSON, a window trace
+``EnergyCallback(run_dir=...)`` output, ``run_dir/version_N``; ``run_dir`` itself
+reads the newest version, as a folder of Lightning's ``version_N`` logs does), an
+energy summary JSON, a window trace
 (JSONL), a Lightning or Keras ``CSVLogger`` file, or a Hugging Face
 ``trainer_state.json``; a folder is searched for all of them. Each becomes part
 of one :class:`RunRecord`: totals and provenance from the summary, windows from
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from green_callbacks.core.run_folder import versions
 from green_callbacks.core.session import job_totals
 from green_callbacks.errors import ConfigError
 
@@ -37,6 +40,7 @@ SUMMARY_NAMES = ("summary.json", "energy_summary.json")
 TRACE_NAMES = ("trace.jsonl",)
 HISTORY_NAMES = ("history.jsonl", "history.csv", "metrics.csv")
 FACTS = "facts.json"
+TFEVENTS = "events.out.tfevents.*"
 QUALITY_KEYS = ("val_acc", "val_accuracy", "eval_accuracy", "accuracy", "acc", "val_f1",
                 "eval_f1", "f1")  # fmt: skip
 """Metrics that measure quality (higher is better), in the order they are looked for."""
@@ -64,7 +68,8 @@ class RunRecord:
             ``energy_j``).
         facts: other recorded figures: ``params``, ``dtypes``, ``loaded_weights``,
             ``checkpoints`` (a list of saves), ``oom_events``, ``inference_j_per_sample``...
-        notes: the summary's notes (a dropped sensor, an interrupted run).
+        notes: the summary's notes (a dropped sensor, an interrupted run) and the
+            reader's (which of several runs was read, a file skipped).
         missing: what the sources lack, in words.
     """
 
@@ -122,13 +127,24 @@ def read_run(path: str | Path) -> RunRecord:
         _fill_missing(run)
         return run
     where = Path(path)
-    if where.name.startswith("events.out.tfevents."):
+    if where.match(TFEVENTS):
         where = where.parent
     if not where.exists():
         raise RunReadError(
             f"{where} does not exist; give a run folder, a summary, a trace or a log"
         )
+    chosen = None
+    if where.is_dir() and not _candidates(where) and not any(where.glob(TFEVENTS)):
+        found = versions(where)
+        if found:  # a run_dir of several runs: the newest
+            chosen = (
+                f"read {found[-1][1]}, the newest of {len(found)} runs in {where} "
+                "(give a version folder to read another)"
+            )
+            where = found[-1][1]
     run = RunRecord(str(where))
+    if chosen is not None:
+        run.notes.append(chosen)
     files = [where] if where.is_file() else _candidates(where)
     for file in files:
         _read_file(file, run)

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
+from green_callbacks.core.run_folder import RunFolder
 from green_callbacks.core.session import CallbackConfig, EnergySession
 from green_callbacks.core.watch import WATCH_INTERVAL_S, CallWatch, Watcher
 from green_callbacks.errors import (
@@ -78,14 +79,16 @@ class EnergyCallbackArgs:
             be written raise (once failed, every later reading raises too).
             Default: warn, label the figures and let training go on
             (docs/reliability.md).
-        run_dir: a folder for everything a report or the advisor needs later:
-            ``summary.json`` and ``trace.jsonl`` (where ``summary_path`` and
-            ``trace_path`` do not say otherwise) and ``history.jsonl``, one line
-            per training epoch with the energy figures, your own metrics, the
-            share of step time spent waiting for data and memory in use
-            (docs/report.md). None: no folder.
+        run_dir: a folder for everything a report or the advisor needs later.
+            Each run gets its own ``run_dir/version_N`` (:attr:`run_folder`; a
+            run that continues this callback's totals, ``fit`` then ``test``,
+            keeps its folder) holding ``summary.json`` and ``trace.jsonl``
+            (where ``summary_path`` and ``trace_path`` do not say otherwise)
+            and ``history.jsonl``, one line per training epoch with the energy
+            figures, your own metrics, the share of step time spent waiting for
+            data and memory in use (docs/report.md). None: no folder.
         advise: at the end of the run, print the energy-pattern advice for it and
-            write it into ``run_dir`` (``advice.md``, ``advice.json``; docs/advisor.md).
+            write it into the run's folder (``advice.md``, ``advice.json``; docs/advisor.md).
 
     Arguments are checked when the callback is built (:class:`CallbackConfig`).
     Adapters add their own state in :meth:`_init_state`; the session itself is
@@ -115,6 +118,7 @@ class EnergyCallbackArgs:
         self._session: EnergySession | None = None
         self._session_options: dict[str, Any] = {}  # tests: a fake clock (testing.fake_metered)
         self._pending_state: dict[str, Any] = {}
+        self._run_folder: RunFolder | None = None  # the last run's, kept by a run continuing it
         self._parts: dict[str, Stateful] = {}
         self._pending_parts: dict[str, dict[str, Any]] = {}
         self._watcher: Watcher | None = None
@@ -132,6 +136,13 @@ class EnergyCallbackArgs:
         """The running session (None outside a metered run)."""
         return self._session
 
+    @property
+    def run_folder(self) -> Path | None:
+        """The current (or last) run's folder, ``run_dir/version_N``; None without ``run_dir``."""
+        session = self._session
+        folder = session.folder if session is not None else self._run_folder
+        return None if folder is None else folder.root
+
     def _open_session(self, watch: CallWatch | None = None, **options: Any) -> EnergySession:
         """Start a session (``options`` as :class:`EnergySession`), continuing any loaded state.
 
@@ -148,7 +159,10 @@ class EnergyCallbackArgs:
             self._close_stale()
             if self._stale_state:
                 self._pending_state, self._stale_state = {}, False
-            session = EnergySession(self.config, **options, **self._session_options).start()
+            folder = self._run_folder if self._pending_state else None  # continuing: same folder
+            session = EnergySession(
+                self.config, folder=folder, **options, **self._session_options
+            ).start()
             if self._oom_events:
                 session.facts["oom_events"] = list(self._oom_events)
             self._session = session
@@ -206,6 +220,7 @@ class EnergyCallbackArgs:
             if session is not None:
                 atexit.unregister(self._close_at_exit)
                 self._pending_state = session.state_dict()
+                self._run_folder = session.folder
                 self._stale_state = False
                 try:
                     self.summary = session.stop(note)
@@ -283,5 +298,5 @@ class EnergyCallbackArgs:
         """Continue the totals of :meth:`state_dict` (now, or when the next run starts)."""
         if self._session is not None and self._session.running:
             self._session.load_state_dict(state_dict)
-        else:
-            self._pending_state = dict(state_dict)
+        else:  # a checkpoint's totals: the run that continues them gets a new folder
+            self._pending_state, self._run_folder = dict(state_dict), None

@@ -1,6 +1,11 @@
 """A run folder: everything a run needs for later (report, advice) in one place.
 
-``EnergyCallback(run_dir=...)`` writes there:
+``EnergyCallback(run_dir=ROOT)`` gives each run its own folder,
+``ROOT/version_0``, ``ROOT/version_1``... as Lightning's loggers do: a run never
+appends to an earlier one's files. The number is one past the highest there,
+claimed by creating the folder (atomic: two runs starting at once get two
+folders). A callback that goes on with its totals (``fit`` then ``test``, a
+retry after an out-of-memory error) keeps its folder. It writes there:
 
 - ``summary.json``: the end-of-run summary, with ``facts`` (the model's
   parameters and dtypes, checkpoint saves...);
@@ -18,6 +23,9 @@ Example:
     >>> folder.append_epoch({"epoch": 0, "val_acc": 0.5}, strict=False)
     >>> json.loads(folder.history.read_text())["val_acc"]
     0.5
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> [RunFolder.claim(root).root.name for _ in range(2)], newest_version(root).name
+    (['version_0', 'version_1'], 'version_1')
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from green_callbacks.errors import output_failed
 SUMMARY = "summary.json"
 TRACE = "trace.jsonl"
 HISTORY = "history.jsonl"
+VERSION = "version_"
 MIB = 2**20
 BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4,
          "int16": 2, "int8": 1, "uint8": 1, "bool": 1}  # fmt: skip
@@ -48,6 +57,29 @@ class RunFolder:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    @classmethod
+    def claim(cls, run_dir: str | Path) -> RunFolder:
+        """Create the next ``version_N`` under ``run_dir`` (made if missing) for a new run.
+
+        Raises:
+            OSError: ``run_dir`` cannot be created or written.
+        """
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        number = max((n for n, _ in versions(run_dir)), default=-1) + 1
+        while True:
+            try:
+                (run_dir / f"{VERSION}{number}").mkdir()
+            except FileExistsError:  # another run took it since the listing
+                number += 1
+            else:
+                return cls(run_dir / f"{VERSION}{number}")
+
+    @property
+    def version(self) -> int | None:
+        """N of a ``version_N`` folder (None for a folder named otherwise)."""
+        return _version_number(self.root)
 
     @property
     def summary(self) -> Path:
@@ -76,6 +108,28 @@ class RunFolder:
         except (OSError, TypeError, ValueError) as err:
             output_failed(f"run history {self.history} cannot be written ({err})", strict=strict,
                           cause=err)  # fmt: skip
+
+
+def versions(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """The ``version_N`` folders in ``run_dir``, by N (none when it is not a folder)."""
+    try:
+        entries = list(Path(run_dir).iterdir())
+    except OSError:
+        return []
+    found = [(_version_number(e), e) for e in entries if e.is_dir()]
+    return sorted((n, e) for n, e in found if n is not None)
+
+
+def newest_version(run_dir: str | Path) -> Path | None:
+    """The ``version_N`` folder with the highest N in ``run_dir``, or None."""
+    found = versions(run_dir)
+    return found[-1][1] if found else None
+
+
+def _version_number(path: Path) -> int | None:
+    digits = path.name.removeprefix(VERSION)
+    numbered = path.name.startswith(VERSION) and digits.isascii() and digits.isdecimal()
+    return int(digits) if numbered else None
 
 
 def process_cpu_s() -> float:

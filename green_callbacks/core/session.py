@@ -34,6 +34,7 @@ from green_callbacks.core import keys
 from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.run_folder import (
+    VERSION,
     RunFolder,
     cpu_utilization,
     host_rss_mib,
@@ -130,6 +131,10 @@ class EnergySession:
             work (the torch adapters pass ``torch.cuda.synchronize``).
         distributed: in a multi-process job, each process meters its share
             and epoch figures and totals are summed over processes.
+        folder: the run folder of the run this session goes on with (the
+            callback's, when it continues its totals). None: with ``run_dir``,
+            claim a new ``version_N`` (in a distributed job, rank 0 claims it and
+            every process gets its number).
     """
 
     def __init__(
@@ -141,13 +146,16 @@ class EnergySession:
         sample_interval_s: float | None = DEFAULT_SAMPLE_INTERVAL_S,
         synchronize: Callable[[], None] | None = None,
         distributed: Distributed | None = None,
+        folder: RunFolder | None = None,
     ):
         self.config = config
         self.distributed = distributed
         self.unsummed: str | None = None
         """Why this job's figures are not summed over its processes (None: they are)."""
-        self.folder = None if config.run_dir is None else RunFolder(config.run_dir)
-        folder = self.folder
+        if folder is None and config.run_dir is not None:
+            folder = self._claim_folder(Path(config.run_dir))
+        self.folder = folder
+        """This run's folder (``run_dir/version_N``), or None."""
         self._summary_path = config.summary_path or (folder.summary if folder else None)
         trace_path = config.trace_path or (folder.trace if folder else None)
         self.tracker = EnergyTracker(
@@ -188,6 +196,30 @@ class EnergySession:
         dtypes (``params``, ``dtypes``, ``size_bytes``), ``checkpoints`` saved, ``oom_events``."""
         self.final_summary: dict[str, Any] | None = None
         """The summary :meth:`stop` made (kept when strict mode raises after it)."""
+
+    def _claim_folder(self, run_dir: Path) -> RunFolder | None:
+        """A new ``version_N`` under ``run_dir``, the same on every process of a job.
+
+        Rank 0 claims it and the number reaches the others through the job's sum
+        (the others add 0). A folder that cannot be made is a warning (an error in
+        strict mode) and the run goes on without one; so does a process of a job
+        that cannot sum, which cannot learn the number.
+        """
+        rank = 0 if self.distributed is None else self.distributed.share.rank
+        claimed = None
+        if rank == 0:
+            try:
+                claimed = RunFolder.claim(run_dir)
+            except OSError as err:
+                output_failed(f"run folder under {run_dir} cannot be made ({err})",
+                              strict=self.config.strict, cause=err)  # fmt: skip
+        if self.distributed is None:
+            return claimed
+        number = -1 if claimed is None else int(claimed.version or 0)
+        (agreed,) = self._sum_list([float(number + 1 if rank == 0 else 0)])
+        if rank == 0 or agreed < 1:  # 0: rank 0 has no folder, or this process cannot sum
+            return claimed
+        return RunFolder(run_dir / f"{VERSION}{int(agreed) - 1}")
 
     # -- lifecycle -------------------------------------------------------
 

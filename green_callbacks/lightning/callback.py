@@ -14,7 +14,7 @@ from green_callbacks.core import keys
 from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import Distributed
-from green_callbacks.errors import EnergyCallbackMissingError, output_failed
+from green_callbacks.errors import CallbackConfigError, EnergyCallbackMissingError, output_failed
 from green_callbacks.meters.share import RankShare
 
 try:
@@ -29,7 +29,11 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     """Meters training, validation, test and prediction energy and logs it.
 
     Metric keys are listed in docs/metrics.md. The figures' provenance is
-    logged once as hyperparameters ``energy_source/<domain>``.
+    logged once as hyperparameters ``energy_source/<domain>``. One per
+    ``Trainer``: two would log different figures under the same keys, so
+    Lightning refuses a second at construction (one state key) and so does
+    :meth:`setup` for one added later; meter several sources with one,
+    ``EnergyCallback(meters=[...])``.
     """
 
     def _init_state(self) -> None:
@@ -38,6 +42,13 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     # -- lifecycle -------------------------------------------------------
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        others = [c for c in trainer.callbacks if isinstance(c, EnergyCallback) and c is not self]
+        if others:
+            raise CallbackConfigError(
+                f"this Trainer has {len(others) + 1} EnergyCallbacks; their figures would go to "
+                "the same logger keys, one over the other. Keep one, metering every source: "
+                "EnergyCallback(meters=[...]) (docs/meters.md)"
+            )
         if self._session is not None and self._session.running:
             return
         cuda = torch.cuda.is_available()

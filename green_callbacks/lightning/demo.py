@@ -3,8 +3,9 @@
 Trains a small convolutional network on scikit-learn's bundled 8x8 digits (no
 download) with Lightning and :class:`EnergyCallback`, prints one row per epoch
 (validation accuracy, training and validation joules, average watts, where the
-figures come from), and writes CSV and TensorBoard logs, the JSON summary and
-a figure of accuracy against energy.
+figures come from), and writes CSV and TensorBoard logs and a run folder
+(``OUT/energy/version_N``: the JSON summary, the epoch history, a figure of
+accuracy against energy, the advice and the report).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from green_callbacks.core import keys
 from green_callbacks.errors import MissingExtraError
 from green_callbacks.lightning.callback import EnergyCallback
 
-SUMMARY_FILE = "energy_summary.json"
-
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -33,7 +32,7 @@ class DemoConfig:
 
     Attributes:
         epochs: training epochs.
-        out: folder for the CSV and TensorBoard logs and the summary.
+        out: folder for the CSV and TensorBoard logs and the run folders.
         meters: energy sources, as spec strings (docs/meters.md).
         batch_size: training batch size.
         seed: seed of the data split and the weights.
@@ -134,17 +133,15 @@ def run_demo(config: DemoConfig, out: TextIO) -> dict[str, Any]:
     """Train, print the per-epoch table, draw the figure, say where everything is.
 
     Returns:
-        The energy summary (also written next to the logs of this run).
+        The energy summary (also written in the run folder).
     """
     loggers = require("lightning.pytorch.loggers", "demo", purpose="The demo's loggers")
     require("tensorboard", "demo", purpose="The demo's TensorBoard log")
     pl.seed_everything(config.seed, verbose=False)
     csv_logger = loggers.CSVLogger(config.out, name="csv")
     tb_logger = loggers.TensorBoardLogger(config.out, name="tensorboard")
-    run_dir = Path(csv_logger.log_dir)  # versioned, like the logs: a rerun keeps this one
-    energy = EnergyCallback(
-        meters=list(config.meters), summary_path=run_dir / SUMMARY_FILE, run_dir=run_dir
-    )
+    # out/energy/version_N, versioned as the logs are: a rerun keeps the earlier run
+    energy = EnergyCallback(meters=list(config.meters), run_dir=Path(config.out) / "energy")
     table = EpochTable(out)
     trainer = pl.Trainer(
         max_epochs=config.epochs,
@@ -162,14 +159,17 @@ def run_demo(config: DemoConfig, out: TextIO) -> dict[str, Any]:
     summary = energy.summary or {}
     print(sources_line(summary), file=out)
     kind = (summary.get("totals") or {}).get("kind", "unknown")
-    figure = draw_accuracy_against_energy(table.rows, run_dir / FIGURE_FILE, kind)
-    print(f"CSV log:          {run_dir / 'metrics.csv'}", file=out)
-    print(f"energy summary:   {run_dir / SUMMARY_FILE}", file=out)
+    print(f"CSV log:          {Path(csv_logger.log_dir) / 'metrics.csv'}", file=out)
+    folder = energy.run_folder
+    if folder is None:  # the run folder could not be made (a warning said why)
+        return summary
+    figure = draw_accuracy_against_energy(table.rows, folder / FIGURE_FILE, kind)
+    print(f"energy run:       {folder} (summary.json, history.jsonl, trace.jsonl)", file=out)
     if figure is not None:
         print(f"figure:           {figure} (accuracy against cumulative energy)", file=out)
     print(f"TensorBoard logs: {tb_logger.log_dir}", file=out)
     print(f"  look at them:   tensorboard --logdir {Path(tb_logger.log_dir).parent}", file=out)
-    _advise(run_dir, out)
+    _advise(folder, out)
     return summary
 
 

@@ -28,6 +28,17 @@ def test_advise_prints_and_writes_the_advice_beside_the_run(tmp_path: Path) -> N
     assert "EnergyEarlyStopping" in (tmp_path / "advice.md").read_text()
 
 
+def test_advise_on_a_run_dir_judges_its_newest_version_and_writes_there(tmp_path: Path) -> None:
+    for number in (0, 1):  # what EnergyCallback(run_dir=tmp_path) makes of two runs
+        (tmp_path / f"version_{number}").mkdir()
+        (tmp_path / f"version_{number}" / "metrics.csv").write_text(LOG, encoding="utf-8")
+    done = run("advise", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    newest = tmp_path / "version_1"
+    assert f"notes on this run: read {newest}, the newest of 2 runs in {tmp_path}" in done.stdout
+    assert (newest / "advice.md").is_file() and not (tmp_path / "advice.md").exists()
+
+
 def test_advise_thresholds_come_from_the_options(tmp_path: Path) -> None:
     (tmp_path / "metrics.csv").write_text(LOG, encoding="utf-8")
     done = run("advise", str(tmp_path), "--min-gain-per-kj", "0.0001", "--json")

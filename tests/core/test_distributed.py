@@ -302,3 +302,23 @@ def test_the_model_card_and_the_report_give_the_job_not_rank_0s_share(
     (tmp_path / "summary.json").write_text(json.dumps(rank0))
     report = read_run(tmp_path / "summary.json")
     assert report.total_j == 680.0 and "a job of 2 processes" in report.notes[0]
+
+
+def test_every_rank_writes_into_the_version_rank_0_claimed(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    root = tmp_path / "run"
+    (root / "version_3").mkdir(parents=True)  # an earlier run
+
+    def rank_run(rank: int, collective: FakeSumCollective) -> tuple[Path | None, bool]:
+        config = CallbackConfig(meters=[FakeMeter(MACHINE_W, clock=clock)], run_dir=root)
+        distributed = Distributed(RankShare(rank=rank, local_rank=rank, world_size=2),
+                                  collective.reduce_sum)  # fmt: skip
+        s = EnergySession(config, clock=clock, sample_interval_s=None, distributed=distributed)
+        s.start()
+        s.stop()
+        folder = None if s.folder is None else s.folder.root
+        return folder, (root / "version_4" / f"trace.jsonl.rank{rank}").is_file()
+
+    assert run_ranks(2, rank_run) == [(root / "version_4", True)] * 2
+    assert [p.name for p in sorted(root.iterdir())] == ["version_3", "version_4"]  # one claim

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from green_callbacks.analysis import advise, read_run
+from green_callbacks.core.run_folder import RunFolder, versions
 from green_callbacks.core.session import CallbackConfig, EnergySession
 from green_callbacks.testing import FakeClock, FakeMeter
 
@@ -56,7 +58,8 @@ def test_the_folder_holds_summary_trace_history_and_facts(tmp_path: Path) -> Non
         session.record_epoch(index, {"val_acc": accuracy, "note": "text is left out"})
     session.note_checkpoint("epoch=1.ckpt")
     session.stop()
-    folder = tmp_path / "run"
+    folder = tmp_path / "run" / "version_0"
+    assert session.folder is not None and session.folder.root == folder
     assert sorted(p.name for p in folder.iterdir()) == ["history.jsonl", "summary.json",
                                                           "trace.jsonl"]  # fmt: skip
     rows = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
@@ -78,20 +81,70 @@ def test_an_explicit_summary_path_wins_over_the_folder(tmp_path: Path) -> None:
     clock = FakeClock()
     session = session_in(tmp_path / "run", clock, summary_path=tmp_path / "mine.json")
     session.stop()
-    assert (tmp_path / "mine.json").is_file() and not (tmp_path / "run" / "summary.json").exists()
+    assert (tmp_path / "mine.json").is_file()
+    assert not (tmp_path / "run" / "version_0" / "summary.json").exists()
 
 
-def test_a_history_that_cannot_be_written_warns_and_training_goes_on(tmp_path: Path) -> None:
+def test_each_run_gets_the_next_version_and_reading_the_root_reads_the_newest(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    root = tmp_path / "run"
+    (root / "version_7x").mkdir(parents=True)  # not a version: ignored
+    for accuracies in ([0.5, 0.6], [0.7]):
+        session = session_in(root, clock)
+        for index, accuracy in enumerate(accuracies):
+            epoch(session, clock, wait_s=0.1, step_s=0.1, steps=2)
+            session.record_epoch(index, {"val_acc": accuracy})
+        session.stop()
+    assert [n for n, _ in versions(root)] == [0, 1]
+    first = read_run(root / "version_0")
+    assert first.series("val_acc") == [(0, 0.5), (1, 0.6)] and not first.notes
+    newest = read_run(root)
+    assert newest.source == str(root / "version_1")
+    assert newest.series("val_acc") == [(0, 0.7)]  # its own epochs only, not appended
+    assert newest.notes == [
+        f"read {root / 'version_1'}, the newest of 2 runs in {root} "
+        "(give a version folder to read another)"
+    ]
+
+
+def test_runs_claiming_at_once_get_distinct_folders(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        claimed = list(pool.map(lambda _: RunFolder.claim(tmp_path / "run").version, range(32)))
+    assert sorted(claimed) == list(range(32))
+
+
+def test_a_run_folder_that_cannot_be_made_warns_and_the_run_goes_on(tmp_path: Path) -> None:
     from green_callbacks.errors import OutputError, OutputFailureWarning
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     clock = FakeClock()
+    config = CallbackConfig(meters=[FakeMeter({"cpu:0": 1.0}, clock=clock)], run_dir=blocker,
+                            summary_path=tmp_path / "summary.json")  # fmt: skip
+    with pytest.warns(OutputFailureWarning, match=f"run folder under {blocker} cannot be made"):
+        session = EnergySession(config, clock=clock, sample_interval_s=None).start()
+    assert session.folder is None
+    epoch(session, clock, wait_s=0.1, step_s=0.1, steps=2)
+    session.record_epoch(0, {"val_acc": 0.5})  # nowhere to write: nothing, no error
+    session.stop()
+    assert (tmp_path / "summary.json").is_file()
+    with pytest.raises(OutputError, match="run folder under"):
+        EnergySession(replace(config, strict=True), clock=clock, sample_interval_s=None)
+
+
+def test_a_history_that_cannot_be_written_warns_and_training_goes_on(tmp_path: Path) -> None:
+    from green_callbacks.errors import OutputError, OutputFailureWarning
+
+    clock = FakeClock()
 
     def session(strict: bool) -> EnergySession:
         config = CallbackConfig(
             meters=[FakeMeter({"cpu:0": 1.0}, clock=clock)],
-            run_dir=blocker,
+            run_dir=tmp_path / f"run-{strict}",
             strict=strict,
             trace_path=tmp_path / f"{strict}.jsonl",
             summary_path=tmp_path / f"{strict}.json",
@@ -99,6 +152,10 @@ def test_a_history_that_cannot_be_written_warns_and_training_goes_on(tmp_path: P
         return EnergySession(config, clock=clock, sample_interval_s=None).start()
 
     lenient, strict = session(False), session(True)
+    for run in (lenient, strict):  # the folder is replaced by a file during the run
+        assert run.folder is not None
+        run.folder.root.rmdir()
+        run.folder.root.write_text("not a folder")
     with pytest.warns(OutputFailureWarning, match="run history .* cannot be written"):
         lenient.record_epoch(0, {"val_acc": 0.5})
     lenient.stop()

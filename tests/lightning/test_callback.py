@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import pickle
 import threading
 import time
@@ -305,3 +306,37 @@ def test_run_dir_holds_history_facts_and_checkpoints_for_the_advisor(
     assert by_pattern["P6"] == "applies" and by_pattern["P2"] == "does not apply"
     # the loggers got the same wait figure
     assert len(column(metric_rows(tmp_path), "time/data_wait_fraction")) == 3
+
+
+def test_each_callback_gets_its_own_version_and_fit_then_test_keeps_it(
+    tmp_path: Path, trace: str
+) -> None:
+    root = tmp_path / "run"
+    first = EnergyCallback(meters=trace, run_dir=root)
+    fitted = trainer(tmp_path, first, epochs=2)
+    model = TinyModel()
+    fitted.fit(model, loader(), loader())
+    fitted.test(model, loader(), verbose=False)  # continues the totals: the same folder
+    assert first.run_folder == root / "version_0"
+    second = EnergyCallback(meters=trace, run_dir=root)
+    trainer(tmp_path, second, epochs=1).fit(TinyModel(), loader(), loader())
+    assert second.run_folder == root / "version_1"
+    assert sorted(p.name for p in root.iterdir()) == ["version_0", "version_1"]
+
+    from green_callbacks.analysis import read_run
+
+    assert [row["epoch"] for row in read_run(root / "version_0").epochs] == [0, 1]
+    assert [row["epoch"] for row in read_run(root).epochs] == [0]  # the newest, alone
+    summary = json.loads((root / "version_0" / "summary.json").read_text())
+    assert summary["totals"]["energy_j"] == first.summary["totals"]["energy_j"]  # fit + test
+
+
+def test_a_second_energy_callback_is_refused_with_what_to_do(tmp_path: Path, trace: str) -> None:
+    from green_callbacks.errors import CallbackConfigError
+
+    with pytest.raises(RuntimeError, match="more than one stateful callback of type `EnergyCal"):
+        pl.Trainer(callbacks=[EnergyCallback(meters=trace), EnergyCallback(meters=trace)])
+    added_later = trainer(tmp_path, EnergyCallback(meters=trace), epochs=1)
+    added_later.callbacks.append(EnergyCallback(meters=trace))
+    with pytest.raises(CallbackConfigError, match="2 EnergyCallbacks; .*meters=\\[...\\]"):
+        added_later.fit(TinyModel(), loader())

@@ -16,7 +16,6 @@ pytest.importorskip("tensorboard", reason="needs the 'demo' extra")
 from green_callbacks import cli
 from green_callbacks.lightning.demo import (
     FIGURE_FILE,
-    SUMMARY_FILE,
     DemoConfig,
     run_demo,
     sources_line,
@@ -46,13 +45,15 @@ def test_demo_prints_a_row_per_epoch_and_writes_logs(tmp_path: Path, trace: str)
     assert total_j >= float(rows[0][5]) + train_j + val_j - 0.01
     assert "energy figures are replayed" in out.getvalue()
 
-    run = tmp_path / "run" / "csv" / "version_0"  # the summary and figure sit with their logs
-    with (run / "metrics.csv").open() as handle:
+    logs = tmp_path / "run" / "csv" / "version_0"
+    with (logs / "metrics.csv").open() as handle:
         logged = [r for r in csv.DictReader(handle) if r.get("energy/train_epoch_j")]
     assert [int(r["epoch"]) for r in logged] == [0, 1]
     assert [float(r["energy/train_epoch_j"]) for r in logged][-1] == pytest.approx(train_j, 0.01)
     assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
-    written = json.loads((run / SUMMARY_FILE).read_text())
+    run = tmp_path / "run" / "energy" / "version_0"
+    assert f"energy run:       {run} " in out.getvalue()
+    written = json.loads((run / "summary.json").read_text())
     assert written["totals"]["kind"] == "replayed"
     assert written["totals"]["energy_j"] == pytest.approx(summary["totals"]["energy_j"])
     assert (run / FIGURE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -60,14 +61,15 @@ def test_demo_prints_a_row_per_epoch_and_writes_logs(tmp_path: Path, trace: str)
     assert "tensorboard --logdir" in out.getvalue()
 
 
-def test_a_second_run_keeps_the_first_runs_summary_with_its_logs(
-    tmp_path: Path, trace: str
-) -> None:
+def test_a_second_run_keeps_the_first_runs_folder(tmp_path: Path, trace: str) -> None:
     for _ in range(2):
         run_demo(DemoConfig(epochs=1, out=tmp_path / "run", meters=[trace]), io.StringIO())
 
-    summaries = sorted((tmp_path / "run" / "csv").glob(f"version_*/{SUMMARY_FILE}"))
-    assert [p.parent.name for p in summaries] == ["version_0", "version_1"]
+    for kind, name in (("energy", "history.jsonl"), ("csv", "metrics.csv")):
+        found = sorted((tmp_path / "run" / kind).glob(f"version_*/{name}"))
+        assert [p.parent.name for p in found] == ["version_0", "version_1"]
+    history = (tmp_path / "run" / "energy" / "version_1" / "history.jsonl").read_text()
+    assert [json.loads(line)["epoch"] for line in history.splitlines()] == [0]  # its own only
 
 
 def test_the_sources_line_names_each_domain_once() -> None:

@@ -191,7 +191,7 @@ def test_gpu_utilisation_is_averaged_over_the_training_epoch(install: Any, tmp_p
     rates.update({"handle-0": 100, "handle-1": 100})  # after it: not counted either
     session.tracker.poll()
     session.stop()
-    row = json.loads((tmp_path / "history.jsonl").read_text())
+    row = json.loads((tmp_path / "version_0" / "history.jsonl").read_text())
     assert row["utilization/gpu:0"] == pytest.approx(0.40)
     assert row["utilization/gpu:1"] == pytest.approx(0.05)
 
