@@ -94,6 +94,10 @@ class OOMFloorError(GreenCallbacksError, MemoryError):
     """Out of memory at the smallest batch size allowed; the message says what to try instead."""
 
 
+class TooLargeError(ConfigError):
+    """A size this machine cannot hold, refused before anything is allocated; says what fits."""
+
+
 class CompressConfigError(ConfigError):
     """A compression argument or model is not one this step can work with."""
 

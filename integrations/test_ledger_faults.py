@@ -4,8 +4,8 @@ One test per way issue #25 found a recorded answer going wrong without a word:
 two runners on one folder, a study or a sweep changed under the same ``--out``,
 a configuration that served nothing, an overloaded server that drains its
 backlog after the stream ends, a workload that leaves a child process
-behind (or hangs), and fits writing into one ``run_dir``. Each asserts what
-was kept and that the answer is right.
+behind (or hangs), fits writing into one ``run_dir``, and run files of the
+wrong shape. Each asserts what was kept and that the answer is right.
 A replayed constant-power trace stands in for the sensor; time is real.
 """
 
@@ -297,3 +297,40 @@ def test_fits_into_one_run_dir_each_get_a_folder_of_their_own(tmp_path: Path) ->
     newest = read_run(root)  # the root: the newest run, said so
     assert [row["epoch"] for row in newest.epochs] == [0, 1, 2, 3]
     assert newest.notes[0].startswith(f"read {root / 'version_2'}, the newest of 3 runs")
+
+
+def test_hostile_run_files_are_read_with_notes_and_escaped(tmp_path: Path) -> None:
+    """report, advise and card as a user runs them, on files no run of this package wrote."""
+    shaped = tmp_path / "shaped"
+    shaped.mkdir()
+    (shaped / "summary.json").write_text(json.dumps({
+        "totals": {"energy_j": None, "duration_s": 60.0, "domains": "lots", "kind": "measured",
+                   "sources": [{"domain": "<script>alert(1)</script>", "kind": "measured"}]},
+        "facts": {"checkpoints": 4},
+        "notes": ["<img src=x onerror=alert(1)>"],
+    }))  # fmt: skip
+    (shaped / "history.jsonl").write_text(
+        "".join(json.dumps({"epoch": e, "val_acc$": 0.5 + e / 100, "energy/train_epoch_j": 10})
+                + "\n" for e in range(5)) + '{"epoch": -1}\n[' + "[" * 100_000 + "\n"
+    )  # fmt: skip
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "summary.json").write_text('{"totals": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001)
+
+    page = tmp_path / "report"
+    report = cli("report", str(shaped), "--out", str(page))
+    assert report.returncode == 0, report.stderr
+    html = (page / "report.html").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html and "totals.domains is &#x27;lots&#x27;" in html
+    advice = cli("advise", str(shaped))
+    assert advice.returncode == 0, advice.stderr
+    assert "facts.checkpoints is 4, not a list of saves" in advice.stdout
+    assert "[cannot tell] P2" in advice.stdout
+    card = cli("card", str(shaped))
+    assert card.returncode == 0, card.stderr
+    assert "not recorded (the summary's energy_j" in card.stdout and "<" not in card.stdout
+    for command in ("report", "advise", "card"):
+        done = cli(command, str(deep), *(["--out", str(tmp_path / "r2")] * (command == "report")))
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert "nested deeper than Python's parser follows" in done.stderr

@@ -166,6 +166,11 @@ def diminishing_returns(run: RunRecord, t: Thresholds) -> Finding:
         key: f"{points[0][1]:.4g} -> {points[-1][1]:.4g} over {len(points)} epochs",
         "energy": f"{sum(energy.values()):.4g} J in the epochs ({_kind(run)})",
     }
+    if run.epoch_stride > 1:  # patience then counts groups, not epochs
+        evidence["epochs"] = (
+            f"read as {len(points)} groups of {run.epoch_stride}: patience={t.patience} "
+            f"groups is {t.patience * run.epoch_stride} epochs"
+        )
     action = (
         f'EnergyEarlyStopping(monitor="{key}", mode="max", '
         f"min_gain_per_kj={threshold:g}, patience={t.patience})"
@@ -317,7 +322,9 @@ def memory(run: RunRecord, t: Thresholds) -> Finding:
             CANNOT_TELL,
             f"{len(used)} epochs with memory/host_rss_mib; a trend needs 3 or more",
         )
-    watch = LeakWatch(window=min(len(used), 5), min_growth_bytes=t.leak_mib_per_epoch * 2**20)
+    # a long log read as groups of epochs: each row's growth is that many epochs'
+    per_row_mib = t.leak_mib_per_epoch * run.epoch_stride
+    watch = LeakWatch(window=min(len(used), 5), min_growth_bytes=per_row_mib * 2**20)
     trend = None
     for value in used:
         trend = watch.observe(value * 2**20)
@@ -328,15 +335,16 @@ def memory(run: RunRecord, t: Thresholds) -> Finding:
             "P7",
             title,
             DOES_NOT_APPLY,
-            f"memory grew {trend.growth_bytes_per_epoch / 2**20:.1f} MiB per epoch "
-            f"(a leak is >= {t.leak_mib_per_epoch:g} every epoch)",
+            f"memory grew {trend.growth_bytes_per_epoch / 2**20 / run.epoch_stride:.1f} MiB per "
+            f"epoch (a leak is >= {t.leak_mib_per_epoch:g} every epoch)",
             evidence,
         )
+    grouped = f" (over groups of {run.epoch_stride} epochs)" if run.epoch_stride > 1 else ""
     return Finding(
         "P7",
         title,
         APPLIES,
-        trend.message,
+        trend.message + grouped,
         evidence,
         None,
         "OOMGuard(min_leak_mib=...) warns as it grows; keep .item() of logged "

@@ -185,14 +185,21 @@ def advise_run_folder(folder: Path) -> None:
 def _cmd_card(args: argparse.Namespace) -> int:
     from green_callbacks.analysis.run import SUMMARY_NAMES, RunReadError
     from green_callbacks.core.card import energy_card
+    from green_callbacks.core.readback import parse_json
+    from green_callbacks.core.run_folder import newest_version
 
     where = Path(args.path)
-    found = (
-        [where] if where.is_file() else [where / n for n in SUMMARY_NAMES if (where / n).is_file()]
-    )
+
+    def summaries(folder: Path) -> list[Path]:
+        return [folder / n for n in SUMMARY_NAMES if (folder / n).is_file()]
+
+    found = [where] if where.is_file() else summaries(where)
+    newest = newest_version(where) if not found else None
+    if newest is not None:  # a run_dir of several runs: the newest, as report and advise read
+        found = summaries(newest)
     try:
-        summary = json.loads(found[0].read_text(encoding="utf-8")) if found else None
-    except (OSError, json.JSONDecodeError) as err:
+        summary = parse_json(found[0].read_text(encoding="utf-8")) if found else None
+    except (OSError, ValueError) as err:
         raise RunReadError(f"{found[0]} is not a readable energy summary ({err})") from err
     if not isinstance(summary, dict):
         raise RunReadError(

@@ -87,20 +87,49 @@ def _run_figures(run: RunRecord, folder: Path, prefix: str, t: Thresholds) -> li
     return made
 
 
+BARS_UP_TO = 200
+"""Epochs drawn as bars (and points marked) up to this many; a longer run as lines."""
+POINTS_UP_TO = 2000
+"""Points a line keeps: a longer series is thinned evenly (its last point kept)."""
+
+
+def _thin(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """At most :data:`POINTS_UP_TO` of ``points``, evenly spaced, the last kept."""
+    if len(points) <= POINTS_UP_TO:
+        return list(points)
+    step = -(-len(points) // POINTS_UP_TO)
+    kept = list(points[::step])
+    return kept if kept[-1] == points[-1] else [*kept, points[-1]]
+
+
+def _label(text: object) -> str:
+    """Text from a run's files as a matplotlib label: ``$`` would start mathematics."""
+    return str(text).replace("$", r"\$")
+
+
 def _epochs(run: RunRecord, axis: Any, t: Thresholds) -> bool:
     energy = run.epoch_energy()
     if not energy:
         return False
-    axis.bar([e for e, _ in energy], [j for _, j in energy], color="C0", alpha=0.6)
+    per = "epoch" if run.epoch_stride == 1 else f"group of {run.epoch_stride} epochs"
+    if len(energy) <= BARS_UP_TO:
+        axis.bar([e for e, _ in energy], [j for _, j in energy], color="C0", alpha=0.6)
+    else:
+        drawn = _thin(energy)
+        axis.fill_between([e for e, _ in drawn], [j for _, j in drawn], step="mid",
+                          color="C0", alpha=0.6, linewidth=0)  # fmt: skip
     axis.set_xlabel("epoch")
-    axis.set_ylabel(f"energy per epoch, J ({_kind(run)})")
+    axis.set_ylabel(f"energy per {per}, J ({_kind(run)})")
     key = run.quality_key
     if key is not None:
         twin = axis.twinx()
         points = run.series(key)
-        twin.plot([e for e, _ in points], [v for _, v in points], color="C1", marker="o")
-        twin.set_ylabel(key, color="C1")
-    axis.set_title("Energy per epoch" + (f" and {key}" if key else ""))
+        marker = "o" if len(points) <= BARS_UP_TO else None
+        drawn_points = _thin(points)
+        twin.plot([e for e, _ in drawn_points], [v for _, v in drawn_points], color="C1",
+                  marker=marker)  # fmt: skip
+        twin.set_ylabel(_label(key), color="C1")
+    axis.set_title(f"Energy per {per}" + (f" and {_label(key)}" if key else ""))
     return True
 
 
@@ -114,7 +143,9 @@ def _returns(run: RunRecord, axis: Any, t: Thresholds) -> bool:
     for epoch, _ in points:
         total += energy[epoch]
         cumulative.append(total / 1000.0)
-    axis.plot(cumulative, [v for _, v in points], marker="o", color="C1")
+    drawn = _thin(list(zip(cumulative, [v for _, v in points], strict=True)))
+    marker = "o" if len(points) <= BARS_UP_TO else None
+    axis.plot([c for c, _ in drawn], [v for _, v in drawn], marker=marker, color="C1")
     stop = would_stop(run, t)
     if stop is not None:
         at = next(c for (e, _), c in zip(points, cumulative) if e == stop)
@@ -129,8 +160,8 @@ def _returns(run: RunRecord, axis: Any, t: Thresholds) -> bool:
             color="C3",
         )
     axis.set_xlabel(f"cumulative energy, kJ ({_kind(run)})")
-    axis.set_ylabel(key)
-    axis.set_title(f"{key} against energy spent")
+    axis.set_ylabel(_label(key))
+    axis.set_title(f"{_label(key)} against energy spent")
     axis.grid(alpha=0.3)
     return True
 
@@ -142,8 +173,10 @@ def _power(run: RunRecord, axis: Any, t: Thresholds) -> bool:
     if not steps or "start_s" not in steps[0]:
         return False
     origin = min(w["start_s"] for w in run.windows if "start_s" in w)
+    epochs = [w for w in run.windows if w["level"] == "epoch" and "start_s" in w]
+    shaded = len(epochs) <= 2 * BARS_UP_TO  # more would be a solid block, and slow to draw
     for phase, colour in (("train", "C0"), ("val", "C2")):
-        for w in (w for w in run.windows if w["level"] == "epoch" and w.get("name") == phase):
+        for w in (w for w in epochs if shaded and w.get("name") == phase):
             axis.axvspan(
                 w["start_s"] - origin,
                 w["start_s"] - origin + w["duration_s"],
@@ -151,17 +184,16 @@ def _power(run: RunRecord, axis: Any, t: Thresholds) -> bool:
                 alpha=0.12,
                 linewidth=0,
             )
-    xs = [w["start_s"] - origin + w["duration_s"] / 2 for w in steps]
-    axis.plot(xs, [w["energy_j"] / w["duration_s"] for w in steps], color="C0", linewidth=1)
+    drawn = _thin([(w["start_s"] - origin + w["duration_s"] / 2, w["energy_j"] / w["duration_s"])
+                   for w in steps if "start_s" in w])  # fmt: skip
+    axis.plot([x for x, _ in drawn], [p for _, p in drawn], color="C0", linewidth=1)
     saves = [c["time_s"] for c in run.facts.get("checkpoints") or []
-             if isinstance(c, dict) and isinstance(c.get("time_s"), (int, float))]  # fmt: skip
+             if isinstance(c.get("time_s"), (int, float))][:BARS_UP_TO]  # fmt: skip
     for at in saves:
         axis.axvline(at - origin, color="C3", linestyle=":", linewidth=1)
     marks = "; dotted red: checkpoint saves" if saves else ""
-    axis.set_xlabel(
-        f"time since the run started, s (shaded: training blue, validation green{marks})",
-        fontsize=8,
-    )
+    shading = "shaded: training blue, validation green" if shaded else "epochs not shaded"
+    axis.set_xlabel(f"time since the run started, s ({shading}{marks})", fontsize=8)
     axis.set_ylabel(f"power, W ({_kind(run)})")
     axis.set_title("Power over time")
     axis.set_ylim(bottom=0)
@@ -171,8 +203,8 @@ def _power(run: RunRecord, axis: Any, t: Thresholds) -> bool:
 def _domains(run: RunRecord, axis: Any, t: Thresholds) -> bool:
     if not run.by_domain:
         return False
-    names = list(run.by_domain)
-    axis.barh(names, [run.by_domain[n] for n in names], color="C0")
+    names = list(run.by_domain)[:BARS_UP_TO]
+    axis.barh([_label(n) for n in names], [run.by_domain[n] for n in names], color="C0")
     axis.set_xlabel(f"energy, J ({_kind(run)})")
     axis.set_title("Energy by domain")
     return True
@@ -192,9 +224,12 @@ def _overlay(runs: Sequence[RunRecord], folder: Path) -> Path | None:
         for epoch, _ in points:
             total += energy[epoch]
             xs.append(total / 1000.0)
+        drawn_points = _thin(list(zip(xs, [v for _, v in points], strict=True)))
         axis.plot(
-            xs, [v for _, v in points], marker="o", label=f"run {index + 1}: {key} ({_kind(run)})"
-        )
+            [x for x, _ in drawn_points], [v for _, v in drawn_points],
+            marker="o" if len(points) <= BARS_UP_TO else None,
+            label=_label(f"run {index + 1}: {key} ({_kind(run)})"),
+        )  # fmt: skip
         drawn += 1
     path = None
     if drawn:
@@ -232,7 +267,12 @@ def _section(run: RunRecord, figures: Sequence[Path], findings: Sequence[Finding
         ("energy", "-" if run.total_j is None else f"{run.total_j:.4g} J"),
         ("duration", "-" if run.duration_s is None else f"{run.duration_s:.4g} s"),
         ("provenance", _kind(run) + (f": {run.energy_source}" if run.energy_source else "")),
-        ("epochs", str(len(run.epochs))),
+        (
+            "epochs",
+            str(len(run.epochs))
+            if run.epoch_stride == 1
+            else f"{len(run.epochs)} groups of {run.epoch_stride} consecutive epochs",
+        ),
         ("read from", ", ".join(run.formats)),
     ]
     table = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)

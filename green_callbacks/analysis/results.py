@@ -15,7 +15,6 @@ a title, a text table and figures drawn into the report folder.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from green_callbacks._optional import pyplot as headless_pyplot
 from green_callbacks.core.ledger import LEDGER, read_ledger
+from green_callbacks.core.readback import parse_json
 
 COMPRESSION = "compression_report.json"
 
@@ -73,8 +73,8 @@ def read_result(path: str | Path, out: Path) -> ToolResult | None:
 
 def _json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
 
 
@@ -150,10 +150,3 @@ def _hpo(folder: Path, out: Path) -> ToolResult:
         figures.append(out / "hpo_best_so_far.png")
         shutil.copyfile(folder / "best_so_far.png", figures[0])
     return ToolResult("hpo", str(folder), "Search strategies compared", text, figures)
-
-
-def _loads(line: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from green_callbacks.core.readback import parse_json
 from green_callbacks.errors import ConfigError, GreenCallbacksError
 
 LEDGER = "runs.jsonl"
@@ -117,7 +118,7 @@ def read_ledger(folder: str | Path) -> LedgerContents:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = parse_json(line)
         except ValueError:
             torn = number == len(lines) and not text.endswith("\n")
             what = "cut short (a crash mid-write)" if torn else "not JSON"

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from green_callbacks.errors import TooLargeError
+
 MIB = 2**20
 """Bytes in a mebibyte."""
 CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
@@ -41,6 +43,38 @@ def host_peak_rss() -> float:
     """The most resident memory this process has used so far. Units: bytes."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return float(peak if sys.platform == "darwin" else peak * 1024)  # KiB on Linux
+
+
+def refuse_unless_fits(what: str, need_bytes: float, fix: str, *, share: float = 0.8) -> None:
+    """Raise before allocating ``need_bytes`` when they exceed ``share`` of the memory free now.
+
+    Free memory is the machine's available RAM, within a container's cgroup
+    limit. An estimate of a size from the user (a prompt of 10^9 tokens)
+    meets a clear error here instead of the allocator's, minutes or hundreds
+    of GB later.
+
+    Args:
+        what: what needs the memory, for the message.
+        need_bytes: the estimate. Units: bytes.
+        fix: what to change, for the message.
+
+    Raises:
+        TooLargeError: it would not fit.
+    """
+    import psutil
+
+    used, limit = host_memory()
+    free = min(float(psutil.virtual_memory().available), max(limit - used, 0.0))
+    if need_bytes > share * free:
+        raise TooLargeError(
+            f"{what} needs about {_gib(need_bytes)}, more than this machine has free "
+            f"({_gib(free)}); {fix}"
+        )
+
+
+def _gib(size: float) -> str:
+    gib = size / 2**30
+    return f"{gib:.3g} GiB" if gib < 1000 else f"{gib:,.0f} GiB"
 
 
 DeviceMemory = tuple[float, float | None]

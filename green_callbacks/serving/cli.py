@@ -21,6 +21,7 @@ from typing import Any
 from green_callbacks._argtypes import number, positive_int
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.ledger import next_version
+from green_callbacks.core.memory import refuse_unless_fits
 from green_callbacks.meters.spec import check_meters
 from green_callbacks.serving.stream import ServingConfigError
 
@@ -213,6 +214,34 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def sample_bytes(model: Any, example: Any, *, train: bool) -> float:
+    """Memory one input takes through ``model``: its bytes, and the activations. Units: B.
+
+    One forward pass of a batch of one measures every module's output;
+    inference holds about the largest two at a time, training all of them
+    (kept for the backward pass, and their gradients).
+    """
+    import torch
+
+    sizes: list[int] = []
+
+    def note(module: Any, inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            sizes.append(output.numel() * output.element_size())
+
+    handle = torch.nn.modules.module.register_module_forward_hook(note)
+    mode = model.training
+    model.eval()  # batch norm takes no statistics from a batch of one
+    try:
+        with torch.inference_mode():
+            model(example.unsqueeze(0))
+    finally:
+        handle.remove()
+        model.train(mode)
+    held = 2 * sum(sizes) if train else 2 * max(sizes, default=0)
+    return float(example.numel() * example.element_size() + held)
+
+
 def tiny_gpt2(positions: int = 128, layers: int = 2, width: int = 128) -> Any:
     """A small GPT-2 from a config, random weights (the tokens command's default model).
 
@@ -225,6 +254,11 @@ def tiny_gpt2(positions: int = 128, layers: int = 2, width: int = 128) -> Any:
         from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError as err:
         raise missing_extra(err, "hf", purpose="green-callbacks tokens") from err
+    refuse_unless_fits(
+        f"a GPT-2 of {positions} positions",
+        4.0 * positions * width * 2,
+        "shorten the prompt or the generation",
+    )  # its position embedding, twice
     config = GPT2Config(n_layer=layers, n_head=4, n_embd=width, vocab_size=512,
                         n_positions=positions, bos_token_id=0, eos_token_id=0)  # fmt: skip
     return GPT2LMHeadModel(config)
@@ -242,7 +276,13 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     from green_callbacks.serving.layers import attribute
 
     model, example = load_model(args.model, args.image_size)
-    x = torch.as_tensor(example).unsqueeze(0).expand(args.batch_size, *example.shape).contiguous()
+    example = torch.as_tensor(example)
+    refuse_unless_fits(
+        f"a batch of {args.batch_size} inputs of shape {tuple(example.shape)}",
+        args.batch_size * sample_bytes(model, example, train=args.train),
+        "use a smaller --batch-size (or --image-size)",
+    )
+    x = example.unsqueeze(0).expand(args.batch_size, *example.shape).contiguous()
     if args.train:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from green_callbacks.compress.measure import compare_inference
+from green_callbacks.core.memory import refuse_unless_fits
 from green_callbacks.serving.stream import ServingConfigError
 
 
@@ -55,6 +56,31 @@ class TokenCost:
         return asdict(self)
 
 
+def generation_bytes(config: Any, batch: int, tokens: int) -> float:
+    """An estimate of the memory generating ``tokens`` at ``batch`` takes (float32). Units: B.
+
+    The key-value cache (two tensors of ``tokens x width`` per layer and
+    sequence), one layer's attention scores (``heads x tokens^2`` per
+    sequence) and the hidden states around them; figures a config does not
+    give count as GPT-2 small's (768 wide, 12 layers, 12 heads).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> f"{generation_bytes(SimpleNamespace(n_embd=128, n_layer=2, n_head=4), 16, 64):.3g}"
+        '7.34e+06'
+    """
+
+    def figure(*names: str, default: int) -> int:
+        found = (getattr(config, n, None) for n in names)
+        return next((int(v) for v in found if isinstance(v, int) and v > 0), default)
+
+    width = figure("n_embd", "hidden_size", "d_model", default=768)
+    layers = figure("n_layer", "num_hidden_layers", "num_layers", default=12)
+    heads = figure("n_head", "num_attention_heads", default=12)
+    per_sequence = 2 * layers * tokens * width + heads * tokens**2 + 8 * tokens * width
+    return 4.0 * batch * per_sequence
+
+
 def token_energy(
     model: Any,
     *,
@@ -84,6 +110,8 @@ def token_energy(
     Raises:
         ServingConfigError: a count below its minimum, or a prompt plus its
             generation longer than the model's positions.
+        TooLargeError: the generation's activations would not fit in memory
+            (:func:`generation_bytes`).
     """
     import torch
 
@@ -99,6 +127,11 @@ def token_energy(
             f"a prompt of {prompt_tokens} plus {new_tokens} new tokens exceeds the model's "
             f"{limit} positions; shorten one of them"
         )
+    refuse_unless_fits(
+        f"generating {prompt_tokens} + {new_tokens} tokens at batch {max(batch_sizes)}",
+        generation_bytes(config, max(batch_sizes), prompt_tokens + new_tokens),
+        "shorten the prompt or the generation, or use smaller batch sizes",
+    )
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)

@@ -116,3 +116,106 @@ def test_paths_with_nothing_readable_say_what_was_looked_for(tmp_path: Path) -> 
     csv_file.write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(RunReadError, match="holds no run"):
         read_run(csv_file)
+
+
+HOSTILE_SUMMARY = {
+    "totals": {"energy_j": None, "duration_s": "x", "domains": "lots", "sources": 5, "kind": 3},
+    "notes": 7,
+    "facts": {"params": "many", "checkpoints": 4, "oom_events": [1], "architecture": "Net"},
+}
+
+
+def test_a_summary_of_the_wrong_shape_gives_a_note_per_field(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(HOSTILE_SUMMARY), encoding="utf-8")
+    run = read_run(path)
+    assert (run.total_j, run.duration_s, run.by_domain, run.energy_kind) == (None, None, {}, None)
+    assert run.facts == {"architecture": "Net"}  # the one fact of the right shape
+    assert [n.removeprefix(f"{path}: ") for n in run.notes] == [
+        "totals.energy_j is None, not a finite number >= 0; left out",
+        "totals.duration_s is 'x', not a finite number >= 0; left out",
+        "totals.kind is 3, not text; left out",
+        "totals.domains is 'lots', not a mapping of domain to joules; left out",
+        "totals.sources is 5, not a list of sources; left out",
+        "notes is 7, not a list; left out",
+        "facts.params is 'many', not a count; left out",
+        "facts.checkpoints is 4, not a list of saves; left out",
+        "facts.oom_events is [1], not a list of events; left out",
+    ]
+    from green_callbacks.analysis import advise
+
+    verdicts = {f.pattern: f.verdict for f in advise(run)}
+    assert verdicts["P2"] == "cannot tell" and verdicts["P7"] == "cannot tell"
+
+
+def test_impossible_figures_are_left_out_not_believed(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text(  # 1e400 reads as infinity
+        '{"totals": {"energy_j": -5, "duration_s": 1e400, "domains": {"gpu:0": "NaN", '
+        '"cpu:0": 12.5}}}',
+        encoding="utf-8",
+    )
+    (tmp_path / "history.jsonl").write_text(
+        '{"epoch": 0, "energy/train_epoch_j": -3, "val_loss": -0.5}\n'
+        '{"epoch": -1, "val_acc": 0.9}\n{"epoch": "x"}\n{"epoch": 1e300}\n[]\n"text"\n'
+        '{"epoch": 1, "energy/train_epoch_j": 4, "val_acc": "nan"}\n',
+        encoding="utf-8",
+    )
+    run = read_run(tmp_path)
+    assert run.total_j is None and run.duration_s is None and run.by_domain == {"cpu:0": 12.5}
+    assert run.epochs == [{"epoch": 0, "val_loss": -0.5},  # a loss may be negative
+                          {"epoch": 1, "energy/train_epoch_j": 4.0}]  # fmt: skip
+    history = tmp_path / "history.jsonl"
+    assert f"{history}: 3 entries with an epoch that is not a number from 0 were left out" in (
+        run.notes
+    )
+    assert f"{history}: energy/train_epoch_j was negative in 1 entries; those left out" in (
+        run.notes
+    )
+
+
+def test_json_nested_past_the_parser_is_a_note(tmp_path: Path) -> None:
+    deep = '{"totals": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001
+    (tmp_path / "summary.json").write_text(deep, encoding="utf-8")
+    (tmp_path / "trace.jsonl").write_text("[" * 100_000 + "\n", encoding="utf-8")
+    (tmp_path / "history.jsonl").write_text('{"epoch": 0, "val_acc": 0.5}\n', encoding="utf-8")
+    run = read_run(tmp_path)
+    assert run.series("val_acc") == [(0, 0.5)]
+    assert any("nested deeper than Python's parser follows" in n for n in run.notes)
+    assert any("last line is cut short or not JSON" in n for n in run.notes)
+
+
+def test_a_long_log_is_read_in_groups_whose_energy_adds_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from green_callbacks.analysis import run as reader
+
+    monkeypatch.setattr(reader, "MAX_EPOCH_ROWS", 10)
+    lines = ["epoch,energy/train_epoch_j,energy/total_j,val_acc"]
+    for epoch in range(100):  # two rows an epoch, as Lightning's CSVLogger writes
+        lines += [f"{epoch},{epoch + 1},{(epoch + 1) * (epoch + 2) / 2},", f"{epoch},,,{epoch}"]
+    (tmp_path / "metrics.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = read_run(tmp_path)
+    assert run.epoch_stride == 16 and len(run.epochs) == 7  # 100 epochs in groups of 16
+    assert [row["epoch"] for row in run.epochs] == [15, 31, 47, 63, 79, 95, 99]
+    assert sum(j for _, j in run.epoch_energy()) == sum(range(1, 101))  # every joule once
+    assert run.epochs[0]["energy/train_epoch_j"] == sum(range(1, 17))
+    assert run.epochs[-1]["energy/total_j"] == 5050 and run.epochs[-1]["val_acc"] == 99
+    assert any("100 epochs, read as groups of 16 consecutive epochs" in n for n in run.notes)
+
+
+def test_a_long_trace_keeps_its_energy_in_merged_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from green_callbacks.analysis import run as reader
+
+    monkeypatch.setattr(reader, "MAX_WINDOWS", 8)
+    rows = [{"level": "batch", "name": "train", "start_s": i * 0.5, "duration_s": 0.5,
+             "energy_j": 10.0 + i} for i in range(50)]  # fmt: skip
+    rows.append({"level": "epoch", "name": "train", "start_s": 0.0, "duration_s": 25.0,
+                 "energy_j": sum(r["energy_j"] for r in rows)})  # fmt: skip
+    (tmp_path / "trace.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    run = read_run(tmp_path / "trace.jsonl")
+    steps = [w for w in run.windows if w["level"] == "batch"]
+    assert len(steps) <= 9 and sum(w["energy_j"] for w in steps) == sum(10.0 + i for i in range(50))
+    assert sum(w["duration_s"] for w in steps) == 25.0
+    assert any("50 step windows, drawn as groups of 8 neighbours" in n for n in run.notes)

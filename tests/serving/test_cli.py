@@ -26,6 +26,10 @@ BAD_INPUT = [
     (["layers", "--factorial", "conv=one"], "levels must be whole numbers"),
     (["layers", "--factorial", "depth=1,2"], "unknown architecture factor(s) ['depth']"),
     (["tokens", "--new", "1"], "new_tokens >= 2"),
+    # sizes no machine holds: refused before allocating (a GPT-2 of 10^9 positions is ~1 TB)
+    (["tokens", "--prompt", "1000000000"], "a GPT-2 of 1000000032 positions needs about"),
+    (["tokens", "--batch-sizes", "10000000"], "at batch 10000000 needs about"),
+    (["layers", "--batch-size", "1000000000"], "use a smaller --batch-size"),
 ]
 
 
