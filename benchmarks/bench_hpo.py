@@ -27,7 +27,7 @@ def main() -> None:
         else CompareConfig(repetitions=3, rounds=32, epochs=2)
     )
     out = Path(tempfile.mkdtemp(prefix="gc-bench-hpo-"))
-    summary = compare(config, out)
+    summary, _ = compare(config, out)
     table = [format_summary(summary, config.target), f"figure: {out / 'best_so_far.png'}"]
     emit({"config": config.__dict__, "strategies": summary}, table, args.json)
 

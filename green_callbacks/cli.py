@@ -184,7 +184,11 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--meter", action="append", dest="meters", metavar="SPEC",
                          help="energy source (repeatable; default auto)")  # fmt: skip
     compare.add_argument("--seed", type=int, default=0, help="base seed (default %(default)s)")
-    compare.add_argument("--out", default="runs/hpo", help="output folder (default %(default)s)")
+    compare.add_argument("--out", default="runs/hpo",
+                         help="output folder (%(default)s); a rerun resumes there")  # fmt: skip
+    compare.add_argument("--force-new", action="store_true",
+                         help="--out holds another comparison: measure into a new folder beside "
+                         "it (OUT-v2...) instead of refusing")  # fmt: skip
     compare.set_defaults(handler=_cmd_hpo_compare)
 
     study = sub.add_parser(
@@ -355,10 +359,9 @@ def _cmd_hpo_compare(args: argparse.Namespace) -> int:
         repetitions=args.repetitions, rounds=args.rounds, target=args.target,
         epochs=args.epochs, meters=args.meters or ["auto"], seed=args.seed,
     )  # fmt: skip
-    out = Path(args.out)
-    summary = hpo.compare(config, out)
+    summary, out = hpo.compare(config, Path(args.out), force_new=args.force_new)
     print(hpo.format_summary(summary, config.target))
-    print(f"results: {out / 'results.json'}, {out / 'searches.csv'}")
+    print(f"results: {out / 'results.json'}, {out / 'searches.csv'} (runs: {out / 'runs.jsonl'})")
     print(f"figure:  {out / 'best_so_far.png'}")
     return 0
 

@@ -27,6 +27,8 @@ from typing import Any, TextIO
 from green_callbacks._optional import pyplot as headless_pyplot
 from green_callbacks._optional import require
 from green_callbacks.core.atomic import atomic_write, write_json_atomic
+from green_callbacks.core.ledger import Ledger
+from green_callbacks.core.machine import machine
 from green_callbacks.core.tracker import EnergyTracker
 from green_callbacks.errors import ConfigError
 
@@ -322,44 +324,99 @@ def search(config: CompareConfig, strategy: str, repetition: int) -> SearchResul
     return result
 
 
-def compare(config: CompareConfig, out: Path, *, progress: TextIO | None = None) -> dict[str, Any]:
+def compare(
+    config: CompareConfig,
+    out: Path,
+    *,
+    progress: TextIO | None = None,
+    force_new: bool = False,
+    search_one: Callable[[CompareConfig, str, int], SearchResult] | None = None,
+) -> tuple[dict[str, Any], Path]:
     """Run every strategy's searches, interleaved, and write the results and figures to ``out``.
+
+    Each finished search goes into the folder's run ledger (``runs.jsonl``,
+    :mod:`green_callbacks.core.ledger`), keyed by strategy and repetition, so a
+    rerun after a crash, or with a strategy or repetitions added, measures only
+    the searches the folder lacks. Everything else that shapes a search's
+    figures (model, parameters, rounds, epochs, meters, seed, the machine) is
+    the folder's definition: a rerun with another is refused, naming the
+    difference. The target only reads the figures, so it may change.
 
     Args:
         config: what to compare.
         out: the folder for ``results.json``, ``searches.csv`` and the figures.
         progress: where one line per search goes (default: stderr).
+        force_new: ``out`` holds another comparison: measure into ``out-v2``... instead.
+        search_one: the function running one search (default :func:`search`; tests
+            pass a fake one).
 
     Returns:
-        The summary per strategy (also in ``results.json``).
+        The summary per strategy (also in ``results.json``) and the folder written.
+
+    Raises:
+        LedgerMismatchError: ``out`` holds a comparison of another definition.
+        LedgerLockedError: another process is writing ``out``.
     """
-    out.mkdir(parents=True, exist_ok=True)
     progress = progress if progress is not None else sys.stderr
-    optuna = require("optuna", "optuna", purpose="green-callbacks hpo")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # one unmetered trial first: the process's first training pays for warm-up (lazy
-    # imports, allocator, kernels), which would otherwise land on the first strategy
-    optuna.create_study().optimize(objective(config), n_trials=1)
+    run_search = search_one or search
+    settings = asdict(config)
+    for name in ("strategies", "repetitions", "target", "meters"):
+        settings.pop(name)  # the key, or only what reads the figures; meters: by name below
+    definition = {"config": settings, "meters": list(config.meters), "machine": machine()}
+    plan = [(s, r) for r in range(config.repetitions) for s in config.strategies]  # interleaved
     results: list[SearchResult] = []
-    total = config.repetitions * len(config.strategies)
-    for repetition in range(config.repetitions):  # interleaved: drift spreads over strategies
-        for strategy in config.strategies:
-            started = time.monotonic()
-            result = search(config, strategy, repetition)
+    with Ledger.open(out, "hpo-compare", definition, force_new=force_new) as ledger:
+        folder = ledger.folder
+        done = {(s, r): _result(ledger.get({"strategy": s, "repetition": r})) for s, r in plan}
+        if search_one is None and any(result is None for result in done.values()):
+            optuna = require("optuna", "optuna", purpose="green-callbacks hpo")
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            # one unmetered trial first: the process's first training pays for warm-up (lazy
+            # imports, allocator, kernels), which would otherwise land on the first strategy
+            optuna.create_study().optimize(objective(config), n_trials=1)
+        kept = sum(result is not None for result in done.values())
+        if kept:
+            print(f"resuming: {kept} of {len(plan)} searches already in {folder}",
+                  file=progress, flush=True)  # fmt: skip
+        for index, (strategy, repetition) in enumerate(plan, start=1):
+            result = done[(strategy, repetition)]
+            if result is None:
+                started = time.monotonic()
+                result = run_search(config, strategy, repetition)
+                ledger.append({"strategy": strategy, "repetition": repetition},
+                              {"result": asdict(result)})  # fmt: skip
+                print(
+                    f"[{index}/{len(plan)}] {strategy} #{repetition}: best "
+                    f"{max(result.accuracies):.3f} in {result.rounds_to_best()} rounds, "
+                    f"{sum(result.energies_j):.4g} J ({time.monotonic() - started:.1f} s)",
+                    file=progress, flush=True,
+                )  # fmt: skip
             results.append(result)
-            print(
-                f"[{len(results)}/{total}] {strategy} #{repetition}: best "
-                f"{max(result.accuracies):.3f} in {result.rounds_to_best()} rounds, "
-                f"{sum(result.energies_j):.4g} J ({time.monotonic() - started:.1f} s)",
-                file=progress, flush=True,
-            )  # fmt: skip
-    summary = summarise(results, config)
-    write_json_atomic(out / "results.json", {"config": asdict(config), "strategies": summary,
-                                             "searches": [asdict(r) for r in results]})  # fmt: skip
-    table = _searches_csv(results, config.target)
-    atomic_write(out / "searches.csv", lambda part: part.write_text(table, encoding="utf-8"))
-    _plots(results, config, out)
-    return summary
+        summary = summarise(results, config)
+        everything = {"config": asdict(config), "strategies": summary,
+                      "searches": [asdict(r) for r in results]}  # fmt: skip
+        write_json_atomic(folder / "results.json", everything)
+        table = _searches_csv(results, config.target)
+        atomic_write(folder / "searches.csv", lambda part: part.write_text(table, encoding="utf-8"))
+        _plots(results, config, folder)
+    return summary, folder
+
+
+def _result(record: dict[str, Any] | None) -> SearchResult | None:
+    """A search read back from its ledger record; None (measured again) if it is damaged."""
+    data = (record or {}).get("result")
+    if not isinstance(data, dict):
+        return None
+    try:
+        result = SearchResult(**data)
+        accuracies = [float(a) for a in result.accuracies]
+        energies = [float(j) for j in result.energies_j]
+    except (TypeError, ValueError):
+        return None
+    if not accuracies or len(accuracies) != len(energies):
+        return None
+    result.accuracies, result.energies_j = accuracies, energies
+    return result
 
 
 def summarise(results: Sequence[SearchResult], config: CompareConfig) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -92,3 +93,37 @@ def test_a_small_real_comparison_writes_its_table_and_figure(
     assert search["kind"] == "replayed"
     assert (tmp_path / "out" / "best_so_far.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "out" / "searches.csv").read_text().startswith("strategy,repetition")
+
+
+def test_a_rerun_measures_only_the_searches_the_folder_lacks(tmp_path: Path) -> None:
+    """A fake search (named as such): the ledger's resume, not a real training, is tested."""
+    from green_callbacks.core.ledger import LedgerMismatchError
+    from green_callbacks.hpo import compare
+
+    ran: list[tuple[str, int]] = []
+
+    def fake_search(config: CompareConfig, strategy: str, repetition: int) -> SearchResult:
+        ran.append((strategy, repetition))
+        return SearchResult(strategy, repetition, [0.5, 0.9 + repetition / 100],
+                            [10.0, 10.0 + repetition], kind="replayed")  # fmt: skip
+
+    out = tmp_path / "out"
+    first = CompareConfig(strategies=["random"], repetitions=1, rounds=2, meters=["estimate"])
+    compare(first, out, search_one=fake_search, progress=io.StringIO())
+    more = CompareConfig(strategies=["random", "tpe"], repetitions=2, rounds=2, target=0.95,
+                         meters=["estimate"])  # fmt: skip
+    said = io.StringIO()
+    summary, folder = compare(more, out, search_one=fake_search, progress=said)
+
+    assert ran == [("random", 0), ("tpe", 0), ("random", 1), ("tpe", 1)]  # random #0 once
+    assert folder == out and "resuming: 1 of 4 searches already in" in said.getvalue()
+    assert summary["random"]["reached_target"] == "0/2"  # a new target reads the same searches
+    searches = json.loads((out / "results.json").read_text())["searches"]
+    assert [(s["strategy"], s["repetition"]) for s in searches] == [
+        ("random", 0), ("tpe", 0), ("random", 1), ("tpe", 1)]  # fmt: skip
+    other = CompareConfig(strategies=["random"], repetitions=1, rounds=5, meters=["estimate"])
+    with pytest.raises(LedgerMismatchError, match="rounds"):
+        compare(other, out, search_one=fake_search, progress=io.StringIO())
+    _, beside = compare(other, out, search_one=fake_search, progress=io.StringIO(),
+                        force_new=True)  # fmt: skip
+    assert beside == tmp_path / "out-v2" and ran[-1] == ("random", 0)
