@@ -485,8 +485,7 @@ class _EpochRows:
         self.last_epoch: dict[int, int] = {}
         self.unnumbered = 0
         self.negative: dict[str, int] = {}
-        self._seen: set[int] | None = set()  # distinct epochs, until there are too many to count
-        self.epochs = 0
+        self.epochs = 0  # one past the highest epoch seen
 
     def add(self, entry: Any) -> None:
         if not isinstance(entry, Mapping) or "epoch" not in entry:
@@ -496,10 +495,10 @@ class _EpochRows:
             self.unnumbered += 1
             return
         epoch = self.index(number)
-        self._count(epoch)
-        group = self.groups.setdefault(epoch // self.stride, {})
-        self.last_epoch[epoch // self.stride] = max(self.last_epoch.get(epoch // self.stride, 0),
-                                                    epoch)  # fmt: skip
+        self.epochs = max(self.epochs, epoch + 1)
+        at = epoch // self.stride
+        group = self.groups.setdefault(at, {})
+        self.last_epoch[at] = max(self.last_epoch.get(at, 0), epoch)
         for key, raw in entry.items():
             value = finite(raw)
             if key in ("epoch", "step") or value is None:
@@ -518,15 +517,6 @@ class _EpochRows:
                 held[1:] = [float(epoch), value]
         if len(self.groups) > self.limit:
             self._widen()
-
-    def _count(self, epoch: int) -> None:
-        if self._seen is not None:
-            self._seen.add(epoch)
-            self.epochs = len(self._seen)
-            if self.epochs > 4 * self.limit:  # enough to know it is long: count by the largest
-                self._seen = None
-        if self._seen is None:
-            self.epochs = max(self.epochs, epoch + 1)
 
     def _widen(self) -> None:
         self.stride *= 2

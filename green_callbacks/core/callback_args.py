@@ -38,6 +38,11 @@ ENDED_BY_ERROR = (
     "this run's {call} ended without its end hook (an exception) and the run was closed "
     "within {interval:g} s of it; the next run starts from zero"
 )
+CONTINUED = (
+    "the energy totals continue an earlier run's (this callback's previous fit, or a "
+    "checkpoint's): energy_j includes that run's energy; this folder's history holds only "
+    "this run's epochs"
+)
 SUMMARY_SINKS: contextvars.ContextVar[tuple[Callable[[dict[str, Any]], None], ...]] = (
     contextvars.ContextVar("green_callbacks_summary_sinks", default=())
 )
@@ -80,9 +85,9 @@ class EnergyCallbackArgs:
             Default: warn, label the figures and let training go on
             (docs/reliability.md).
         run_dir: a folder for everything a report or the advisor needs later.
-            Each run gets its own ``run_dir/version_N`` (:attr:`run_folder`; a
-            run that continues this callback's totals, ``fit`` then ``test``,
-            keeps its folder) holding ``summary.json`` and ``trace.jsonl``
+            Each training run gets its own ``run_dir/version_N``
+            (:attr:`run_folder`; an evaluation after it, ``fit`` then ``test``,
+            and an ``OOMGuard`` retry keep its folder) holding ``summary.json`` and ``trace.jsonl``
             (where ``summary_path`` and ``trace_path`` do not say otherwise)
             and ``history.jsonl``, one line per training epoch with the energy
             figures, your own metrics, the share of step time spent waiting for
@@ -119,6 +124,7 @@ class EnergyCallbackArgs:
         self._session_options: dict[str, Any] = {}  # tests: a fake clock (testing.fake_metered)
         self._pending_state: dict[str, Any] = {}
         self._run_folder: RunFolder | None = None  # the last run's, kept by a run continuing it
+        self._retrying = False  # the next training run retries this one (OOMGuard): same folder
         self._parts: dict[str, Stateful] = {}
         self._pending_parts: dict[str, dict[str, Any]] = {}
         self._watcher: Watcher | None = None
@@ -143,8 +149,15 @@ class EnergyCallbackArgs:
         folder = session.folder if session is not None else self._run_folder
         return None if folder is None else folder.root
 
-    def _open_session(self, watch: CallWatch | None = None, **options: Any) -> EnergySession:
+    def _open_session(
+        self, watch: CallWatch | None = None, *, training: bool = False, **options: Any
+    ) -> EnergySession:
         """Start a session (``options`` as :class:`EnergySession`), continuing any loaded state.
+
+        ``training``: the run is a training call (``fit``, ``train``). It gets a
+        new run folder even when it continues this callback's totals (its
+        epochs start again), unless it retries the last run (``OOMGuard``); an
+        evaluation or prediction after a run keeps that run's folder.
 
         A session still open here belongs to a run that never reached its end
         hook (Keras and Hugging Face call none after an exception): it is
@@ -159,13 +172,16 @@ class EnergyCallbackArgs:
             self._close_stale()
             if self._stale_state:
                 self._pending_state, self._stale_state = {}, False
-            folder = self._run_folder if self._pending_state else None  # continuing: same folder
+            keep = self._pending_state and (self._retrying or not training)
+            folder, self._retrying = (self._run_folder if keep else None), False
             session = EnergySession(
                 self.config, folder=folder, **options, **self._session_options
             ).start()
             if self._oom_events:
                 session.facts["oom_events"] = list(self._oom_events)
             self._session = session
+            if self._pending_state and folder is None and session.folder is not None:
+                session.notes.append(CONTINUED)
             session.load_state_dict(self._pending_state)
             self._pending_state = {}
             atexit.register(self._close_at_exit)
@@ -209,6 +225,7 @@ class EnergyCallbackArgs:
                 self.summary["notes"].append(note)
             self._close_session(note=note)
             self._stale_state = not continue_totals
+            self._retrying = continue_totals
 
     def _close_session(self, note: str | None = None) -> None:
         """Stop the session, keeping its final state and summary (with ``note``, if any)."""

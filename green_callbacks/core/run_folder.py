@@ -4,8 +4,8 @@
 ``ROOT/version_0``, ``ROOT/version_1``... as Lightning's loggers do: a run never
 appends to an earlier one's files. The number is one past the highest there,
 claimed by creating the folder (atomic: two runs starting at once get two
-folders). A callback that goes on with its totals (``fit`` then ``test``, a
-retry after an out-of-memory error) keeps its folder. It writes there:
+folders). An evaluation after a run (``fit`` then ``test``) and a retry
+after an out-of-memory error keep the run's folder. It writes there:
 
 - ``summary.json``: the end-of-run summary, with ``facts`` (the model's
   parameters and dtypes, checkpoint saves...);

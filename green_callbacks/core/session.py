@@ -196,6 +196,8 @@ class EnergySession:
         dtypes (``params``, ``dtypes``, ``size_bytes``), ``checkpoints`` saved, ``oom_events``."""
         self.final_summary: dict[str, Any] | None = None
         """The summary :meth:`stop` made (kept when strict mode raises after it)."""
+        self.notes: list[str] = []
+        """Notes the summary will carry besides the tracker's (what the totals continue...)."""
 
     def _claim_folder(self, run_dir: Path) -> RunFolder | None:
         """A new ``version_N`` under ``run_dir``, the same on every process of a job.
@@ -247,8 +249,7 @@ class EnergySession:
             key: dict(zip(("count", "sum", "min", "max", "last"), figures))
             for key, figures in self._logged.items()
         }
-        if note is not None:
-            summary["notes"].append(note)
+        summary["notes"] += [*self.notes, *([] if note is None else [note])]
         summary["facts"] = dict(self.facts)
         self._write(summary)
         if failure is not None:

@@ -76,7 +76,7 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
                 self.load_run_state(json.loads(saved.read_text(encoding="utf-8")))
         train = CallWatch.find(lambda owner: isinstance(owner, Trainer), ("train",))
         session = self._open_session(  # closed if train() raises
-            train, synchronize=_cuda_synchronize(), distributed=_distributed(args)
+            train, training=True, synchronize=_cuda_synchronize(), distributed=_distributed(args)
         )
         model = kwargs.get("model")
         if model is not None:

@@ -137,8 +137,9 @@ class KerasHooks(EnergyCallbackArgs):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._fitting, self._fit = True, self._watch(("fit",))
         session = self._open_session(  # closes a failed fit's
-            self._fit, synchronize=self._synchronizer(), distributed=self._distributed()
-        )
+            self._fit, training=True, synchronize=self._synchronizer(),
+            distributed=self._distributed(),
+        )  # fmt: skip
         session.facts.update(model_facts(self.model.weights))
         session.facts["architecture"] = type(self.model).__name__
 

@@ -53,6 +53,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
             return
         cuda = torch.cuda.is_available()
         session = self._open_session(
+            training=stage == "fit",
             synchronize=torch.cuda.synchronize if cuda else None,
             distributed=_distributed(trainer),
         )

@@ -186,3 +186,23 @@ def test_run_dir_holds_the_history_with_the_users_metrics(tmp_path: Path, trace:
         assert 0 <= row["time/data_wait_fraction"] < 1
     assert run.facts["params"] == 8 * 4 + 4 + 4 * 2 + 2 and run.facts["dtypes"] == ["float32"]
     assert "checkpoints" not in run.facts  # Keras tells callbacks of no saves: unknown, not 0
+
+
+def test_a_second_fit_gets_a_folder_of_its_own_and_an_evaluate_keeps_it(
+    tmp_path: Path, trace: str
+) -> None:
+    from green_callbacks.analysis import read_run
+
+    x, y = data()
+    net, energy = model(), EnergyCallback(meters=trace, run_dir=tmp_path / "run")
+    net.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[energy])
+    first_j = energy.summary["totals"]["energy_j"]
+    net.evaluate(x, y, verbose=0, callbacks=[energy])  # after the fit: the same run's folder
+    assert energy.run_folder == tmp_path / "run" / "version_0"
+    net.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[energy])
+    assert energy.run_folder == tmp_path / "run" / "version_1"
+    assert [row["epoch"] for row in read_run(tmp_path / "run" / "version_0").epochs] == [0, 1]
+    second = read_run(tmp_path / "run" / "version_1")
+    assert [row["epoch"] for row in second.epochs] == [0, 1, 2]  # not 0, 1, 0, 1, 2
+    assert second.total_j is not None and second.total_j > first_j  # the totals go on, said so
+    assert any("the energy totals continue an earlier run's" in n for n in second.notes)

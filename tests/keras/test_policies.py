@@ -207,7 +207,7 @@ def test_a_corrupt_newest_backup_resumes_from_the_one_before(k: Kit, tmp_path: P
 
 
 def test_oom_mid_training_is_survived_with_a_smaller_batch(k: Kit, tmp_path: Path) -> None:
-    meter, clock = k.energy()
+    meter, clock = k.energy(run_dir=tmp_path / "run")
     fault = k.FaultyMemory(fits=4, after=6)  # 16 fits for 6 steps (1.5 epochs), then only 4
     net = k.model(fault)
     guard = k.green.OOMGuard(preflight=False, dirpath=tmp_path / "oom")
@@ -229,6 +229,9 @@ def test_oom_mid_training_is_survived_with_a_smaller_batch(k: Kit, tmp_path: Pat
     # the last run's summary holds the events, so the advisor can name them (P7)
     assert meter.summary is not None
     assert [e["new_batch_size"] for e in meter.summary["facts"]["oom_events"]] == [8, 4]
+    # the retries are the same run: one run folder, its summary the last run's
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["version_0"]
+    assert meter.run_folder == tmp_path / "run" / "version_0"
 
 
 def test_preflight_shrinks_before_training_and_leaves_no_trace(k: Kit) -> None:
