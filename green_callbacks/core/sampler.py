@@ -132,6 +132,9 @@ class SourceState:
         # Replaced as one object, so the training thread always sees a consistent model.
         self.model = Model(zeros, zeros, zeros)
         self._slope_origin: tuple[float, tuple[float, ...]] | None = None
+        self.primed = False
+        """The model has a power: two readings at least :data:`MIN_SLOPE_SPAN_S` apart (or a
+        drop, which holds the mean power)."""
         self._first: tuple[float, tuple[float, ...]] | None = None
         self._last_raw: tuple[float, tuple[float, ...]] | None = None
         self._offsets = zeros
@@ -227,6 +230,7 @@ class SourceState:
         if t1 - t0 < MIN_SLOPE_SPAN_S:  # too close to tell power from counter granularity
             return Model(anchors, e1, self.model.slopes)
         self._slope_origin = (t1, e1)
+        self.primed = True
         return Model(anchors, e1, _power(e0, e1, t1 - t0))
 
     def _drop(self, err: BaseException) -> None:
@@ -248,6 +252,7 @@ class SourceState:
         anchor = self.last_timestamp_s if self.last_timestamp_s is not None else 0.0
         values = self.model.at(anchor)
         self.model = Model((anchor,) * len(values), values, held)
+        self.primed = True
         self.domains = tuple(
             replace(d, kind="estimated", method=HELD_POWER, detail=f"{d.source} failed; "
                     f"held at its mean measured power, {w:.4g} W")

@@ -32,7 +32,6 @@ from typing import Any
 
 from green_callbacks.core.records import LEVELS, Layout, WindowResult, WindowStats
 from green_callbacks.core.sampler import (
-    MIN_SLOPE_SPAN_S,
     Model,
     Sampler,
     SourceState,
@@ -162,6 +161,7 @@ class EnergyTracker:
         self._findings: list[Finding] = []
         self._layout = Layout.of((), self._carbon)
         self._sampler: Sampler | None = None
+        self._primed = True  # every source's model has a power (see _begin_run)
         self._trace: TraceWriter | None = None
         self._run: Window | None = None
         self._idle_w: tuple[float, ...] | None = None
@@ -217,12 +217,11 @@ class EnergyTracker:
             self._measure_idle(t0, v0)
             t0, v0 = self._exact()
         self._run = Window("run", "run", t0, v0)
-        if self._sampler is not None and self._idle_w is None:
-            # Prime the power estimate inside the run, so batches before the
-            # sampler's first tick are not reported as 0 J; the next sample corrects
-            # it. A wait, not work: about 1 ms of CPU, 50 ms of wall time per run.
-            self._sleep(MIN_SLOPE_SPAN_S)
-            self._exact()
+        # No wait for a first power: until the sampler has given every source's model one
+        # (two readings MIN_SLOPE_SPAN_S apart), a batch boundary reads the sensors and a
+        # batch gets the run's mean power so far (_unprimed_deltas), never 0 J. Without a
+        # sampler the caller polls (tests on a fake clock): the model is as they make it.
+        self._primed = self._sampler is None or all(s.primed for s in self._sources)
 
     def _poll_interval(self, meters: Sequence[Meter]) -> float | None:
         if self._sample_interval_s is None:
@@ -341,6 +340,9 @@ class EnergyTracker:
             return Window(level, name, now, values)
         if self._strict:
             self._raise_if_strict()
+        if not self._primed and self._unprimed():  # no power yet: start at a reading
+            now, _ = self._exact()
+            return Window(level, name, now, None, self._model)
         return Window(level, name, self._clock(), None, self._model)  # the per-batch path
 
     def close(self, window: Window, *, exact: bool | None = None) -> WindowResult:
@@ -357,6 +359,9 @@ class EnergyTracker:
             return self._record(window, now, deltas, window.start_model is not None)
         if self._strict:
             self._raise_if_strict()
+        if not self._primed and self._unprimed():
+            now, deltas = self._unprimed_deltas(window)
+            return self._record(window, now, deltas, True)
         now = self._clock()
         model = self._model
         if window.start_model is not None:  # the per-batch path
@@ -396,12 +401,41 @@ class EnergyTracker:
             )
         if self._strict:
             self._raise_if_strict()
+        if not self._primed and self._unprimed():  # reopened at the reading just taken
+            now, deltas = self._unprimed_deltas(window)
+            result = self._record(window, now, deltas, True)
+            window.start_s, window.start_model, window.closed = now, self._model, False
+            return result
         now = self._clock()
         model = self._model
         deltas = interpolated_deltas((window.start_s, window.start_model), (now, model))
         result = self._record(window, now, deltas, True)
         window.start_s, window.start_model, window.closed = now, model, False
         return result
+
+    def _unprimed(self) -> bool:
+        """Whether a source's model has no power yet (checked until every one has)."""
+        if not self._primed:
+            self._primed = all(s.primed for s in self._sources)
+        return not self._primed
+
+    def _unprimed_deltas(self, window: Window) -> tuple[float, tuple[float, ...]]:
+        """A batch before the model has a power: a fresh read, and the run's mean power so far.
+
+        The energy since the run started over the time since, per domain, times
+        the batch's duration: what the model's first power will be, known now.
+        Reads the sensors, so only the first batches of a run (under one
+        sampler interval) take this path; it ends once every model has a power.
+        A batch opened meanwhile starts at a reading too, so its start is exact
+        on the model when it closes under a power.
+        """
+        now, values = self._exact()
+        run = self._require_run()
+        span = now - run.start_s
+        if span <= 0:
+            return now, (0.0,) * len(values)
+        share = (now - window.start_s) / span
+        return now, tuple(max(b - a, 0.0) * share for a, b in zip(run.values_at_start(), values))
 
     def peek(self, window: Window) -> float:
         """Energy since ``window`` opened, interpolated: no sensor read, nothing recorded. Units: J.

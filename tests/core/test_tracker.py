@@ -324,3 +324,35 @@ def test_a_failed_start_leaves_no_thread_or_open_meter() -> None:
 
     assert meter.closed and not tracker.running
     assert set(threading.enumerate()) == before
+
+
+def test_a_run_starts_without_waiting_and_its_first_batches_get_the_runs_power() -> None:
+    """With a sampler (here one that never ticks), the first batches come before any power."""
+    clock = FakeClock()
+    meter = FakeMeter({"gpu:0": 100.0}, clock=clock)
+    waits: list[float] = []
+    tracker = EnergyTracker([meter], sample_interval_s=3600.0, clock=clock,
+                            sleep=waits.append).start()  # fmt: skip
+    try:
+        assert waits == []  # no priming wait: starting costs readings, not time
+        batch = tracker.open("batch", "train")
+        clock.advance(0.01)
+        reads = meter.reads
+        assert tracker.lap(batch).energy_j == pytest.approx(1.0)  # 10 ms at 100 W, not 0 J
+        assert meter.reads == reads + 1  # before a power, a batch boundary reads the sensor
+        meter.set_power(**{"gpu:0": 300.0})
+        clock.advance(0.02)
+        # the run's mean power so far: (1 J + 6 J) over 30 ms, times this batch's 20 ms
+        assert tracker.lap(batch).energy_j == pytest.approx(7.0 * 2 / 3)
+        clock.advance(0.05)
+        tracker.poll()  # the sampler's sample, 50 ms on: the model has a power now
+        reads = meter.reads
+        clock.advance(0.01)
+        # read exactly until the sample (50 ms at 300 W: 15 J), then the model's power: the
+        # mean over its first span, 22 J in 80 ms (275 W), for 10 ms
+        assert tracker.lap(batch).energy_j == pytest.approx(15.0 + 2.75)
+        clock.advance(0.01)
+        assert tracker.lap(batch).energy_j == pytest.approx(2.75)  # interpolated
+        assert meter.reads == reads  # and no read at the boundary any more
+    finally:
+        tracker.stop()
