@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from green_callbacks.errors import MeterSpecError
@@ -9,19 +11,28 @@ from green_callbacks.testing import FakeClock
 
 
 class FakeHostProbe:
-    """A fake host: CPU seconds and memory set by the test."""
+    """A fake host: CPU seconds and memory set by the test; ``tick_s`` counts CPU time in
+    ticks, as the kernel does (10 ms), 0 exactly."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: int = 4, tick_s: float = 0.0) -> None:
+        self.cpus = cpus
+        self.tick_s = tick_s
         self.busy = 0.0
         self.total = 0.0
         self.memory = {"total": 16 * BYTES_PER_GIB, "used": 4 * BYTES_PER_GIB}
 
-    def run(self, seconds: float, cpus: int, utilisation: float) -> None:
-        self.total += seconds * cpus
-        self.busy += seconds * cpus * utilisation
+    def run(self, seconds: float, utilisation: float) -> None:
+        self.total += seconds * self.cpus
+        self.busy += seconds * self.cpus * utilisation
 
     def cpu_times(self) -> tuple[float, float]:
-        return self.busy, self.total
+        if not self.tick_s:
+            return self.busy, self.total
+        ticks = [math.floor(t / self.tick_s + 1e-9) for t in (self.busy, self.total)]
+        return ticks[0] * self.tick_s, ticks[1] * self.tick_s
+
+    def cpu_count(self) -> int:
+        return self.cpus
 
     def memory_bytes(self, mode: str) -> int:
         return self.memory[mode]
@@ -41,7 +52,7 @@ def test_cpu_power_follows_utilisation_and_tdp(
         clock=clock,
     )
     clock.advance(2.0)
-    probe.run(2.0, cpus=4, utilisation=utilisation)
+    probe.run(2.0, utilisation=utilisation)
 
     assert meter.read().energy_j == {"cpu": pytest.approx(watts * 2.0)}
 
@@ -70,11 +81,11 @@ def test_every_figure_is_labelled_estimated() -> None:
 
 
 def test_energy_accumulates_across_reads_with_changing_load() -> None:
-    clock, probe = FakeClock(), FakeHostProbe()
+    clock, probe = FakeClock(), FakeHostProbe(cpus=2)
     meter = EstimateMeter(EstimateConfig(tdp_w=80.0, parts=("cpu",)), probe=probe, clock=clock)
     for utilisation in (1.0, 0.25):
         clock.advance(1.0)
-        probe.run(1.0, cpus=2, utilisation=utilisation)
+        probe.run(1.0, utilisation=utilisation)
         last = meter.read().energy_j["cpu"]
 
     assert last == pytest.approx(80.0 + 20.0)
@@ -105,3 +116,30 @@ def test_real_host_probe_gives_positive_energy() -> None:
 
     assert energy["dram"] > 0
     assert energy["cpu"] >= 0
+
+
+@pytest.mark.parametrize("reads", [1, 10, 1000])
+def test_the_energy_does_not_depend_on_how_often_the_meter_is_read(reads: int) -> None:
+    """The kernel counts CPU time in 10 ms ticks: a read every millisecond sees most intervals
+    without a tick. The busy energy of the second is the same however often it is read (it
+    fell to a tenth when each interval's utilisation was multiplied by its length)."""
+    clock, probe = FakeClock(), FakeHostProbe(cpus=2, tick_s=0.01)
+    config = EstimateConfig(tdp_w=100.0, idle_fraction=0.2, parts=("cpu",))
+    meter = EstimateMeter(config, probe=probe, clock=clock)
+    for _ in range(reads):
+        clock.advance(1.0 / reads)
+        probe.run(1.0 / reads, utilisation=0.5)
+        last = meter.read().energy_j["cpu"]
+
+    assert last == pytest.approx(100.0 * (0.2 + 0.8 * 0.5))
+
+
+def test_a_utilisation_above_one_is_capped_over_the_run() -> None:
+    """A probe that counts more CPUs than it says it has never gives more than the TDP."""
+    clock, probe = FakeClock(), FakeHostProbe(cpus=2)
+    meter = EstimateMeter(EstimateConfig(tdp_w=100.0, parts=("cpu",)), probe=probe, clock=clock)
+    probe.cpus = 4  # counted over 4 CPUs, divided by 2
+    clock.advance(1.0)
+    probe.run(1.0, utilisation=1.0)
+
+    assert meter.read().energy_j == {"cpu": 100.0}
