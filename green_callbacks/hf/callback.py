@@ -106,7 +106,13 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
         samples = args.per_device_train_batch_size * args.gradient_accumulation_steps
         if session.distributed is None:  # one process for all of them; else summed over ranks
             samples *= max(args.world_size, 1)
-        self._pending.update(session.batch_end("train", samples))
+        # Step figures only for the steps Trainer logs (with logging_strategy="steps"): the
+        # step before a log is metered, the others not at all (their energy is the epoch's).
+        logged = (
+            args.logging_strategy != "steps"
+            or (state.global_step + 1) % max(state.logging_steps or 1, 1) == 0
+        )
+        self._pending.update(session.batch_end("train", samples, measure_next=logged))
         if control.should_evaluate:  # evaluation follows this hook, inside the epoch
             session.epoch_start("val")
 

@@ -126,6 +126,7 @@ class KerasHooks(EnergyCallbackArgs):
         self._fitting = False
         self._fit: CallWatch | None = None  # the running fit, watched: Keras has no hook on errors
         self._val_metrics: dict[str, float] = {}
+        self._bar = True  # fit shows a progress bar (set when it begins)
         self.last_metrics: dict[str, float] = {}
 
     def set_model(self, model: Any) -> None:
@@ -136,6 +137,9 @@ class KerasHooks(EnergyCallbackArgs):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._fitting, self._fit = True, self._watch(("fit",))
+        # A progress bar only with verbose 1 ("auto" is 1); 0 is silent, 2 a line an epoch:
+        # the bar's figures (~6 us a step) only for a bar.
+        self._bar = (getattr(self, "params", None) or {}).get("verbose", 1) not in (0, 2)
         session = self._open_session(  # closes a failed fit's
             self._fit, training=True, synchronize=self._synchronizer(),
             distributed=self._distributed(),
@@ -157,7 +161,7 @@ class KerasHooks(EnergyCallbackArgs):
             return
         if metrics:
             logs.update(metrics)
-        if self.config.progress_bar:  # the batch logs are what the progress bar shows
+        if self.config.progress_bar and self._bar:  # the batch logs are what the bar shows
             logs.update(session.progress("train"))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

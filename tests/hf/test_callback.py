@@ -239,3 +239,19 @@ def test_the_model_card_gets_the_training_energy(tmp_path: Path, trace: str) -> 
     assert "## Energy" in card and f"({total:.3g} J)" in card
     assert "| how it was obtained | replayed (a recorded or synthetic power trace) |" in card
     assert card.index("## Training procedure") < card.index("## Energy")  # after HF's own
+
+
+def test_only_the_steps_trainer_logs_are_metered(tmp_path: Path, trace: str) -> None:
+    """logging_steps=2 over 4 steps: steps 2 and 4 are logged with their own figure, step 1
+    (the epoch's first) is metered in case it is logged, step 3 costs no window at all."""
+    windows = tmp_path / "trace.jsonl"
+    energy = EnergyCallback(meters=trace, trace_path=windows)
+    trainer = make_trainer(tmp_path, 1, [energy], logging_strategy="steps", logging_steps=2,
+                           eval_strategy="no")  # fmt: skip
+    trainer.train()
+
+    lines = [json.loads(line) for line in windows.read_text().splitlines()]
+    batches = [w for w in lines if w.get("level") == "batch"]
+    assert len(batches) == 3  # steps 1, 2 and 4
+    logged = [e["step"] for e in trainer.state.log_history if "energy/train_step_j" in e]
+    assert logged == [2, 4]

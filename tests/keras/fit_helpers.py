@@ -115,9 +115,9 @@ class Kit:
         )
         return net
 
-    def fit(self, net: Any, callbacks: list[Any], epochs: int = 10) -> Any:
+    def fit(self, net: Any, callbacks: list[Any], epochs: int = 10, verbose: Any = 0) -> Any:
         x, y = data()
-        return net.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
+        return net.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=verbose, callbacks=callbacks)
 
     def numpy(self, variables: list[Any]) -> list[np.ndarray]:
         return [np.asarray(self.green.EnergyCheckpoint.flavour.to_numpy(v)) for v in variables]

@@ -63,20 +63,29 @@ def test_budget_stops_before_an_epoch_that_would_overrun(k: Kit, tmp_path: Path)
     assert saved == [0.0, pytest.approx(8 * 400.0)]
 
 
-def test_the_progress_bar_gets_energy_so_far_and_power_every_batch(k: Kit) -> None:
+@pytest.mark.parametrize("verbose", [1, "auto"])
+def test_the_progress_bar_gets_energy_so_far_and_power_every_batch(k: Kit, verbose: Any) -> None:
     meter, clock = k.energy()
     seen: list[dict[str, float]] = []
     peek = k.k.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(logs))
-    k.fit(k.model(), [k.Ticks(meter, clock), meter, peek], epochs=2)
+    k.fit(k.model(), [k.Ticks(meter, clock), meter, peek], epochs=2, verbose=verbose)
 
     # 1 s (100 J) per batch: the running total and, once sampled, the epoch's 100 W
     assert [round(logs["energy_j"]) for logs in seen] == [100 * (i + 1) for i in range(8)]
     assert [logs["power_w"] for logs in seen][4:] == [pytest.approx(100.0)] * 4
 
-    meter, clock = k.energy(progress_bar=False)
-    seen.clear()
-    k.fit(k.model(), [k.Ticks(meter, clock), meter, peek], epochs=1)
+
+@pytest.mark.parametrize(("verbose", "progress_bar"), [(1, False), (0, True), (2, True)])
+def test_no_bar_figures_without_a_bar(k: Kit, verbose: int, progress_bar: bool) -> None:
+    """Turned off, or a fit that shows no bar (verbose 0, or 2: a line an epoch)."""
+    meter, clock = k.energy(progress_bar=progress_bar)
+    seen: list[dict[str, float]] = []
+    peek = k.k.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(logs))
+    k.fit(k.model(), [k.Ticks(meter, clock), meter, peek], epochs=1, verbose=verbose)
+
+    assert len(seen) == 4
     assert not {"energy_j", "power_w"} & set(seen[-1])
+    assert keys.step_j("train") in seen[-1]  # the step figures are there all the same
 
 
 def test_target_stops_and_best_weights_come_back(k: Kit) -> None:
