@@ -42,12 +42,12 @@ RamMode = Literal["total", "used"]
 class HostProbe(Protocol):
     """What the estimate reads from the host; tests pass a fake."""
 
-    def cpu_times(self) -> tuple[float, float]:
-        """Cumulative (busy, total) CPU seconds over all logical CPUs."""
+    def busy_cpu_s(self) -> float:
+        """Cumulative busy CPU seconds, summed over all logical CPUs. Units: s."""
         ...
 
     def cpu_count(self) -> int:
-        """The logical CPUs :meth:`cpu_times` counts over."""
+        """The logical CPUs :meth:`busy_cpu_s` sums over."""
         ...
 
     def memory_bytes(self, mode: RamMode) -> int:
@@ -58,13 +58,12 @@ class HostProbe(Protocol):
 class PsutilProbe:
     """The real host, through psutil."""
 
-    def cpu_times(self) -> tuple[float, float]:
+    def busy_cpu_s(self) -> float:
         import psutil
 
         times = psutil.cpu_times()
-        idle = times.idle + getattr(times, "iowait", 0.0)
-        total = sum(times)
-        return total - idle, total
+        busy: float = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+        return busy
 
     def cpu_count(self) -> int:
         import psutil
@@ -138,7 +137,7 @@ class EstimateMeter:
         self._clock = clock
         self._domains = _domains(self.config)
         self._last_t = clock()
-        self._last_busy, _ = self._probe.cpu_times()
+        self._last_busy = self._probe.busy_cpu_s()
         self._cpus = max(self._probe.cpu_count(), 1)
         self._busy_s = 0.0  # u integrated since the first read, at most the time elapsed
         self._elapsed_s = 0.0
@@ -160,7 +159,7 @@ class EstimateMeter:
         cfg = self.config
         energy: dict[str, float] = {}
         if "cpu" in cfg.parts:
-            busy, _ = self._probe.cpu_times()
+            busy = self._probe.busy_cpu_s()
             self._elapsed_s += dt
             counted = self._busy_s + max(busy - self._last_busy, 0.0) / self._cpus
             busy_s = min(counted, self._elapsed_s) - min(self._busy_s, self._elapsed_s - dt)

@@ -18,18 +18,15 @@ class FakeHostProbe:
         self.cpus = cpus
         self.tick_s = tick_s
         self.busy = 0.0
-        self.total = 0.0
         self.memory = {"total": 16 * BYTES_PER_GIB, "used": 4 * BYTES_PER_GIB}
 
     def run(self, seconds: float, utilisation: float) -> None:
-        self.total += seconds * self.cpus
         self.busy += seconds * self.cpus * utilisation
 
-    def cpu_times(self) -> tuple[float, float]:
+    def busy_cpu_s(self) -> float:
         if not self.tick_s:
-            return self.busy, self.total
-        ticks = [math.floor(t / self.tick_s + 1e-9) for t in (self.busy, self.total)]
-        return ticks[0] * self.tick_s, ticks[1] * self.tick_s
+            return self.busy
+        return math.floor(self.busy / self.tick_s + 1e-9) * self.tick_s
 
     def cpu_count(self) -> int:
         return self.cpus
