@@ -172,6 +172,8 @@ class EnergySession:
             sleep=sleep,
         )
         self._sync = synchronize
+        self._now = clock  # the tracker's clock, called directly on the per-step path
+        self._per_batch = config.granularity == "batch"
         self._epochs: dict[str, Window] = {}
         self._laps: dict[str, Window] = {}
         self._samples: dict[str, int] = {}
@@ -324,32 +326,41 @@ class EnergySession:
         next step will not be logged: that step is then not metered at all
         (no reading, no window), and its energy stays in the epoch's.
         """
-        if phase not in self._epochs:
+        # The per-step path: every step of every fit runs it, so it does the least it can.
+        if phase not in self._samples:
             return {}
         self._samples[phase] += samples
         if phase == "train":
-            self._batch_done_s = self.tracker.clock()
-        if self.config.granularity != "batch":
+            self._batch_done_s = self._now()
+        if not self._per_batch:
             return {}
         lap = self._laps.get(phase)
-        metrics = {}
-        if lap is not None:
-            if self.config.sync_cuda:
-                self._synchronize()
-            metrics[keys.step_j(phase)] = self.tracker.lap(lap).energy_j
-            if not measure_next:
-                del self._laps[phase]
-        elif measure_next:
-            self._laps[phase] = self.tracker.open("batch", phase)
+        if lap is None:
+            if measure_next:
+                self._laps[phase] = self.tracker.open("batch", phase)
+            return {}
+        if self.config.sync_cuda:
+            self._synchronize()
+        metrics = {keys.step_j(phase): self.tracker.lap_j(lap)}
+        if not measure_next:
+            del self._laps[phase]
         return metrics
+
+    def batch_part(self, phase: str, samples: int) -> None:
+        """A batch of ``samples`` samples ended that does not end a step (its gradients
+        accumulate): it counts, and its energy joins the step's window, which goes on."""
+        if phase in self._samples:
+            self._samples[phase] += samples
+            if phase == "train":
+                self._batch_done_s = self._now()
 
     def batch_start(self, phase: str) -> None:
         """A batch of ``phase`` starts: the time since the previous one ended was spent
         waiting for its data (logged per training epoch as ``time/data_wait_fraction``)."""
-        if phase != "train" or self._batch_done_s is None:
+        done = self._batch_done_s
+        if done is None or phase != "train":
             return
-        now = self.tracker.clock()
-        self._waited_s = (self._waited_s or 0.0) + max(now - self._batch_done_s, 0.0)
+        self._waited_s = (self._waited_s or 0.0) + max(self._now() - done, 0.0)
         self._batch_done_s = None
 
     def progress(self, phase: str) -> dict[str, float]:

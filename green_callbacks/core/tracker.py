@@ -48,6 +48,10 @@ from green_callbacks.meters.spec import MeterLike, open_meters
 STATE_FORMAT = "green_callbacks.tracker/1"
 _LEVEL_SET = frozenset(LEVELS)
 DEFAULT_SAMPLE_INTERVAL_S = 0.1
+UNPRIMED_READ_S = 0.01
+"""Before the sampler's models have a power, batch boundaries read the sensors at most this
+often (the CPU estimate's counters tick every 10 ms); the ones between use the run's mean power
+at the latest reading. Units: s."""
 
 
 class Window:
@@ -162,6 +166,7 @@ class EnergyTracker:
         self._layout = Layout.of((), self._carbon)
         self._sampler: Sampler | None = None
         self._primed = True  # every source's model has a power (see _begin_run)
+        self._latest: tuple[float, tuple[float, ...]] = (0.0, ())  # the last fresh reading
         self._trace: TraceWriter | None = None
         self._run: Window | None = None
         self._idle_w: tuple[float, ...] | None = None
@@ -313,8 +318,10 @@ class EnergyTracker:
         if self._strict and check:  # a failure of this reading, or one on the sampler thread
             self._raise_if_strict()
         if len(parts) == 1:  # a single source's own reading time is the boundary's
-            return parts[0]
-        return self._clock(), tuple(chain.from_iterable(values for _, values in parts))
+            self._latest = parts[0]
+        else:
+            self._latest = self._clock(), tuple(chain.from_iterable(v for _, v in parts))
+        return self._latest
 
     def _raise_if_strict(self) -> None:
         for source in self._sources:
@@ -360,7 +367,7 @@ class EnergyTracker:
         if self._strict:
             self._raise_if_strict()
         if not self._primed and self._unprimed():
-            now, deltas = self._unprimed_deltas(window)
+            now, deltas, _ = self._unprimed_deltas(window)
             return self._record(window, now, deltas, True)
         now = self._clock()
         model = self._model
@@ -401,10 +408,10 @@ class EnergyTracker:
             )
         if self._strict:
             self._raise_if_strict()
-        if not self._primed and self._unprimed():  # reopened at the reading just taken
-            now, deltas = self._unprimed_deltas(window)
+        if not self._primed and self._unprimed():
+            now, deltas, reopened = self._unprimed_deltas(window)
             result = self._record(window, now, deltas, True)
-            window.start_s, window.start_model, window.closed = now, self._model, False
+            window.start_s, window.start_model, window.closed = now, reopened, False
             return result
         now = self._clock()
         model = self._model
@@ -413,29 +420,69 @@ class EnergyTracker:
         window.start_s, window.start_model, window.closed = now, model, False
         return result
 
+    def lap_j(self, window: Window) -> float:
+        """``lap(window).energy_j`` without building the result: what a step's figure needs.
+
+        The per-step path. Under the model ``window`` started on (no sample arrived
+        since: the common case), with every domain top-level, no trace to write and
+        no strict check, the energy is the model's power times the time elapsed;
+        otherwise it is :meth:`lap`'s. Either way the batch statistics count it.
+        """
+        model = self._model
+        if window.start_model is not model or self._trace is not None or self._strict:
+            return self.lap(window).energy_j
+        if not (self._primed and self._all_top) or window.closed:
+            return self.lap(window).energy_j
+        now = self._clock()
+        duration = now - window.start_s
+        energy = duration * sum(model.slopes)
+        key = (window.level, window.name)
+        stats = self._stats.get(key)
+        if stats is None:
+            stats = self._stats[key] = WindowStats()
+        stats.add(energy, duration)
+        window.start_s = now
+        return energy
+
     def _unprimed(self) -> bool:
         """Whether a source's model has no power yet (checked until every one has)."""
         if not self._primed:
             self._primed = all(s.primed for s in self._sources)
         return not self._primed
 
-    def _unprimed_deltas(self, window: Window) -> tuple[float, tuple[float, ...]]:
-        """A batch before the model has a power: a fresh read, and the run's mean power so far.
+    def _unprimed_deltas(self, window: Window) -> tuple[float, tuple[float, ...], Model]:
+        """A batch before the model has a power: the run's mean power so far times the
+        batch's duration (what the model's first power will be, known now); with the end,
+        the deltas and the model to reopen the window on.
 
-        The energy since the run started over the time since, per domain, times
-        the batch's duration: what the model's first power will be, known now.
-        Reads the sensors, so only the first batches of a run (under one
-        sampler interval) take this path; it ends once every model has a power.
-        A batch opened meanwhile starts at a reading too, so its start is exact
-        on the model when it closes under a power.
+        Only the first batches of a run (under one sampler interval) take this path;
+        it ends once every model has a power. The model is :meth:`_run_mean_model`'s,
+        which reads the sensors at most every :data:`UNPRIMED_READ_S`: a window
+        reopened on it and closed under a power counts from its start, none of the
+        batch before it twice. A batch opened meanwhile starts at a reading, for the
+        same reason.
         """
-        now, values = self._exact()
+        now, model = self._run_mean_model(read=True)
+        duration = now - window.start_s
+        return now, tuple(p * duration for p in model.slopes), model
+
+    def _run_mean_model(self, *, read: bool) -> tuple[float, Model]:
+        """Now, and the cumulative energy per domain as the latest reading run on at the
+        run's mean power up to it: the model before the sampler's gives a power.
+
+        ``read``: take a fresh reading if the latest is :data:`UNPRIMED_READ_S` old or
+        the run's own first (a batch boundary); else never (a peek).
+        """
         run = self._require_run()
-        span = now - run.start_s
-        if span <= 0:
-            return now, (0.0,) * len(values)
-        share = (now - window.start_s) / span
-        return now, tuple(max(b - a, 0.0) * share for a, b in zip(run.values_at_start(), values))
+        now = self._clock()
+        at, values = self._latest
+        if read and (now - at >= UNPRIMED_READ_S or at <= run.start_s):
+            at, values = self._exact()
+            now = at
+        span = at - run.start_s
+        start = run.values_at_start()
+        power = tuple(max(b - a, 0.0) / span if span > 0 else 0.0 for a, b in zip(start, values))
+        return now, Model((at,) * len(values), values, power)
 
     def peek(self, window: Window) -> float:
         """Energy since ``window`` opened, interpolated: no sensor read, nothing recorded. Units: J.
@@ -456,7 +503,10 @@ class EnergyTracker:
         """
         if window.closed:
             raise TrackerStateError(f"peek() needs an open window, {window.level} is closed")
-        now, model = self._clock(), self._model
+        if not self._primed and self._unprimed():  # no power yet: the run's mean so far
+            now, model = self._run_mean_model(read=False)
+        else:
+            now, model = self._clock(), self._model
         if window.start_model is not None:
             deltas = interpolated_deltas((window.start_s, window.start_model), (now, model))
         else:  # an exact start (an epoch, the run): its reading against the model now

@@ -58,6 +58,9 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     def _init_state(self) -> None:
         self.attached = False
         self._pending: dict[str, float] = {}
+        # read when an epoch begins, for the per-step path
+        self._every = 1  # meter the step before each log: every Nth (1: all; 0: none)
+        self._step_samples = 0  # samples a step takes, over every process
         self.last_metrics: dict[str, float] = {}
         """The figures of the last standalone ``evaluate()`` or ``predict()``."""
 
@@ -96,23 +99,29 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
             )
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._require().epoch_start("train")
+        session = self._require()
+        samples = args.per_device_train_batch_size * args.gradient_accumulation_steps
+        if session.distributed is None:  # one process for all of them; else summed over ranks
+            samples *= max(args.world_size, 1)
+        self._step_samples = samples
+        # Step figures only for the steps Trainer logs: with logging_strategy="steps" the
+        # step before each log is metered, the others not at all (their energy is the
+        # epoch's); "epoch" logs the epoch's last step; "no" logs none.
+        strategy = str(getattr(args.logging_strategy, "value", args.logging_strategy))
+        every = max(int(state.logging_steps or 1), 1)
+        self._every = every if strategy == "steps" else 1 if strategy == "epoch" else 0
+        session.epoch_start("train", measure_first=self._every > 0)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._require().batch_start("train")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        session = self._require()
-        samples = args.per_device_train_batch_size * args.gradient_accumulation_steps
-        if session.distributed is None:  # one process for all of them; else summed over ranks
-            samples *= max(args.world_size, 1)
-        # Step figures only for the steps Trainer logs (with logging_strategy="steps"): the
-        # step before a log is metered, the others not at all (their energy is the epoch's).
-        logged = (
-            args.logging_strategy != "steps"
-            or (state.global_step + 1) % max(state.logging_steps or 1, 1) == 0
-        )
-        self._pending.update(session.batch_end("train", samples, measure_next=logged))
+        # Every step runs this: it does the least it can.
+        session, every = self._require(), self._every
+        logged_next = every == 1 or (every > 1 and (state.global_step + 1) % every == 0)
+        figures = session.batch_end("train", self._step_samples, measure_next=logged_next)
+        if figures:
+            self._pending.update(figures)
         if control.should_evaluate:  # evaluation follows this hook, inside the epoch
             session.epoch_start("val")
 

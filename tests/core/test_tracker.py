@@ -356,3 +356,59 @@ def test_a_run_starts_without_waiting_and_its_first_batches_get_the_runs_power()
         assert meter.reads == reads  # and no read at the boundary any more
     finally:
         tracker.stop()
+
+
+def test_before_a_power_short_batches_read_the_sensors_at_most_every_10_ms() -> None:
+    """Batches of 1 ms before the sampler's first power: a read every 10 ms, not at each;
+    the ones between take the run's mean power at the latest reading, and nothing is
+    counted twice when the model gets its power."""
+    clock = FakeClock()
+    meter = FakeMeter({"gpu:0": 100.0}, clock=clock)
+    tracker = EnergyTracker([meter], sample_interval_s=3600.0, clock=clock).start()
+    try:
+        epoch = tracker.open("epoch", "train")
+        batch = tracker.open("batch", "train")
+        reads = meter.reads
+        laps = []
+        for _ in range(40):  # 40 batches of 1 ms
+            clock.advance(0.001)
+            laps.append(tracker.lap(batch).energy_j)
+        assert meter.reads - reads == 4  # at 1 ms (the first after the start), 11, 21, 31 ms
+        assert laps == pytest.approx([0.1] * 40)  # 1 ms at 100 W each
+        assert tracker.peek(epoch) == pytest.approx(4.0)  # no read: the mean power run on
+        assert meter.reads - reads == 4
+        clock.advance(0.0005)
+        tracker.poll()  # the model has a power now: 100 W
+        clock.advance(0.0005)
+        assert tracker.lap(batch).energy_j == pytest.approx(0.1)  # from 40 ms, once
+        assert tracker.close(epoch).energy_j == pytest.approx(4.1)
+    finally:
+        tracker.stop()
+
+
+def test_lap_j_gives_lap_s_energy_across_samples_and_power_changes(clock: FakeClock) -> None:
+    """The per-step path (lap_j) against the full one (lap) on the same sequence: the same
+    figures, under one model and across new samples, and the same batch statistics."""
+    full, full_meter = make(clock)
+    quick, quick_meter = make(clock)
+    for tracker in (full, quick):
+        tracker.poll()
+    clock.advance(1.0)
+    full.poll(), quick.poll()  # a power for both: 250 W
+    windows = (full.open("batch", "train"), quick.open("batch", "train"))
+    figures: tuple[list[float], list[float]] = ([], [])
+    for step in range(6):
+        clock.advance(0.1 * (step + 1))
+        figures[0].append(full.lap(windows[0]).energy_j)
+        figures[1].append(quick.lap_j(windows[1]))
+        if step == 2:  # a new sample at a new power between two batches
+            for meter in (full_meter, quick_meter):
+                meter.set_power(**{"gpu:0": 100.0, "cpu": 20.0})
+            clock.advance(0.05)
+            full.poll(), quick.poll()
+
+    assert figures[1] == pytest.approx(figures[0])
+    assert figures[1][:3] == pytest.approx([25.0, 50.0, 75.0])  # 250 W for 0.1, 0.2, 0.3 s
+    a, b = full.stats("batch", "train"), quick.stats("batch", "train")
+    assert (b.count, b.energy_j, b.duration_s) == pytest.approx((a.count, a.energy_j, a.duration_s))
+    assert b.count == 6
