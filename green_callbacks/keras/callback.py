@@ -35,7 +35,12 @@ class EnergyCallback(KerasHooks, keras.callbacks.Callback):  # type: ignore[misc
     needs ``mode="min"``.
     """
 
-    async_safe = True  # batch hooks only read the clock, never the logs' tensors
+    # Not async-safe: a batch's end is timed when the hook runs (where its energy window
+    # closes and the wait for the next batch's data starts), so it must run on the training
+    # thread when the batch ends, not later on Keras's worker thread. (Keras dispatches
+    # batch ends to a worker only when every callback is async-safe: with verbose=1 its
+    # progress bar already makes them run in line.)
+    async_safe = False
 
     def _synchronizer(self) -> Callable[[], None] | None:
         return _cuda_synchronize()

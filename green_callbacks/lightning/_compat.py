@@ -1,5 +1,12 @@
 """The Lightning internals green_callbacks relies on, in one place, with the versions checked.
 
+``EnergyCallback`` logs each step's energy at the step Lightning logs that
+step's own metrics at: the training epoch loop's ``_batches_that_stepped``,
+which Lightning's logger connector and its ``LearningRateMonitor`` use too
+(``trainer.global_step`` counts optimizer steps: one ahead at a batch's end,
+and more than one a batch with several optimizers); and, as Lightning does, it
+logs nothing at a batch whose gradients accumulate (the loop's
+``_should_accumulate()``): the step's figure covers all of its batches.
 ``OOMGuard`` goes on inside one ``trainer.fit`` after an out-of-memory error
 the way Lightning's own ``BatchSizeFinder`` does, through the fit loop's
 ``run``, its combined loaders and the checkpoint connector. None of these is
@@ -31,6 +38,21 @@ def _get(owner: Any, name: str) -> Any:
             f"{CHECKED[0]} to {CHECKED[1]}); install a Lightning release in that range, or "
             "pass OOMGuard(recover=False, preflight=False) to keep only the memory watch"
         ) from None
+
+
+NO_STEP_COUNTER = (
+    f"Lightning {lightning.__version__} has no fit_loop.epoch_loop._batches_that_stepped or "
+    f"_should_accumulate (checked with Lightning {CHECKED[0]} to {CHECKED[1]}): the steps "
+    "Lightning logs are not known, so no step's energy is logged (the epochs' are)"
+)
+
+
+def step_counter(trainer: Any) -> Any | None:
+    """The loop whose ``_batches_that_stepped`` is the step Lightning logs the current
+    training batch's metrics at (read on the per-step path); None on a Lightning without it."""
+    loop = trainer.fit_loop.epoch_loop
+    counts = isinstance(getattr(loop, "_batches_that_stepped", None), int)
+    return loop if counts and callable(getattr(loop, "_should_accumulate", None)) else None
 
 
 def wrap_fit_loop(trainer: Any, wrap: Callable[[Callable[[], None]], Callable[[], None]]) -> None:

@@ -15,6 +15,7 @@ from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import Distributed
 from green_callbacks.errors import CallbackConfigError, EnergyCallbackMissingError, output_failed
+from green_callbacks.lightning import _compat
 from green_callbacks.meters.share import RankShare
 
 try:
@@ -22,6 +23,10 @@ try:
     import torch
 except ImportError as err:  # pragma: no cover - exercised where lightning is absent
     raise missing_extra(err, "lightning", purpose="green_callbacks.lightning") from err
+
+
+BAR_REFRESH_S = 0.5
+"""How often the progress bar's energy figures are updated, at most. Units: s."""
 
 
 @with_arguments_of(EnergyCallbackArgs)
@@ -37,7 +42,11 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     """
 
     def _init_state(self) -> None:
-        self._every = 1  # Trainer(log_every_n_steps), read when an epoch starts
+        # read when a training epoch starts, for the per-step path
+        self._every = 1  # Trainer(log_every_n_steps); 0: no step is logged
+        self._steps: Any = None  # the loop counting the steps Lightning logs at (_compat)
+        self._accumulates = False  # Trainer(accumulate_grad_batches) > 1
+        self._bar_due_s = 0.0  # when the progress bar's figures are next updated
 
     # -- lifecycle -------------------------------------------------------
 
@@ -61,6 +70,8 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
             to_loggers(trainer, hyperparams=session.provenance())
         session.facts.update(model_facts(pl_module.parameters()))
         session.facts.update(architecture=type(pl_module).__name__, checkpoints=[])
+        if stage == "fit":
+            self._read_logging(trainer)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self._session is not None:
@@ -76,10 +87,22 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     # -- training and validation ----------------------------------------
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self._every = max(trainer.log_every_n_steps, 1)
+        self._read_logging(trainer)
         if self._session is not None:
-            first_logged = (trainer.global_step + 1) % self._every == 0
+            first_logged = (
+                self._every > 0 and (self._steps._batches_that_stepped + 1) % self._every == 0
+            )
             self._session.epoch_start("train", measure_first=first_logged)
+
+    def _read_logging(self, trainer: Any) -> None:
+        """What the per-step path needs to know of which steps Lightning logs (at setup, and
+        again at each epoch's start: a fit resumed inside an epoch starts none)."""
+        self._every = max(trainer.log_every_n_steps, 0)
+        self._steps = _compat.step_counter(trainer)
+        self._accumulates = trainer.accumulate_grad_batches > 1
+        if self._steps is None:
+            output_failed(_compat.NO_STEP_COUNTER, strict=self.config.strict)
+            self._every = 0
 
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
@@ -90,28 +113,46 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        # Step figures only on the steps Lightning writes to its loggers, as it
-        # does the loss: the other steps are not metered at all.
+        # Step figures only on the steps Lightning writes to its loggers, at the step it
+        # writes the loss at, as Lightning decides it ((step + 1) % every == 0, and not
+        # while gradients accumulate: a step's window spans its batches); the other
+        # steps are not metered at all. Every batch runs this: it does the least it can.
         session = self._session
         if session is None:
             return
-        step, every = trainer.global_step, self._every
-        metrics = session.batch_end(
-            "train", batch_size(batch), measure_next=(step + 1) % every == 0
-        )
-        if step % every:
+        every = self._every
+        if not every:
+            session.batch_end("train", batch_size(batch), measure_next=False)
             return
-        # the bar only (logger=False): energy so far, power; and only if there is a bar, as
-        # pl_module.log costs ~1 ms a call (a tenth of a step of a small model)
+        if self._accumulates and self._steps._should_accumulate():  # not a step's end yet
+            session.batch_part("train", batch_size(batch))
+            return
+        step = self._steps._batches_that_stepped
+        logged = (step + 1) % every == 0
+        metrics = session.batch_end(
+            "train", batch_size(batch), measure_next=(step + 2) % every == 0
+        )
+        if not logged:
+            return
         if self.config.progress_bar and trainer.progress_bar_callback is not None:
-            bar = session.progress("train")
-            pl_module.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+            self._show(session, pl_module, last=trainer.is_last_batch)
         if not metrics:
             return
         if session.distributed is not None:  # every rank is at the same step
             metrics = session.reduced(metrics)
         if trainer.is_global_zero:  # straight to the loggers, not through pl_module.log
-            to_loggers(trainer, metrics)
+            to_loggers(trainer, metrics, step=step)
+
+    def _show(self, session: Any, pl_module: Any, *, last: bool) -> None:
+        """The bar's figures (energy so far, power), at most every BAR_REFRESH_S and at the
+        epoch's last batch: a ``pl_module.log`` costs about 1 ms, a tenth of a small model's
+        step."""
+        now = session.tracker.clock()
+        if now < self._bar_due_s and not last:
+            return
+        self._bar_due_s = now + BAR_REFRESH_S
+        bar = session.progress("train")
+        pl_module.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._log(pl_module, self._end("train"))
@@ -213,15 +254,17 @@ def to_loggers(
     metrics: dict[str, float] | None = None,
     *,
     hyperparams: dict[str, Any] | None = None,
+    step: int | None = None,
 ) -> None:
-    """Write figures to every logger of the trainer; a logger that fails is warned about, once
-    per call, and the others and training go on (a failing logger never ends a fit here)."""
+    """Write figures to every logger of the trainer at ``step`` (None: the global step); a
+    logger that fails is warned about, once per call, and the others and training go on (a
+    failing logger never ends a fit here)."""
     for logger in trainer.loggers:
         try:
             if hyperparams:
                 logger.log_hyperparams(hyperparams)
             if metrics:
-                logger.log_metrics(metrics, step=trainer.global_step)
+                logger.log_metrics(metrics, step=trainer.global_step if step is None else step)
         except Exception as err:
             output_failed(
                 f"{type(logger).__name__} could not take the energy figures ({err!r}); "
@@ -268,11 +311,11 @@ def _distributed(trainer: Any) -> Distributed | None:
 
 def batch_size(batch: Any) -> int:
     """Samples in a batch: the first dimension of its first tensor, else 0 (unknown)."""
-    if type(batch) in (list, tuple) and batch and type(batch[0]) is torch.Tensor:  # the usual
-        first = batch[0]
-        return int(first.shape[0]) if first.dim() > 0 else 1
+    first = batch[0] if type(batch) in (list, tuple) and batch else batch  # the usual: (x, y)
+    if type(first) is torch.Tensor and first.ndim:  # every step runs this: the quick path
+        return first.shape[0]
     if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() > 0 else 1
+        return 1  # a single sample without a batch dimension
     if isinstance(batch, dict):
         batch = list(batch.values())
     if isinstance(batch, (list, tuple)):

@@ -206,3 +206,19 @@ def test_a_second_fit_gets_a_folder_of_its_own_and_an_evaluate_keeps_it(
     assert [row["epoch"] for row in second.epochs] == [0, 1, 2]  # not 0, 1, 0, 1, 2
     assert second.total_j is not None and second.total_j > first_j  # the totals go on, said so
     assert any("the energy totals continue an earlier run's" in n for n in second.notes)
+
+
+def test_batch_ends_are_timed_on_the_training_thread_when_the_batch_ends(trace: str) -> None:
+    """Keras hands batch ends to a worker thread when every callback says it is async-safe
+    (verbose=0, no other callback): this one's are timed, so it must not say so."""
+    threads: list[int] = []
+
+    class Spy(EnergyCallback):
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            threads.append(threading.get_ident())
+            super().on_train_batch_end(batch, logs)
+
+    x, y = data()
+    model().fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[Spy(meters=trace)])
+
+    assert threads == [threading.get_ident()] * 4

@@ -109,11 +109,39 @@ def test_fit_logs_epoch_energy_next_to_the_loss(tmp_path: Path, trace: str) -> N
     assert any(column(rows, "train_loss"))
 
 
-def test_step_figures_follow_log_every_n_steps(tmp_path: Path, trace: str) -> None:
+@pytest.mark.parametrize(("every", "accumulate"), [(2, 1), (1, 2), (2, 2)])
+def test_step_figures_are_logged_at_the_steps_lightning_logs_the_loss_at(
+    tmp_path: Path, trace: str, every: int, accumulate: int
+) -> None:
     callback = EnergyCallback(meters=trace, granularity="batch")
-    trainer(tmp_path, callback, epochs=1, log_every_n_steps=2).fit(TinyModel(), loader())
+    trainer(
+        tmp_path, callback, epochs=1, log_every_n_steps=every, accumulate_grad_batches=accumulate
+    ).fit(TinyModel(), loader())  # 4 batches
 
-    assert len(column(metric_rows(tmp_path), "energy/train_step_j")) == 2  # of 4 steps
+    rows = metric_rows(tmp_path)
+    energy_steps = [r["step"] for r in rows if r.get("energy/train_step_j")]
+    loss_steps = [r["step"] for r in rows if r.get("train_loss")]
+    # (2, 1): 2 of 4 steps; (1, 2): 2 steps of 2 batches each; (2, 2): the second step
+    assert energy_steps == loss_steps == {(2, 1): ["1", "3"], (1, 2): ["0", "1"],
+                                          (2, 2): ["1"]}[(every, accumulate)]  # fmt: skip
+    if accumulate == 2 and every == 1:  # a step's figure spans its two batches
+        figures = column(rows, "energy/train_step_j")
+        assert sum(figures) == pytest.approx(column(rows, "energy/train_epoch_j")[0], rel=0.1)
+
+
+def test_a_lightning_without_the_step_counter_logs_epochs_and_says_why_steps_are_not(
+    tmp_path: Path, trace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from green_callbacks.lightning import _compat
+
+    monkeypatch.setattr(_compat, "step_counter", lambda trainer: None)  # a release without it
+    with pytest.warns(OutputFailureWarning, match="no step's energy is logged"):
+        trainer(tmp_path, EnergyCallback(meters=trace), epochs=1).fit(TinyModel(), loader())
+
+    rows = metric_rows(tmp_path)
+    assert (
+        not column(rows, "energy/train_step_j") and len(column(rows, "energy/train_epoch_j")) == 1
+    )
 
 
 def test_batch_granularity_logs_each_step(tmp_path: Path, trace: str) -> None:
