@@ -59,6 +59,7 @@ GRANULARITIES = ("batch", "epoch")
 JOB_TOTAL_KEY = "job_total_j"
 """State key of a distributed job's last total and this process's own total then. Units: J."""
 PHASES = ("train", "val", "test", "predict")
+_STEP_KEYS = {phase: keys.step_j(phase) for phase in PHASES}  # made once, not at each step
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class EnergySession:
         self._sync = synchronize
         self._now = clock  # the tracker's clock, called directly on the per-step path
         self._per_batch = config.granularity == "batch"
+        self._sync_steps = config.sync_cuda
         self._epochs: dict[str, Window] = {}
         self._laps: dict[str, Window] = {}
         self._samples: dict[str, int] = {}
@@ -339,9 +341,9 @@ class EnergySession:
             if measure_next:
                 self._laps[phase] = self.tracker.open("batch", phase)
             return {}
-        if self.config.sync_cuda:
+        if self._sync_steps:
             self._synchronize()
-        metrics = {keys.step_j(phase): self.tracker.lap_j(lap)}
+        metrics = {_STEP_KEYS[phase]: self.tracker.lap_j(lap)}
         if not measure_next:
             del self._laps[phase]
         return metrics

@@ -113,11 +113,11 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
         session.epoch_start("train", measure_first=self._every > 0)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._require().batch_start("train")
+        (self._session or self._require()).batch_start("train")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # Every step runs this: it does the least it can.
-        session, every = self._require(), self._every
+        session, every = self._session or self._require(), self._every
         logged_next = every == 1 or (every > 1 and (state.global_step + 1) % every == 0)
         figures = session.batch_end("train", self._step_samples, measure_next=logged_next)
         if figures:

@@ -126,7 +126,7 @@ class KerasHooks(EnergyCallbackArgs):
         self._fitting = False
         self._fit: CallWatch | None = None  # the running fit, watched: Keras has no hook on errors
         self._val_metrics: dict[str, float] = {}
-        self._bar = True  # fit shows a progress bar (set when it begins)
+        self._bar = True  # the figures go on a progress bar fit shows (set when it begins)
         self.last_metrics: dict[str, float] = {}
 
     def set_model(self, model: Any) -> None:
@@ -139,7 +139,8 @@ class KerasHooks(EnergyCallbackArgs):
         self._fitting, self._fit = True, self._watch(("fit",))
         # A progress bar only with verbose 1 ("auto" is 1); 0 is silent, 2 a line an epoch:
         # the bar's figures (~6 us a step) only for a bar.
-        self._bar = (getattr(self, "params", None) or {}).get("verbose", 1) not in (0, 2)
+        verbose = (getattr(self, "params", None) or {}).get("verbose", 1)
+        self._bar = self.config.progress_bar and verbose not in (0, 2)
         session = self._open_session(  # closes a failed fit's
             self._fit, training=True, synchronize=self._synchronizer(),
             distributed=self._distributed(),
@@ -151,17 +152,19 @@ class KerasHooks(EnergyCallbackArgs):
         self._val_metrics = {}
         self._require().epoch_start("train")
 
+    # The batch hooks run at every step of every fit: they do the least they can.
+
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self._require().batch_start("train")
+        (self._session or self._require()).batch_start("train")
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        session = self._require()
+        session = self._session or self._require()
         metrics = session.batch_end("train", 0)
         if logs is None:
             return
         if metrics:
             logs.update(metrics)
-        if self.config.progress_bar and self._bar:  # the batch logs are what the bar shows
+        if self._bar:  # the batch logs are what the bar shows
             logs.update(session.progress("train"))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
