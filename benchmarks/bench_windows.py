@@ -1,9 +1,11 @@
 """Cost of metering one window, per source, in microseconds per call.
 
-A batch lap (``tracker.lap``, one call per batch) and a batch window (``open``
-+ ``close``) take the per-batch path: a clock read and arithmetic on the
-sampler thread's model. An epoch window reads every sensor at both ends.
-The baseline is two empty Python calls, the floor any callback hook pays.
+A batch lap (``tracker.lap``, one call per batch), a step's figure
+(``tracker.lap_j``: the lap's energy without its result, what the callbacks'
+step figures use) and a batch window (``open`` + ``close``) take the per-batch
+path: a clock read and arithmetic on the sampler thread's model. An epoch
+window reads every sensor at both ends. The baseline is two empty Python
+calls, the floor any callback hook pays.
 """
 
 from __future__ import annotations
@@ -38,9 +40,15 @@ def measure_source(tracker: EnergyTracker, calls: int, repeats: int) -> dict[str
     def lap() -> None:
         tracker.lap(lap_window)
 
+    step_window = tracker.open("batch", "train")
+
+    def step() -> None:
+        tracker.lap_j(step_window)
+
     try:
         return {
             "batch_lap_us": per_call_us(lap, calls, repeats),
+            "step_figure_us": per_call_us(step, calls, repeats),
             "batch_window_us": per_call_us(batch, calls, repeats),
             "epoch_window_us": per_call_us(epoch, calls // 10, repeats),
         }
@@ -61,13 +69,15 @@ def main() -> None:
         rows[name] = measure_source(EnergyTracker(factory()).start(), calls, repeats)
     table = [
         f"baseline (two empty calls): {baseline:.2f} us",
-        f"{'source':<36}{'batch lap':>11}{'batch window':>14}{'epoch window':>14}",
+        f"{'source':<36}{'batch lap':>11}{'step figure':>13}{'batch window':>14}"
+        f"{'epoch window':>14}",
         *(
-            f"{n:<36}{r['batch_lap_us']:>11.2f}{r['batch_window_us']:>14.2f}"
-            f"{r['epoch_window_us']:>14.2f}"
+            f"{n:<36}{r['batch_lap_us']:>11.2f}{r['step_figure_us']:>13.2f}"
+            f"{r['batch_window_us']:>14.2f}{r['epoch_window_us']:>14.2f}"
             for n, r in rows.items()
         ),
-        "(us per call: lap = tracker.lap(batch); window = open + close)",
+        "(us per call: lap = tracker.lap(batch); step figure = tracker.lap_j(batch); "
+        "window = open + close)",
         "nvml: skipped, no NVIDIA GPU on this machine (a batch window never reads the sensor;",
         "      an epoch window adds one nvmlDeviceGetTotalEnergyConsumption call per GPU)",
     ]
