@@ -184,6 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--meter", action="append", dest="meters", metavar="SPEC",
                          help="energy source (repeatable; default auto)")  # fmt: skip
     compare.add_argument("--seed", type=int, default=0, help="base seed (default %(default)s)")
+    compare.add_argument("--min-gain-per-kj", type=number(at_least=0.0), default=None,
+                         help="stop a search once its best accuracy gains less than this "
+                         "per kJ over its last 5 trials (0.01: a point per kJ; default: all "
+                         "rounds)")  # fmt: skip
     compare.add_argument("--out", default="runs/hpo",
                          help="output folder (%(default)s); a rerun resumes there")  # fmt: skip
     compare.add_argument("--force-new", action="store_true",
@@ -358,6 +362,7 @@ def _cmd_hpo_compare(args: argparse.Namespace) -> int:
         strategies=args.strategies, model=args.model, params=args.params,
         repetitions=args.repetitions, rounds=args.rounds, target=args.target,
         epochs=args.epochs, meters=args.meters or ["auto"], seed=args.seed,
+        min_gain_per_kj=args.min_gain_per_kj,
     )  # fmt: skip
     summary, out = hpo.compare(config, Path(args.out), force_new=args.force_new)
     print(hpo.format_summary(summary, config.target))

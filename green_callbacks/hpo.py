@@ -64,6 +64,9 @@ class CompareConfig:
         epochs: training epochs per trial.
         meters: energy sources (docs/meters.md).
         seed: base seed (repetition r of every strategy uses seed + r).
+        min_gain_per_kj: stop a search once its best accuracy gains less than this
+            per kJ over its latest trials (:class:`green_callbacks.optuna.GainStop`);
+            None: every search runs all its rounds.
     """
 
     strategies: Sequence[str] = STRATEGIES
@@ -75,6 +78,7 @@ class CompareConfig:
     epochs: int = 2
     meters: Sequence[str] = ("auto",)
     seed: int = 0
+    min_gain_per_kj: float | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.strategies) - set(STRATEGIES)
@@ -92,6 +96,10 @@ class CompareConfig:
                 raise CompareConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         if not 0.0 < self.target <= 1.0:
             raise CompareConfigError(f"target must be an accuracy in (0, 1], got {self.target!r}")
+        if self.min_gain_per_kj is not None and not self.min_gain_per_kj >= 0:
+            raise CompareConfigError(
+                f"min_gain_per_kj must be >= 0 (accuracy per kJ), got {self.min_gain_per_kj!r}"
+            )
 
 
 @dataclass
@@ -302,7 +310,7 @@ def search(config: CompareConfig, strategy: str, repetition: int) -> SearchResul
         repetition: which repetition (its seed is ``config.seed + repetition``).
     """
     optuna = require("optuna", "optuna", purpose="green-callbacks hpo")
-    from green_callbacks.optuna import ENERGY_J, KIND, metered
+    from green_callbacks.optuna import ENERGY_J, KIND, GainStop, metered
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     result = SearchResult(strategy, repetition)
@@ -312,8 +320,9 @@ def search(config: CompareConfig, strategy: str, repetition: int) -> SearchResul
     chosen = timed_sampler(sampler(strategy, config.params, config.seed + repetition), tracker,
                            spent)  # fmt: skip
     study = optuna.create_study(direction="maximize", sampler=chosen)
+    stop = [] if config.min_gain_per_kj is None else [GainStop(config.min_gain_per_kj)]
     try:
-        study.optimize(wrapped, n_trials=config.rounds)
+        study.optimize(wrapped, n_trials=config.rounds, callbacks=stop)
     finally:
         total = tracker.stop()
     trials = [t for t in study.trials if t.value is not None]
@@ -362,6 +371,8 @@ def compare(
     settings = asdict(config)
     for name in ("strategies", "repetitions", "target", "meters"):
         settings.pop(name)  # the key, or only what reads the figures; meters: by name below
+    if settings["min_gain_per_kj"] is None:  # as folders from before the option define it
+        settings.pop("min_gain_per_kj")
     definition = {"config": settings, "meters": list(config.meters), "machine": machine()}
     plan = [(s, r) for r in range(config.repetitions) for s in config.strategies]  # interleaved
     results: list[SearchResult] = []
@@ -438,6 +449,8 @@ def summarise(results: Sequence[SearchResult], config: CompareConfig) -> dict[st
             "rounds_to_best_median": statistics.median(r.rounds_to_best() for r in mine),
             "energy_to_target_median_j": statistics.median(reached) if reached else None,
             "reached_target": f"{len(reached)}/{len(mine)}",
+            "rounds_median": statistics.median(len(r.accuracies) for r in mine),
+            "energy_spent_median_j": statistics.median(sum(r.energies_j) for r in mine),
             "trial_energy_cv": statistics.pstdev(energies) / mean if mean else None,
             "sampler_s_per_suggestion": sum(r.overhead_s for r in mine) / suggestions,
             "sampler_j_per_suggestion": sum(r.overhead_j for r in mine) / suggestions,
@@ -494,8 +507,8 @@ def format_summary(summary: dict[str, Any], target: float) -> str:
         target: the accuracy target it used.
     """
     lines = [
-        f"{'strategy':<10}{'best acc':>10}{'rounds':>8}{f'J to {target:g}':>14}{'reached':>9}"
-        f"{'trial CV':>10}{'sampler s':>11}{'sampler J':>11}",
+        f"{'strategy':<10}{'best acc':>10}{'to best':>8}{f'J to {target:g}':>14}{'reached':>9}"
+        f"{'rounds':>8}{'J spent':>10}{'trial CV':>10}{'sampler s':>11}{'sampler J':>11}",
     ]
     for name, s in summary.items():
         to_target = s["energy_to_target_median_j"]
@@ -503,6 +516,7 @@ def format_summary(summary: dict[str, Any], target: float) -> str:
         lines.append(
             f"{name:<10}{s['best_accuracy_median']:>10.3f}{s['rounds_to_best_median']:>8g}"
             f"{'-' if to_target is None else f'{to_target:.4g}':>14}{s['reached_target']:>9}"
+            f"{s['rounds_median']:>8g}{s['energy_spent_median_j']:>10.4g}"
             f"{'-' if cv is None else f'{cv:.3f}':>10}{s['sampler_s_per_suggestion']:>11.4f}"
             f"{s['sampler_j_per_suggestion']:>11.4g}"
         )

@@ -11,6 +11,9 @@
   trial is predicted to take the total over the budget. It counts every trial
   in the study's storage, so several processes sharing one study hold to it
   together (each may overrun by at most the trial it is running).
+- :class:`GainStop` is a study callback that stops the study once the best
+  value so far gained less than a given amount per kJ over its latest trials
+  (accuracy flattens long before energy does).
 - :func:`pareto_front` lists the trials no other trial beats on both the
   objective and the energy.
 - :class:`EnergyAwarePruner` prunes trials whose metric gains too little per
@@ -57,7 +60,7 @@ log = logging.getLogger("green_callbacks.optuna")
 
 __all__ = [
     "DOMAINS_J", "DURATION_S", "ENERGY_J", "KIND", "SAVED_J", "SOURCE", "STEPS_J",
-    "EnergyAwarePruner", "EnergyBudget", "HPOConfigError", "collected_summaries",
+    "EnergyAwarePruner", "EnergyBudget", "GainStop", "HPOConfigError", "collected_summaries",
     "gain_per_kj", "metered", "pareto_front", "spent_j",
 ]  # fmt: skip
 
@@ -250,6 +253,83 @@ class EnergyBudget:
                 )
             log.warning(self.decision)
             study.stop()
+
+
+class GainStop:
+    """A study callback: stop once the best value so far gains less than ``min_gain_per_kj``.
+
+    Args:
+        min_gain_per_kj: the least improvement of the best value (in the study's
+            direction, in the objective's units) per kJ spent that keeps the
+            search going, e.g. 0.01 for one accuracy point per kJ.
+        over_trials: the improvement is judged over the energy of this many latest
+            trials (of any process), against the best value before them.
+
+    After each trial, with at least ``over_trials`` trials after the first complete
+    one: the best value now against the best before the latest ``over_trials``
+    trials (by number), over those trials' energy (pruned and failed ones
+    included: it was spent). Below ``min_gain_per_kj`` it calls ``study.stop()``
+    and logs why (WARNING, logger ``green_callbacks.optuna``); :attr:`decision`
+    keeps the sentence. Single-objective studies; the objective must be
+    :func:`metered`.
+    """
+
+    def __init__(self, min_gain_per_kj: float, *, over_trials: int = 5):
+        require_number("min_gain_per_kj", min_gain_per_kj, HPOConfigError)
+        if min_gain_per_kj < 0:
+            raise HPOConfigError(f"min_gain_per_kj must be >= 0, got {min_gain_per_kj!r}")
+        require_number("over_trials", over_trials, HPOConfigError, integer=True)
+        if over_trials < 1:
+            raise HPOConfigError(f"over_trials must be a whole number >= 1, got {over_trials!r}")
+        self.min_gain_per_kj = float(min_gain_per_kj)
+        self.over_trials = over_trials
+        self.decision: str | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if len(study.directions) != 1:
+            raise HPOConfigError(
+                "GainStop judges one objective's best value; this study has "
+                f"{len(study.directions)} directions: use it on a single-objective study"
+            )
+        trials = sorted(
+            (t for t in study.get_trials(deepcopy=False) if t.state.is_finished()),
+            key=lambda t: t.number,
+        )
+        if any(ENERGY_J not in t.user_attrs for t in trials):
+            raise HPOConfigError(
+                "GainStop needs every trial's energy; wrap the objective: "
+                "study.optimize(metered(objective), callbacks=[GainStop(...)])"
+            )
+        earlier, latest = trials[: -self.over_trials], trials[-self.over_trials :]
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        before = _best(earlier, maximize)
+        if len(latest) < self.over_trials or before is None:
+            return  # too few trials to judge yet
+        now = _best(trials, maximize)
+        assert now is not None  # the earlier trials' best is among them
+        gained = now - before if maximize else before - now
+        spent_kj = sum(float(t.user_attrs[ENERGY_J]) for t in latest) / 1000.0
+        if spent_kj <= 0 or gained / spent_kj >= self.min_gain_per_kj:
+            return
+        self.decision = (
+            f"GainStop stopped the study after {len(trials)} trials: the best value gained "
+            f"{gained:.4g} over the last {len(latest)} trials' {spent_kj:.4g} kJ "
+            f"({gained / spent_kj:.4g} per kJ, under the {self.min_gain_per_kj:.4g} asked for)"
+        )
+        log.warning(self.decision)
+        study.stop()
+
+
+def _best(trials: Sequence[optuna.trial.FrozenTrial], maximize: bool) -> float | None:
+    """The best value of the complete ones among ``trials``, or None if none is complete."""
+    values = [
+        float(t.value)
+        for t in trials
+        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
+    ]
+    if not values:
+        return None
+    return max(values) if maximize else min(values)
 
 
 def pareto_front(

@@ -68,7 +68,8 @@ def test_the_grid_has_five_values_per_parameter_on_the_right_scale() -> None:
      ({"model": "resnet"}, "model must be one of"),
      ({"params": 4}, "params must be 3 or 5"),
      ({"rounds": 0}, "rounds must be a whole number >= 1"),
-     ({"target": 1.5}, r"target must be an accuracy in \(0, 1\]")],
+     ({"target": 1.5}, r"target must be an accuracy in \(0, 1\]"),
+     ({"min_gain_per_kj": -1.0}, "min_gain_per_kj must be >= 0")],
 )  # fmt: skip
 def test_bad_comparisons_name_the_value(arguments: dict[str, object], message: str) -> None:
     with pytest.raises(CompareConfigError, match=message):
@@ -93,6 +94,22 @@ def test_a_small_real_comparison_writes_its_table_and_figure(
     assert search["kind"] == "replayed"
     assert (tmp_path / "out" / "best_so_far.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "out" / "searches.csv").read_text().startswith("strategy,repetition")
+
+
+def test_a_search_stops_once_its_best_gains_too_little_per_kj(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = constant_power_trace(tmp_path, 80.0)
+    code = cli.main(["hpo", "compare", "--strategies", "random", "--repetitions", "1",
+                     "--rounds", "9", "--epochs", "1", "--meter", trace, "--target", "0.5",
+                     "--min-gain-per-kj", "1000", "--out", str(tmp_path / "out")])  # fmt: skip
+
+    assert code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    # judged after 1 + 5 trials (GainStop's over_trials): no search gains 1000 per kJ
+    assert len(results["searches"][0]["accuracies"]) == 6
+    assert results["strategies"]["random"]["rounds_median"] == 6
+    assert "J spent" in capsys.readouterr().out
 
 
 def test_a_rerun_measures_only_the_searches_the_folder_lacks(tmp_path: Path) -> None:

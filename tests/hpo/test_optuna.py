@@ -16,6 +16,7 @@ from green_callbacks.optuna import (  # noqa: E402
     KIND,
     SOURCE,
     EnergyBudget,
+    GainStop,
     HPOConfigError,
     metered,
     pareto_front,
@@ -260,3 +261,56 @@ def test_real_lightning_and_keras_fits_are_counted_once_by_their_callbacks() -> 
         attrs = study.trials[0].user_attrs
         assert attrs[SOURCE] == "EnergyCallback" and attrs[KIND] == "estimated"
         assert attrs[ENERGY_J] == pytest.approx(summaries[0]["totals"]["energy_j"])
+
+
+# accuracy of each trial, 500 J each: it flattens after trial 3
+FLATTENING = [0.50, 0.70, 0.80, 0.85, 0.851, 0.852, 0.852, 0.853, 0.90, 0.95]
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_gain_stop_ends_the_search_once_the_best_flattens_per_kj(
+    caplog: pytest.LogCaptureFixture, direction: str
+) -> None:
+    clock, options = fake()
+    sign = 1.0 if direction == "maximize" else -1.0  # minimize the error: the same search
+
+    def objective(trial: Any) -> float:
+        if trial.number == 4:  # a pruned trial's energy counts: it was spent
+            clock.advance(5.0)
+            raise optuna.TrialPruned()
+        clock.advance(5.0)  # 500 J a trial
+        return sign * FLATTENING[trial.number]
+
+    stop = GainStop(min_gain_per_kj=0.01, over_trials=3)  # one point per kJ
+    study = optuna.create_study(direction=direction)
+    with caplog.at_level(logging.WARNING, logger="green_callbacks.optuna"):
+        study.optimize(metered(objective, **options), n_trials=10, callbacks=[stop])
+
+    # after trial 3 (0.85 over 0.70: 0.15 in 1.5 kJ) it goes on; after trial 6 the best
+    # gained 0.852 - 0.85 = 0.002 over trials 4-6's 1.5 kJ: under 0.01 per kJ
+    assert len(study.trials) == 7
+    assert stop.decision is not None and "gained 0.002 over the last 3 trials' 1.5 kJ" in (
+        stop.decision
+    )
+    assert [r.getMessage() for r in caplog.records] == [stop.decision]
+
+
+def test_gain_stop_waits_for_enough_trials_and_needs_their_energy() -> None:
+    clock, options = fake()
+
+    def objective(trial: Any) -> float:
+        clock.advance(1.0)
+        return 0.5  # flat from the start
+
+    stop = GainStop(min_gain_per_kj=0.01, over_trials=4)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(metered(objective, **options), n_trials=10, callbacks=[stop])
+    assert len(study.trials) == 5  # a complete trial before the 4 judged: not before
+
+    bare = optuna.create_study(direction="maximize")
+    with pytest.raises(HPOConfigError, match="needs every trial's energy; wrap the objective"):
+        bare.optimize(lambda trial: 0.5, n_trials=1, callbacks=[GainStop(0.01)])
+    with pytest.raises(HPOConfigError, match="min_gain_per_kj must be >= 0"):
+        GainStop(-1.0)
+    with pytest.raises(HPOConfigError, match="over_trials must be a whole number >= 1"):
+        GainStop(0.01, over_trials=0)
