@@ -14,6 +14,7 @@ from green_callbacks.compress.measure import (
 )
 from green_callbacks.compress.report import (
     Compressed,
+    CompressionCost,
     CompressionReport,
     ModelFigures,
     judge,
@@ -21,6 +22,7 @@ from green_callbacks.compress.report import (
 from green_callbacks.errors import CompressConfigError
 
 __all__ = [
-    "DEFAULT_MEASUREMENT", "CompressConfigError", "Compressed", "CompressionReport",
+    "DEFAULT_MEASUREMENT", "CompressConfigError", "Compressed", "CompressionCost",
+    "CompressionReport",
     "InferenceCost", "Measurement", "ModelFigures", "compare_inference", "judge",
 ]  # fmt: skip

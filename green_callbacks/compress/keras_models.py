@@ -23,6 +23,7 @@ from green_callbacks._optional import missing_extra
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
     Compressed,
+    CompressionCost,
     CompressionReport,
     check_distillation,
     judge,
@@ -40,14 +41,19 @@ except ImportError as err:  # pragma: no cover - exercised where keras is absent
 # -- figures -----------------------------------------------------------------
 
 
-def copy_model(model: Any) -> Any:
-    """A copy with the same architecture and weights, for inference."""
+def check_model(model: Any) -> None:
+    """A clear error unless ``model`` is a Keras 3 model (checked before any work is metered)."""
     if not isinstance(model, keras.Model):
         raise CompressConfigError(
             f"expected a Keras 3 model, got {type(model).__module__}.{type(model).__name__}; "
             "tf_keras (Keras 2) models are compressed with tensorflow-model-optimization "
             "through green_callbacks.compress.tf_keras_models"
         )
+
+
+def copy_model(model: Any) -> Any:
+    """A copy with the same architecture and weights, for inference."""
+    check_model(model)
     twin = keras.models.clone_model(model)
     twin.set_weights(model.get_weights())
     return twin
@@ -95,8 +101,10 @@ def compare_models(
     eval_data: tuple[Any, Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
+    cost: CompressionCost | None = None,
 ) -> CompressionReport:
-    """Measure both models on this device (held-out ``eval_data=(x, y)``); judge the compressed."""
+    """Measure both models on this device (held-out ``eval_data=(x, y)``); judge the compressed
+    (``cost``: what compressing took, for the payback)."""
     x, y = eval_data
     if len(x) < 1:
         raise CompressConfigError("the held-out x is empty")
@@ -112,7 +120,9 @@ def compare_models(
         )
         for name, model in (("original", original), ("compressed", compressed))
     }  # fmt: skip
-    return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
+    return judge(
+        technique, figures["original"], figures["compressed"], max_accuracy_drop, cost=cost
+    )
 
 
 def inference_batch(x: Any, batch_size: int) -> Any:
@@ -185,11 +195,15 @@ def prune_magnitude(
     measure: Measurement = DEFAULT_MEASUREMENT,
 ) -> Compressed:
     """One-shot magnitude pruning of a copy of ``model`` (no fine-tuning), measured and judged."""
-    pruned = copy_model(model)
-    apply_masks(pruned, magnitude_masks(pruned, sparsity))
+    check_sparsity(sparsity)
+    check_model(model)
+    with measure.metering() as spent:
+        pruned = copy_model(model)
+        apply_masks(pruned, magnitude_masks(pruned, sparsity))
     report = compare_models(
         model, pruned, technique=f"pruning (magnitude, {sparsity:.0%} of weights)",
         eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure,
+        cost=spent[0],
     )  # fmt: skip
     return Compressed(pruned if report.accepted else model, report)
 
@@ -213,11 +227,13 @@ def quantize(
     """
     if mode not in ("int8", "int4", "float8"):
         raise CompressConfigError(f"mode must be 'int8', 'int4' or 'float8', got {mode!r}")
-    quantized = copy_model(model)
-    quantized.quantize(mode)
+    check_model(model)
+    with measure.metering() as spent:
+        quantized = copy_model(model)
+        quantized.quantize(mode)
     report = compare_models(
         model, quantized, technique=f"quantization (keras {mode})", eval_data=eval_data,
-        max_accuracy_drop=max_accuracy_drop, measure=measure,
+        max_accuracy_drop=max_accuracy_drop, measure=measure, cost=spent[0],
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
 
@@ -273,10 +289,12 @@ def distill(
     distiller.compile(
         optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    distiller.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=0)
+    with measure.metering() as spent:  # the student's training: what the saving pays back
+        distiller.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=0)
     return distilled(
-        distiller, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure
-    )
+        distiller, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure,
+        cost=spent[0],
+    )  # fmt: skip
 
 
 @renamed(**{"x,y": "eval_data"})
@@ -286,8 +304,10 @@ def distilled(
     eval_data: tuple[Any, Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
+    cost: CompressionCost | None = None,
 ) -> Compressed:
-    """Judge a trained ``keras.distillation.Distiller``'s student against its teacher.
+    """Judge a trained ``keras.distillation.Distiller``'s student against its teacher
+    (``cost``: what training it took, if metered: :meth:`Measurement.metering`).
 
     Returns:
         The student if accepted, else the teacher, with the report.
@@ -304,6 +324,6 @@ def distilled(
         detail = f", T={next(iter(temperatures)):g}"
     report = compare_models(
         teacher, student, technique=f"distillation (keras Distiller{detail})", eval_data=eval_data,
-        max_accuracy_drop=max_accuracy_drop, measure=measure,
+        max_accuracy_drop=max_accuracy_drop, measure=measure, cost=cost,
     )  # fmt: skip
     return Compressed(student if report.accepted else teacher, report)

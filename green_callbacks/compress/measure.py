@@ -21,11 +21,12 @@ Example (a FakeMeter on a FakeClock stands in for the hardware and for time):
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from green_callbacks.compress.report import ModelFigures
+from green_callbacks.compress.report import CompressionCost, ModelFigures
 from green_callbacks.core.tracker import EnergyTracker
 from green_callbacks.errors import CompressConfigError
 from green_callbacks.meters.base import DEFAULT_CLOCK, Clock
@@ -53,6 +54,19 @@ class Measurement:
             models, batch_size=self.batch_size, meters=self.meters, rounds=self.rounds,
             min_round_s=self.min_round_s,
         )  # fmt: skip
+
+    @contextmanager
+    def metering(self) -> Iterator[list[CompressionCost]]:
+        """Meter the work inside (compressing a model) with these meters; the list it gives
+        receives its :class:`CompressionCost` once the work has finished without error."""
+        tracker = EnergyTracker(self.meters).start()
+        spent: list[CompressionCost] = []
+        try:
+            yield spent
+            kind, source = tracker.kind, ", ".join(f"{d.name}={d.label()}" for d in tracker.domains)
+        finally:
+            total = tracker.stop()
+        spent.append(CompressionCost(total.energy_j, total.duration_s, kind, source))
 
 
 DEFAULT_MEASUREMENT = Measurement()

@@ -24,6 +24,16 @@ Example:
       params 1000 -> 500, MACs 5e+04 -> 2.5e+04, size 4000 -> 2000 bytes
       inference 2 -> 1.2 mJ/sample, 100 -> 70 us/sample at batch size 64
       (estimated: cpu:0=estimate)
+
+With what compressing took (the functions that compress meter it themselves),
+the report says after how many inferences the saving has paid it back:
+    >>> spent = CompressionCost(energy_j=40.0, duration_s=2.0, energy_kind="estimated",
+    ...                         energy_source="cpu:0=estimate")
+    >>> paid = judge("pruning", before, after, cost=spent)
+    >>> round(paid.payback_samples())  # 40 J / (2 - 1.2 mJ saved a sample)
+    50000
+    >>> print(paid.summary().splitlines()[-1])
+      compressing took 40 J in 2 s (estimated); paid back after 5e+04 inferences
 """
 
 from __future__ import annotations
@@ -72,6 +82,24 @@ def stored_size(data: bytes) -> tuple[int, int]:
     return len(data), len(gzip.compress(data, compresslevel=6))
 
 
+@dataclass(frozen=True)
+class CompressionCost:
+    """What compressing a model took, metered around it: pruning and fine-tuning,
+    quantizing (and its calibration or quantization-aware training), or distilling.
+
+    Attributes:
+        energy_j: Units: J.
+        duration_s: Units: s.
+        energy_kind: ``measured``, ``estimated``, ``replayed`` or ``mixed``.
+        energy_source: the meters, as ``domain=label`` pairs.
+    """
+
+    energy_j: float
+    duration_s: float
+    energy_kind: str
+    energy_source: str
+
+
 RATIO_KEYS = ("params", "macs", "size_bytes", "gzip_bytes", "j_per_sample", "s_per_sample")
 
 
@@ -86,6 +114,8 @@ class CompressionReport:
         accepted: whether the compressed model is kept.
         verdict: one line saying what was decided and why.
         warnings: sentences for costs that rose instead of falling.
+        cost: what compressing took, or None where it was not metered (a student
+            trained elsewhere, :func:`judge` called with figures alone).
     """
 
     technique: str
@@ -95,6 +125,7 @@ class CompressionReport:
     accepted: bool
     verdict: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    cost: CompressionCost | None = None
 
     def ratios(self) -> dict[str, float]:
         """Compressed over original for each cost (0.5: halved); missing figures left out."""
@@ -111,6 +142,15 @@ class CompressionReport:
             return None
         return self.original.accuracy - self.compressed.accuracy
 
+    def payback_samples(self) -> float | None:
+        """Inferences (samples) after which the compressed model's saving per sample has
+        paid back the energy compressing took; None when compressing was not metered or
+        the compressed model saves nothing per sample here (it never pays back)."""
+        saving = self.original.j_per_sample - self.compressed.j_per_sample
+        if self.cost is None or saving <= 0:
+            return None
+        return self.cost.energy_j / saving
+
     def metrics(self, prefix: str = "compress") -> dict[str, float]:
         """Flat figures for a logger: ``compress/j_per_sample_ratio``, ``compress/accepted``..."""
         out = {f"{prefix}/{key}_ratio": value for key, value in self.ratios().items()}
@@ -120,12 +160,17 @@ class CompressionReport:
             if figures.accuracy is not None:
                 out[f"{prefix}/{name}_accuracy"] = figures.accuracy
         out[f"{prefix}/accepted"] = float(self.accepted)
+        if self.cost is not None:
+            out[f"{prefix}/compressing_j"] = self.cost.energy_j
+        payback = self.payback_samples()
+        if payback is not None:
+            out[f"{prefix}/payback_samples"] = payback
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **asdict(self), "warnings": list(self.warnings), "ratios": self.ratios(),
-            "accuracy_drop": self.accuracy_drop(),
+            "accuracy_drop": self.accuracy_drop(), "payback_samples": self.payback_samples(),
         }  # fmt: skip
 
     def summary(self) -> str:
@@ -143,6 +188,16 @@ class CompressionReport:
             f"{b.batch_size} ({b.energy_kind}: {b.energy_source})"
         )
         lines = [f"{self.technique}: {self.verdict}", counts, inference]
+        if self.cost is not None:
+            c, payback = self.cost, self.payback_samples()
+            lines.append(
+                f"  compressing took {c.energy_j:.3g} J in {c.duration_s:.3g} s ({c.energy_kind}); "
+                + (
+                    f"paid back after {payback:.3g} inferences"
+                    if payback is not None
+                    else "no inference saving per sample here, so it is never paid back"
+                )
+            )
         return "\n".join([*lines, *(f"  warning: {w}" for w in self.warnings)])
 
     def write_json(self, path: str | Path) -> Path:
@@ -157,6 +212,8 @@ def judge(
     original: ModelFigures,
     compressed: ModelFigures,
     max_accuracy_drop: float | None = None,
+    *,
+    cost: CompressionCost | None = None,
 ) -> CompressionReport:
     """Compare ``compressed`` with ``original``: keep it only within ``max_accuracy_drop``.
 
@@ -166,6 +223,8 @@ def judge(
         compressed: the compressed model's measured figures.
         max_accuracy_drop: the most accuracy the compressed model may lose, as a
             fraction (0.01: one point); None accepts any. Units: fraction.
+        cost: what compressing took (:meth:`Measurement.metering
+            <green_callbacks.compress.measure.Measurement.metering>`), for the payback.
 
     The verdict never assumes a saving: a compressed model that costs more
     energy or time per sample than the original on this device gets a warning
@@ -215,7 +274,14 @@ def judge(
             f"fine-tune longer, compress less, or allow a larger drop; {energy}"
         )
     return CompressionReport(
-        technique, original, compressed, max_accuracy_drop, accepted, verdict, tuple(warnings)
+        technique,
+        original,
+        compressed,
+        max_accuracy_drop,
+        accepted,
+        verdict,
+        tuple(warnings),
+        cost,
     )
 
 

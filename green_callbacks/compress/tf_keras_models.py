@@ -35,6 +35,7 @@ from green_callbacks.compress.keras_models import (
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
     Compressed,
+    CompressionCost,
     CompressionReport,
     judge,
     stored_size,
@@ -125,12 +126,14 @@ def prune_magnitude(
         initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
         end_step=frequency * (ramp // frequency), frequency=frequency,
     )  # fmt: skip
-    wrapped = sparsity_api.prune_low_magnitude(_copy(model), pruning_schedule=schedule)
-    _fit(wrapped, model, x, y, fine_tune, [sparsity_api.UpdatePruningStep()])
-    pruned = sparsity_api.strip_pruning(wrapped)
+    with measure.metering() as spent:  # pruning and fine-tuning: what the saving pays back
+        wrapped = sparsity_api.prune_low_magnitude(_copy(model), pruning_schedule=schedule)
+        _fit(wrapped, model, x, y, fine_tune, [sparsity_api.UpdatePruningStep()])
+        pruned = sparsity_api.strip_pruning(wrapped)
     report = compare_models(
         model, pruned, technique=f"pruning (tfmot low magnitude, {sparsity:.0%} of weights)",
         eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure,
+        cost=spent[0],
     )  # fmt: skip
     return Compressed(pruned if report.accepted else model, report)
 
@@ -179,22 +182,27 @@ def to_tflite(model: Any, mode: str | None = None, *, calibration: Any = None) -
             activation ranges calibrated on ``calibration`` inputs.
         calibration: sample inputs (a few hundred training samples) for ``"int8"``.
     """
-    if mode is not None and mode not in TFLITE_MODES:
-        raise CompressConfigError(f"mode must be None or one of {TFLITE_MODES}, got {mode!r}")
-    _check_model(model, compiled=False)
+    _check_conversion(model, mode, calibration)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
-        if calibration is None:
-            raise CompressConfigError(
-                "mode='int8' calibrates activation ranges on sample inputs: "
-                "pass calibration=x_train[:200]"
-            )
         converter.representative_dataset = lambda: _samples(calibration)
     return TFLiteModel(converter.convert())
+
+
+def _check_conversion(model: Any, mode: str | None, calibration: Any) -> None:
+    """A clear error for what :func:`to_tflite` cannot convert (before any work is metered)."""
+    if mode is not None and mode not in TFLITE_MODES:
+        raise CompressConfigError(f"mode must be None or one of {TFLITE_MODES}, got {mode!r}")
+    _check_model(model, compiled=False)
+    if mode == "int8" and calibration is None:
+        raise CompressConfigError(
+            "mode='int8' calibrates activation ranges on sample inputs: "
+            "pass calibration=x_train[:200]"
+        )
 
 
 def _samples(x: Any, limit: int = 200) -> Iterator[list[Any]]:
@@ -225,10 +233,12 @@ def quantize(
     """
     if mode not in TFLITE_MODES:
         raise CompressConfigError(f"mode must be one of {TFLITE_MODES}, got {mode!r}")
-    quantized = to_tflite(model, mode, calibration=calibration)
+    _check_conversion(model, mode, calibration)
+    with measure.metering() as spent:
+        quantized = to_tflite(model, mode, calibration=calibration)
     report = _compare_tflite(
         model, quantized, f"quantization (TFLite post-training {mode})", eval_data,
-        max_accuracy_drop, measure,
+        max_accuracy_drop, measure, spent[0],
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
 
@@ -258,12 +268,13 @@ def quantize_aware(
         The int8 :class:`TFLiteModel` if accepted, else ``model`` itself, with the report.
     """
     _check_model(model)
-    aware = tfmot.quantization.keras.quantize_model(_copy(model))
-    _fit(aware, model, x, y, fine_tune, [])
-    quantized = to_tflite(aware, "dynamic")
+    with measure.metering() as spent:  # the training and the conversion
+        aware = tfmot.quantization.keras.quantize_model(_copy(model))
+        _fit(aware, model, x, y, fine_tune, [])
+        quantized = to_tflite(aware, "dynamic")
     report = _compare_tflite(
         model, quantized, "quantization (tfmot quantization-aware training, TFLite int8)",
-        eval_data, max_accuracy_drop, measure,
+        eval_data, max_accuracy_drop, measure, spent[0],
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
 
@@ -275,8 +286,10 @@ def _compare_tflite(
     eval_data: tuple[Any, Any],
     max_accuracy_drop: float | None,
     measure: Measurement,
+    cost: CompressionCost,
 ) -> CompressionReport:
-    """Measure ``quantized`` against ``source`` as float32 TFLite, on the same runtime."""
+    """Measure ``quantized`` against ``source`` as float32 TFLite, on the same runtime; ``cost``:
+    what quantizing took (the float32 conversion for the comparison is not counted)."""
     x, y = eval_data
     if len(x) < 1:
         raise CompressConfigError("the held-out x is empty")
@@ -293,7 +306,9 @@ def _compare_tflite(
         )
         for name, lite in (("original", original), ("compressed", quantized))
     }  # fmt: skip
-    return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
+    return judge(
+        technique, figures["original"], figures["compressed"], max_accuracy_drop, cost=cost
+    )
 
 
 # -- shared ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from green_callbacks._optional import missing_extra, require
 from green_callbacks.compress.measure import DEFAULT_MEASUREMENT, Measurement
 from green_callbacks.compress.report import (
     Compressed,
+    CompressionCost,
     CompressionReport,
     check_distillation,
     judge,
@@ -96,12 +97,13 @@ def compare_models(
     eval_data: Iterable[Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
+    cost: CompressionCost | None = None,
 ) -> CompressionReport:
     """Measure both models on this device and judge the compressed one.
 
     Inference energy and time per sample are measured at ``measure.batch_size`` in
     interleaved rounds (:func:`~green_callbacks.compress.measure.compare_inference`);
-    accuracy on ``eval_data``.
+    accuracy on ``eval_data``. ``cost``: what compressing took, for the payback.
     """
     batch = inference_batch(eval_data, measure.batch_size)
     runs = {"original": _runner(original, batch), "compressed": _runner(compressed, batch)}
@@ -113,7 +115,9 @@ def compare_models(
         )
         for name, model in (("original", original), ("compressed", compressed))
     }  # fmt: skip
-    return judge(technique, figures["original"], figures["compressed"], max_accuracy_drop)
+    return judge(
+        technique, figures["original"], figures["compressed"], max_accuracy_drop, cost=cost
+    )
 
 
 def _runner(model: torch.nn.Module, batch: torch.Tensor) -> Callable[[], None]:
@@ -198,14 +202,16 @@ def prune(
         fine_tune: called with the pruned copy to recover accuracy before judging.
         measure: how inference is measured (:class:`Measurement`).
     """
-    pruned = copy.deepcopy(model)
-    pruned.eval()
-    prune_channels(pruned, inference_batch(eval_data, 1).to(_device(pruned)), ratio)
-    if fine_tune is not None:
-        fine_tune(pruned)
+    with measure.metering() as spent:  # pruning and fine-tuning: what the saving pays back
+        pruned = copy.deepcopy(model)
+        pruned.eval()
+        prune_channels(pruned, inference_batch(eval_data, 1).to(_device(pruned)), ratio)
+        if fine_tune is not None:
+            fine_tune(pruned)
     report = compare_models(
         model, pruned, technique=f"pruning (torch-pruning, {ratio:.0%} of channels)",
         eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, measure=measure,
+        cost=spent[0],
     )  # fmt: skip
     return Compressed(pruned if report.accepted else model, report)
 
@@ -260,10 +266,11 @@ def quantize(
     per sample on this device: int8 kernels are not faster everywhere (on a
     CPU without them, dynamic int8 activations can be several times slower).
     """
-    quantized = quantize_linear(copy.deepcopy(model).eval(), mode)
+    with measure.metering() as spent:
+        quantized = quantize_linear(copy.deepcopy(model).eval(), mode)
     report = compare_models(
         model, quantized, technique=f"quantization (torchao {mode})", eval_data=eval_data,
-        max_accuracy_drop=max_accuracy_drop, measure=measure,
+        max_accuracy_drop=max_accuracy_drop, measure=measure, cost=spent[0],
     )  # fmt: skip
     return Compressed(quantized if report.accepted else model, report)
 
@@ -302,11 +309,13 @@ def distilled(
     eval_data: Iterable[Any],
     max_accuracy_drop: float | None = None,
     measure: Measurement = DEFAULT_MEASUREMENT,
+    cost: CompressionCost | None = None,
 ) -> Compressed:
-    """Judge a student trained by distillation against its teacher (the original)."""
+    """Judge a student trained by distillation against its teacher (the original);
+    ``cost``: what training it took, if it was metered (:meth:`Measurement.metering`)."""
     report = compare_models(
         teacher, student, technique="distillation", eval_data=eval_data,
-        max_accuracy_drop=max_accuracy_drop, measure=measure,
+        max_accuracy_drop=max_accuracy_drop, measure=measure, cost=cost,
     )  # fmt: skip
     return Compressed(student if report.accepted else teacher, report)
 
@@ -349,20 +358,22 @@ def distill(
     teacher.eval()
     student.train()
     try:
-        for _ in range(epochs):
-            for inputs, labels in train_loader:
-                inputs, labels = inputs.to(device), labels.to(device)
-                with torch.no_grad():
-                    teacher_logits = teacher(inputs)
-                loss = distillation_loss(
-                    student(inputs), teacher_logits, labels, temperature=temperature, alpha=alpha
-                )
-                optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
+        with measure.metering() as spent:  # the student's training: what the saving pays back
+            for _ in range(epochs):
+                for inputs, labels in train_loader:
+                    inputs, labels = inputs.to(device), labels.to(device)
+                    with torch.no_grad():
+                        teacher_logits = teacher(inputs)
+                    loss = distillation_loss(
+                        student(inputs), teacher_logits, labels, temperature=temperature,
+                        alpha=alpha,
+                    )  # fmt: skip
+                    optimizer.zero_grad()
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    optimizer.step()
         return distilled(
             teacher, student, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop,
-            measure=measure,
+            measure=measure, cost=spent[0],
         )  # fmt: skip
     finally:
         teacher.train(teacher_was_training)

@@ -166,11 +166,12 @@ class PostTrainingQuantization(pl.Callback):
         self.report: CompressionReport | None = None
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        candidate = quantize_linear(_detached_copy(pl_module).eval(), self.mode)
+        with self.measure.metering() as spent:
+            candidate = quantize_linear(_detached_copy(pl_module).eval(), self.mode)
         report = compare_models(
             pl_module, candidate, technique=f"quantization (torchao {self.mode})",
             eval_data=_held_out(trainer, self.eval_data, type(self).__name__),
-            max_accuracy_drop=self.max_accuracy_drop, measure=self.measure,
+            max_accuracy_drop=self.max_accuracy_drop, measure=self.measure, cost=spent[0],
         )  # fmt: skip
         self.report = report
         if report.accepted:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from green_callbacks.compress import CompressConfigError, ModelFigures, compare_inference, judge
+from green_callbacks.compress import (
+    CompressConfigError,
+    CompressionCost,
+    Measurement,
+    ModelFigures,
+    compare_inference,
+    judge,
+)
 from green_callbacks.testing import FakeClock, FakeMeter
 
 BEFORE = ModelFigures(
@@ -75,3 +82,36 @@ def test_models_take_turns_and_each_gets_its_median_round() -> None:
 def test_bad_measurement_arguments_are_named() -> None:
     with pytest.raises(CompressConfigError, match="batch_size=0"):
         compare_inference({"a": lambda: None}, batch_size=0)
+
+
+def test_the_energy_spent_compressing_and_the_inferences_that_pay_it_back(
+    tmp_path: Path,
+) -> None:
+    spent = CompressionCost(energy_j=30.0, duration_s=3.0, energy_kind="estimated",
+                            energy_source="cpu=estimate")  # fmt: skip
+    saving = judge("pruning", BEFORE, replace(BEFORE, j_per_sample=1.5e-3), cost=spent)
+    assert saving.payback_samples() == pytest.approx(60_000)  # 30 J / 0.5 mJ a sample
+    assert saving.metrics()["compress/payback_samples"] == pytest.approx(60_000)
+    assert saving.metrics()["compress/compressing_j"] == 30.0
+    assert "compressing took 30 J in 3 s (estimated); paid back after 6e+04 inferences" in (
+        saving.summary()
+    )
+    saved = json.loads(saving.write_json(tmp_path / "report.json").read_text())
+    assert saved["cost"]["energy_j"] == 30.0 and saved["payback_samples"] == pytest.approx(6e4)
+
+    costlier = judge("quantization", BEFORE, replace(BEFORE, j_per_sample=3e-3), cost=spent)
+    assert costlier.payback_samples() is None and "never paid back" in costlier.summary()
+    assert judge("pruning", BEFORE, BEFORE).payback_samples() is None  # not metered
+
+
+def test_the_work_of_compressing_is_metered_with_the_measurement_s_meters() -> None:
+    clock = FakeClock()
+    meter = FakeMeter({"cpu": 100.0}, clock=clock)
+    with Measurement(meters=[meter]).metering() as spent:
+        clock.advance(2.5)  # compressing: 2.5 s at 100 W
+    assert spent[0].energy_j == pytest.approx(250.0) and spent[0].energy_kind == "measured"
+    assert spent[0].energy_source == "cpu=measured (fake scripted-power)"
+
+    with pytest.raises(RuntimeError), Measurement(meters=[meter]).metering() as failed:
+        raise RuntimeError("the compression failed")
+    assert failed == []  # no cost for work that did not finish

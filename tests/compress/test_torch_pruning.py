@@ -75,6 +75,11 @@ def test_prune_measures_judges_and_keeps_the_pruned_model(tmp_path: Path) -> Non
     assert report.ratios()["params"] == pytest.approx(pruned.params / original.params)
     assert report.accuracy_drop() == pytest.approx(original.accuracy - pruned.accuracy)
     assert count_params(model) == original.params  # the caller's model was not touched
+    # pruning and fine-tuning were metered with the same replay: 40 W over their time
+    assert report.cost is not None and report.cost.energy_kind == "replayed"
+    assert report.cost.energy_j == pytest.approx(POWER_W * report.cost.duration_s, rel=0.05)
+    saving = original.j_per_sample - pruned.j_per_sample  # a quarter of the MACs: it saves
+    assert report.payback_samples() == pytest.approx(report.cost.energy_j / saving)
 
 
 def test_a_pruned_model_that_loses_too_much_is_rejected_and_the_original_kept(
