@@ -431,11 +431,12 @@ class EnergyTracker:
         model = self._model
         if window.start_model is not model or self._trace is not None or self._strict:
             return self.lap(window).energy_j
-        if not (self._primed and self._all_top) or window.closed:
+        if not self._primed or window.closed:
             return self.lap(window).energy_j
         now = self._clock()
         duration = now - window.start_s
-        energy = duration * sum(model.slopes)
+        slopes = model.slopes  # per domain: nested ones (RAPL's core in its package) not added
+        energy = duration * (sum(slopes) if self._all_top else sum(self._layout.total_of(slopes)))
         key = (window.level, window.name)
         stats = self._stats.get(key)
         if stats is None:

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from green_callbacks.core import J_PER_KWH, EnergyTracker
 from green_callbacks.errors import EnergySourceWarning, MeterReadError, TrackerStateError
+from green_callbacks.meters.base import Domain
 from green_callbacks.testing import FakeClock, FakeMeter
 
 
@@ -386,11 +388,30 @@ def test_before_a_power_short_batches_read_the_sensors_at_most_every_10_ms() -> 
         tracker.stop()
 
 
-def test_lap_j_gives_lap_s_energy_across_samples_and_power_changes(clock: FakeClock) -> None:
+class NestedFakeMeter(FakeMeter):
+    """A fake whose ``core`` domain is part of its ``package`` one, as RAPL's is."""
+
+    def domains(self) -> tuple[Domain, ...]:
+        return tuple(
+            replace(d, part_of="package") if d.name == "core" else d for d in super().domains()
+        )
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_lap_j_gives_lap_s_energy_across_samples_and_power_changes(
+    clock: FakeClock, nested: bool
+) -> None:
     """The per-step path (lap_j) against the full one (lap) on the same sequence: the same
-    figures, under one model and across new samples, and the same batch statistics."""
-    full, full_meter = make(clock)
-    quick, quick_meter = make(clock)
+    figures, under one model and across new samples, and the same batch statistics; a
+    domain nested in another is not added twice."""
+    if nested:  # package 250 W, of which core 50 W: 250 W in all, as with gpu + cpu
+        meters = [NestedFakeMeter({"package": 250.0, "core": 50.0}, clock=clock) for _ in "ab"]
+        full = EnergyTracker([meters[0]], sample_interval_s=None, clock=clock).start()
+        quick = EnergyTracker([meters[1]], sample_interval_s=None, clock=clock).start()
+        full_meter, quick_meter = meters
+    else:
+        full, full_meter = make(clock)
+        quick, quick_meter = make(clock)
     for tracker in (full, quick):
         tracker.poll()
     clock.advance(1.0)
@@ -403,7 +424,8 @@ def test_lap_j_gives_lap_s_energy_across_samples_and_power_changes(clock: FakeCl
         figures[1].append(quick.lap_j(windows[1]))
         if step == 2:  # a new sample at a new power between two batches
             for meter in (full_meter, quick_meter):
-                meter.set_power(**{"gpu:0": 100.0, "cpu": 20.0})
+                meter.set_power(**({"package": 120.0, "core": 20.0} if nested else
+                                   {"gpu:0": 100.0, "cpu": 20.0}))  # fmt: skip
             clock.advance(0.05)
             full.poll(), quick.poll()
 
