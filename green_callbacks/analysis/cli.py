@@ -28,13 +28,17 @@ def add_parsers(sub: Any) -> None:
     advise = sub.add_parser(
         "advise",
         help="which energy patterns apply to a run, with the evidence and the change to make",
-        description="Read a run (a run folder, an energy summary, a trace, a CSVLogger file or "
-        "a trainer_state.json) and judge the energy patterns P1-P8 and diminishing returns on "
-        "its figures: applies / does not apply / cannot tell, the evidence, an estimated "
-        "saving and the change to make (docs/advisor.md). Writes advice.md and advice.json "
-        "beside the run.",
+        description="Read a run (a run or output folder, searched 3 folders deep for the "
+        "summary and the loggers' folders, an energy summary, a trace, a CSVLogger file or a "
+        "trainer_state.json; several paths are joined as one run) and judge the energy "
+        "patterns P1-P8 and diminishing returns on its figures: applies / does not apply / "
+        "cannot tell, the evidence, an estimated saving and the change to make "
+        "(docs/advisor.md). Writes advice.md and advice.json beside the run.",
     )
-    advise.add_argument("path", help="run folder or file")
+    advise.add_argument(
+        "paths", nargs="+", metavar="PATH",
+        help="run or output folder, or file; several: parts of one run, joined",
+    )  # fmt: skip
     advise.add_argument("--patience", type=positive_int, default=3, help="epochs per gain window")
     advise.add_argument(
         "--flat-share",
@@ -94,7 +98,7 @@ def add_parsers(sub: Any) -> None:
 def _cmd_advise(args: argparse.Namespace) -> int:
     from green_callbacks.analysis import Thresholds, advise, format_advice, read_run
 
-    run = read_run(args.path)
+    run = read_run(*args.paths)
     thresholds = Thresholds(
         patience=args.patience,
         flat_share=args.flat_share,
@@ -105,7 +109,7 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     )
     findings = advise(run, thresholds)
     read = Path(run.source)  # a run_dir of several runs: the version folder read
-    folder = read if read.is_dir() else Path(args.path).parent
+    folder = read if read.is_dir() else Path(args.paths[0]).parent
     written, failures = write_advice(run, findings, folder)
     if args.json:
         print(json.dumps(_payload(run, findings), indent=2))

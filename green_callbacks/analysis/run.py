@@ -131,22 +131,50 @@ class RunRecord:
         return found
 
 
-def read_run(path: str | Path) -> RunRecord:
+def read_run(path: str | Path, *more: str | Path) -> RunRecord:
     """Read a run from ``path``: a file in one of the formats, or a folder holding them.
 
+    A folder is searched :data:`SEARCH_DEPTH` deep for what one run wrote (the
+    summary, the loggers' own folders, the run folder), all joined into one run.
+
     Args:
-        path: a run folder, a summary JSON, a trace JSONL, a CSV log or a
-            ``trainer_state.json``.
+        path: a run folder or an output folder, a summary JSON, a trace JSONL, a CSV
+            log, a ``trainer_state.json`` or an MLflow run (``mlflow:RUN_ID@URI``).
+        more: further files or folders of the same run, joined into it (the summary
+            in one place, the logger's folder in another).
 
     Raises:
-        RunReadError: the path does not exist or holds none of the formats.
+        RunReadError: a path does not exist, or none holds any of the formats.
     """
-    if str(path).startswith("mlflow:"):
+    paths = [path, *more]
+    first = str(path)
+    if first.startswith("mlflow:"):
         from green_callbacks.analysis.loggers import read_mlflow
 
-        run = read_mlflow(str(path))
-        _fill_missing(run)
-        return run
+        run = read_mlflow(first)
+        paths.pop(0)
+    else:
+        run = RunRecord(first)
+    for one in paths:
+        _read_into(run, one, alone=len(paths) == 1 and not run.formats)
+    if not run.formats:
+        raise RunReadError(
+            f"{', '.join(map(str, paths))} holds no run this package can read: looked for an "
+            f"energy summary ({', '.join(SUMMARY_NAMES)}), a trace ({', '.join(TRACE_NAMES)}), "
+            f"a CSV log ({', '.join(HISTORY_NAMES)}, or any CSV with an epoch column), a "
+            "Hugging Face trainer_state.json and TensorBoard event files, in a folder and in "
+            f"its folders {SEARCH_DEPTH} deep; an MLflow run is "
+            "mlflow:RUN_ID@TRACKING_URI" + "".join(f". {note}" for note in run.notes)
+        )
+    if more:
+        run.notes.append("joined from " + ", ".join(str(p) for p in (path, *more)))
+    _fill_missing(run)
+    return run
+
+
+def _read_into(run: RunRecord, path: str | Path, *, alone: bool) -> None:
+    """Read what ``path`` holds into ``run``; ``alone``: it is the run's only path, so the
+    version folder a run_dir of several runs resolves to becomes the run's source."""
     where = Path(path)
     if where.match(TFEVENTS):
         where = where.parent
@@ -154,36 +182,67 @@ def read_run(path: str | Path) -> RunRecord:
         raise RunReadError(
             f"{where} does not exist; give a run folder, a summary, a trace or a log"
         )
-    chosen = None
-    if where.is_dir() and not _candidates(where) and not any(where.glob(TFEVENTS)):
-        found = versions(where)
-        if found:  # a run_dir of several runs: the newest
-            chosen = (
-                f"read {found[-1][1]}, the newest of {len(found)} runs in {where} "
-                "(give a version folder to read another)"
-            )
-            where = found[-1][1]
-    run = RunRecord(str(where))
-    if chosen is not None:
-        run.notes.append(chosen)
-    files = [where] if where.is_file() else _candidates(where)
-    for file in files:
-        _read_file(file, run)
-    if where.is_dir():
-        from green_callbacks.analysis.loggers import read_tensorboard
+    if where.is_file():
+        _read_file(where, run)
+        _read_hparams(where.parent, run)
+        return
+    from green_callbacks.analysis.loggers import read_tensorboard
 
-        read_tensorboard(where, run)
-    _read_hparams(where if where.is_dir() else where.parent, run)
-    if not run.formats:
-        raise RunReadError(
-            f"{where} holds no run this package can read: looked for an energy summary "
-            f"({', '.join(SUMMARY_NAMES)}), a trace ({', '.join(TRACE_NAMES)}), a CSV log "
-            f"({', '.join(HISTORY_NAMES)}, or any CSV with an epoch column), a Hugging Face "
-            "trainer_state.json and TensorBoard event files; an MLflow run is "
-            "mlflow:RUN_ID@TRACKING_URI" + "".join(f". {note}" for note in run.notes)
+    folders = _run_folders(where, run)
+    if alone and len(folders) == 1 and folders[0] != where:
+        run.source = str(folders[0])  # a run_dir of several runs: the version folder read
+    for folder in folders:
+        for file in _candidates(folder):
+            _read_file(file, run)
+        read_tensorboard(folder, run)
+        _read_hparams(folder, run)
+
+
+SEARCH_DEPTH = 3
+"""How deep :func:`read_run` looks under an output folder for the folders of one run."""
+SEARCH_FOLDERS = 200
+"""The most folders it looks into: an output folder is not a whole disk."""
+
+
+def _run_folders(top: Path, run: RunRecord) -> list[Path]:
+    """The folders under ``top`` (itself included, :data:`SEARCH_DEPTH` deep) that hold what
+    one run wrote: the summary, the loggers' folders (``csv/version_0``, ``lightning_logs/
+    version_3``, TensorBoard's), the run folder. Of ``version_N`` folders side by side only
+    the newest is read, as the last run's (noted); several found are joined into one run."""
+    found: list[Path] = []
+    level, seen = [top], 0
+    for depth in range(SEARCH_DEPTH + 1):
+        below: list[Path] = []
+        for folder in level:
+            seen += 1
+            if _candidates(folder) or any(folder.glob(TFEVENTS)):
+                found.append(folder)
+            if depth == SEARCH_DEPTH or seen > SEARCH_FOLDERS:
+                continue
+            try:
+                children = sorted(c for c in folder.iterdir() if c.is_dir())
+            except OSError:
+                continue
+            numbered = versions(folder)
+            if len(numbered) > 1:
+                run.notes.append(
+                    f"read {numbered[-1][1]}, the newest of {len(numbered)} runs in {folder} "
+                    "(give a version folder to read another)"
+                )
+            older = {path for _, path in numbered[:-1]}
+            below += [c for c in children if c not in older and not _skipped(c.name)]
+        level = below
+    if len(found) > 1:
+        run.notes.append(
+            "joined into one run: " + ", ".join(str(f.relative_to(top)) or "." for f in found)
         )
-    _fill_missing(run)
-    return run
+    return found
+
+
+def _skipped(name: str) -> bool:
+    """Folders that hold no run of their own: hidden ones, caches, HF's checkpoints (their
+    newest trainer_state.json is read from the output folder itself)."""
+    return name.startswith((".", "__", "checkpoint-"))
 
 
 def _candidates(folder: Path) -> list[Path]:

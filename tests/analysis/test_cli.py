@@ -39,6 +39,20 @@ def test_advise_on_a_run_dir_judges_its_newest_version_and_writes_there(tmp_path
     assert (newest / "advice.md").is_file() and not (tmp_path / "advice.md").exists()
 
 
+def test_advise_joins_an_output_folder_and_a_log_kept_elsewhere(tmp_path: Path) -> None:
+    (tmp_path / "out" / "csv" / "version_0").mkdir(parents=True)  # a CSVLogger's folder
+    (tmp_path / "out" / "csv" / "version_0" / "metrics.csv").write_text(LOG, encoding="utf-8")
+    hparams = tmp_path / "elsewhere" / "metrics.csv"
+    hparams.parent.mkdir()
+    hparams.write_text("epoch,train_loss\n0,2.0\n", encoding="utf-8")
+    done = run("advise", str(tmp_path / "out"), str(hparams), "--json")
+    assert done.returncode == 0, done.stderr
+    findings = {f["title"]: f for f in json.loads(done.stdout)["findings"]}
+    flattens = next(f for t, f in findings.items() if t.startswith("accuracy flattens"))
+    assert flattens["verdict"] == "applies"  # the CSV under out/ was found and read
+    assert (tmp_path / "out" / "advice.md").is_file()  # the joined run's advice: in out/
+
+
 def test_advise_thresholds_come_from_the_options(tmp_path: Path) -> None:
     (tmp_path / "metrics.csv").write_text(LOG, encoding="utf-8")
     done = run("advise", str(tmp_path), "--min-gain-per-kj", "0.0001", "--json")

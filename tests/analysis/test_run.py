@@ -219,3 +219,42 @@ def test_a_long_trace_keeps_its_energy_in_merged_steps(
     assert len(steps) <= 9 and sum(w["energy_j"] for w in steps) == sum(10.0 + i for i in range(50))
     assert sum(w["duration_s"] for w in steps) == 25.0
     assert any("50 step windows, drawn as groups of 8 neighbours" in n for n in run.notes)
+
+
+def test_an_output_folder_as_a_user_has_it_is_found_and_joined(tmp_path: Path) -> None:
+    """OUT/energy_summary.json beside the loggers' own folders (OUT/csv/version_N/,
+    TensorBoard's): the summary and the newest CSV log are read as one run."""
+    out = tmp_path / "out"
+    out.mkdir()
+    total = tracked_run(out)
+    (out / "summary.json").rename(out / "energy_summary.json")
+    for version, accuracy in ((0, 0.1), (1, 0.8)):  # an older fit's log, then this one's
+        folder = out / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(
+            f"epoch,step,val_acc,energy/train_epoch_j\n0,9,{accuracy},120\n", encoding="utf-8"
+        )
+    (out / ".cache" / "x").mkdir(parents=True)  # hidden: not looked into
+    (out / ".cache" / "x" / "metrics.csv").write_text("epoch,val_acc\n0,0.99\n")
+
+    run = read_run(out)
+    assert run.formats == ["summary", "trace", "csv-log"]
+    assert run.total_j == total and run.series("val_acc") == [(0, 0.8)]
+    assert any("joined into one run: ., csv/version_1" in note for note in run.notes)
+    assert any("the newest of 2 runs" in note for note in run.notes)
+    assert run.source == str(out)  # where advice about the joined run goes
+
+
+def test_parts_of_one_run_in_several_places_are_joined(tmp_path: Path) -> None:
+    (tmp_path / "energy").mkdir()
+    total = tracked_run(tmp_path / "energy")
+    log = tmp_path / "elsewhere" / "metrics.csv"
+    log.parent.mkdir()
+    log.write_text("epoch,step,val_acc\n0,9,0.5\n1,19,0.7\n", encoding="utf-8")
+
+    run = read_run(tmp_path / "energy", log)
+    assert run.formats == ["summary", "trace", "csv-log"] and run.total_j == total
+    assert run.series("val_acc") == [(0, 0.5), (1, 0.7)]
+    assert f"joined from {tmp_path / 'energy'}, {log}" in run.notes
+    with pytest.raises(RunReadError, match="does not exist"):
+        read_run(tmp_path / "energy", tmp_path / "missing")
