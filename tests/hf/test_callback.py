@@ -255,3 +255,16 @@ def test_only_the_steps_trainer_logs_are_metered(tmp_path: Path, trace: str) -> 
     assert len(batches) == 3  # steps 1, 2 and 4
     logged = [e["step"] for e in trainer.state.log_history if "energy/train_step_j" in e]
     assert logged == [2, 4]
+
+
+def test_with_logging_strategy_no_no_step_is_metered(tmp_path: Path, trace: str) -> None:
+    """Nothing is logged, so no step gets a window; the epoch's figures are all there."""
+    windows = tmp_path / "trace.jsonl"
+    energy = EnergyCallback(meters=trace, trace_path=windows)
+    trainer = make_trainer(tmp_path, 1, [energy], logging_strategy="no", eval_strategy="no")
+    trainer.train()
+
+    lines = [json.loads(line) for line in windows.read_text().splitlines()]
+    assert [w for w in lines if w.get("level") == "batch"] == []
+    assert [w["level"] for w in lines if w.get("level") == "epoch"] == ["epoch"]
+    assert energy.summary is not None and energy.summary["totals"]["energy_j"] > 0
