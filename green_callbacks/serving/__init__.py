@@ -25,7 +25,7 @@ from green_callbacks.serving.server import ServeConfig, ServingError, ServingRes
 from green_callbacks.serving.stream import ServingConfigError, Stream, parse_stream
 from green_callbacks.serving.sweep import Recommendation, recommend, run_sweep
 from green_callbacks.serving.tokens import TokenCost, token_energy
-from green_callbacks.serving.variants import Architecture, analyse, design, factorial
+from green_callbacks.serving.variants import Architecture, analyse, design, factorial, front
 from green_callbacks.serving.zoo import ZooEntry, timeline
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "batch_runner",
     "design",
     "factorial",
+    "front",
     "parse_policy",
     "parse_stream",
     "recommend",

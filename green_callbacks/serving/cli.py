@@ -20,6 +20,7 @@ from typing import Any
 
 from green_callbacks._argtypes import number, positive_int
 from green_callbacks._optional import missing_extra
+from green_callbacks._optional import pyplot as headless_pyplot
 from green_callbacks.core.ledger import next_version
 from green_callbacks.core.memory import refuse_unless_fits
 from green_callbacks.meters.spec import check_meters
@@ -101,6 +102,16 @@ def add_parsers(sub: Any) -> None:
                         help="variants (default conv=1,4 linear=3,7 relu=on,off)")  # fmt: skip
     layers.add_argument("--repetitions", type=positive_int, default=5, help="runs per variant")
     layers.add_argument("--steps", type=positive_int, default=30, help="training steps per run")
+    layers.add_argument("--epochs", type=positive_int, default=None,
+                        help="train each variant this many epochs instead of --steps")  # fmt: skip
+    layers.add_argument("--task", choices=("digits", "noisy-digits"), default="digits",
+                        help="the data (noisy-digits: with noise and shifts, harder)")  # fmt: skip
+    layers.add_argument(
+        "--max-drop",
+        type=number(at_least=0.0),
+        default=0.01,
+        help="accuracy given up for the cheapest variant (0.01: one point)",
+    )
     layers.add_argument("--meter", **meter)
     layers.add_argument("--out", default="runs/layers", help="output folder (default %(default)s)")
     layers.set_defaults(handler=_cmd_layers)
@@ -320,7 +331,8 @@ def _factorial(args: argparse.Namespace, meters: Any, out: Path) -> int:
 
     levels = _levels(args.factorial) if args.factorial else None
     rows = variants.factorial(variants.design(levels), repetitions=args.repetitions,
-                              steps=args.steps, meters=meters)  # fmt: skip
+                              steps=args.steps, epochs=args.epochs, task=args.task,
+                              meters=meters)  # fmt: skip
     with open(out / "variants.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -331,8 +343,46 @@ def _factorial(args: argparse.Namespace, meters: Any, out: Path) -> int:
         print(format_table(comparisons))
     kind = rows[0]["energy_kind"]
     box_plots(rows, found["variant"], "variant", (), kind, out)
-    print(f"runs: {out / 'variants.csv'}; figures: {out}/box_energy_j.png, box_duration_s.png")
+    trade = variants.front(rows, args.max_drop)
+    print(_format_front(trade, kind))
+    _plot_front(trade, kind, out / "front.png")
+    print(f"runs: {out / 'variants.csv'}; figures: {out}/box_energy_j.png, box_duration_s.png, "
+          "box_accuracy.png, front.png")  # fmt: skip
     return 0
+
+
+def _format_front(trade: dict[str, Any], kind: str) -> str:
+    lines = [f"== energy and accuracy (medians; energy {kind})",
+             f"{'variant':<24}{'J':>10}{'accuracy':>10}  front"]  # fmt: skip
+    for v in trade["variants"]:
+        lines.append(f"{v['variant']:<24}{v['energy_j']:>10.4g}{v['accuracy']:>10.4f}  "
+                     f"{'yes' if v['on_front'] else ''}")  # fmt: skip
+    best, chosen = trade["best"], trade["chosen"]
+    lines.append(
+        f"the cheapest within {trade['max_drop']:g} of the best accuracy ({best['variant']}, "
+        f"{best['accuracy']:.4f}): {chosen['variant']}, {chosen['accuracy']:.4f} for "
+        f"{chosen['energy_j'] / best['energy_j']:.0%} of its energy"
+    )
+    return "\n".join(lines)
+
+
+def _plot_front(trade: dict[str, Any], kind: str, path: Path) -> None:
+    pyplot = headless_pyplot("serving", purpose="The energy-accuracy figure")
+    figure, axis = pyplot.subplots(figsize=(6, 4))
+    points = trade["variants"]
+    axis.scatter([v["energy_j"] for v in points], [v["accuracy"] for v in points], color="C0")
+    on = [v for v in points if v["on_front"]]
+    axis.plot([v["energy_j"] for v in on], [v["accuracy"] for v in on], color="C1",
+              label="front: no variant cheaper and as accurate")  # fmt: skip
+    for v in points:
+        axis.annotate(v["variant"], (v["energy_j"], v["accuracy"]), fontsize=7)
+    axis.set_xlabel(f"training energy per run (J, {kind}, median)")
+    axis.set_ylabel("held-out accuracy (median)")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
 
 
 def _levels(items: list[str]) -> dict[str, list[Any]]:

@@ -81,6 +81,9 @@ def test_layers_factorial_writes_runs_statistics_and_box_plots(tmp_path: Path) -
     assert "== conv" in done.stdout and "mann-whitney-u" in done.stdout
     assert "repetition 3/3" in done.stderr
     assert (tmp_path / "box_energy_j.png").stat().st_size > 5_000
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+    assert "== energy and accuracy" in done.stdout and "the cheapest within 0.01" in done.stdout
+    assert (tmp_path / "front.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_tokens_reports_each_batch_size(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_the_factorial_design_builds_every_variant_and_compares_each_factor() ->
     assert net(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
     rows = variants.factorial(archs, repetitions=3, steps=2, meters="estimate")
     assert len(rows) == 12 and {r["energy_kind"] for r in rows} == {"estimated"}
-    assert all(r["energy_j"] > 0 for r in rows)
+    assert all(r["energy_j"] > 0 and 0.0 <= r["accuracy"] <= 1.0 for r in rows)
     found = variants.analyse(rows, factors=("conv", "linear", "relu"))
     assert set(found) == {"conv", "relu", "variant"}  # linear has one level
     assert found["conv"][0].metric == "energy_j" and found["conv"][0].a12 is not None
@@ -75,6 +75,39 @@ def test_the_factorial_design_builds_every_variant_and_compares_each_factor() ->
         variants.design({"attention": [1]})
     with pytest.raises(ServingConfigError, match="linear >= 1"):
         variants.Architecture(linear=0)
+
+
+def test_variants_trained_to_epochs_learn_and_the_front_names_the_cheapest_good_one() -> None:
+    from green_callbacks.serving import variants
+
+    archs = variants.design({"conv": [0, 1], "linear": [2]})
+    rows = variants.factorial(archs, repetitions=1, epochs=2, meters="estimate")
+    assert {r["variant"] for r in rows} == {"conv0-linear2-relu", "conv1-linear2-relu"}
+    assert min(r["accuracy"] for r in rows) > 0.5  # two epochs of digits: far above chance
+    noisy = variants.factorial(archs[:1], repetitions=1, epochs=2, task="noisy-digits",
+                               meters="estimate")  # fmt: skip
+    clean = next(r["accuracy"] for r in rows if r["variant"] == archs[0].label)
+    assert noisy[0]["accuracy"] < clean  # the same network finds the noisy task harder
+    with pytest.raises(ServingConfigError, match="task must be one of"):
+        variants.task_data("cifar")
+
+
+def test_the_front_and_the_cheapest_variant_within_the_drop() -> None:
+    from green_callbacks.serving import variants
+
+    runs = [("a", 10.0, 0.97), ("a", 12.0, 0.97), ("b", 5.0, 0.965), ("c", 4.0, 0.90),
+            ("d", 6.0, 0.95)]  # fmt: skip
+    rows = [{"variant": v, "energy_j": j, "accuracy": acc} for v, j, acc in runs]
+    found = variants.front(rows, max_drop=0.01)
+    assert [(v["variant"], v["energy_j"], v["on_front"]) for v in found["variants"]] == [
+        ("c", 4.0, True),
+        ("b", 5.0, True),
+        ("d", 6.0, False),
+        ("a", 11.0, True),
+    ]
+    assert found["best"]["variant"] == "a" and found["chosen"]["variant"] == "b"
+    assert variants.front(rows, max_drop=0.0)["chosen"]["variant"] == "a"
+    assert variants.front(rows, max_drop=0.1)["chosen"]["variant"] == "c"
 
 
 def test_token_figures_add_up_for_a_tiny_causal_lm() -> None:
