@@ -394,10 +394,13 @@ def _compression(pattern: str, title: str, action: str, needs_size: bool = False
                 pattern,
                 title,
                 CANNOT_TELL,
-                "needs the model's inference J/sample "
-                "and weight dtypes (a compression report records both)",
+                "needs the model's inference J/sample and weight dtypes (a run folder of a "
+                "fit with validation records both; so does a compression report)",
             )
         evidence = {"inference": f"{per_sample:.4g} J/sample", "dtypes": ", ".join(dtypes)}
+        loop = run.facts.get("inference_loop")
+        if loop is not None:  # metered by EnergyCallback: a whole loop, data loading included
+            evidence["inference"] += f" (the {loop} loop, at its batch size)"
         wide = any(d in ("float32", "float64") for d in dtypes)
         if not wide or per_sample < t.high_j_per_sample:
             return Finding(

@@ -356,6 +356,7 @@ FACT_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "dtypes": ("a list of names", lambda v: isinstance(v, list) and
                all(isinstance(d, str) for d in v)),
     "architecture": ("a name", lambda v: isinstance(v, str)),
+    "inference_loop": ("a loop's name", lambda v: isinstance(v, str)),
     "loaded_weights": ("true or false", lambda v: isinstance(v, bool)),
     "checkpoints": ("a list of saves", lambda v: isinstance(v, list) and
                     all(isinstance(c, dict) for c in v)),

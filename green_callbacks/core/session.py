@@ -197,7 +197,9 @@ class EnergySession:
         self._busy_at_start: dict[str, tuple[float, int]] = {}  # GPU utilisation sums
         self.facts: dict[str, Any] = {}
         """What the run folder's summary records besides energy: the model's parameters and
-        dtypes (``params``, ``dtypes``, ``size_bytes``), ``checkpoints`` saved, ``oom_events``."""
+        dtypes (``params``, ``dtypes``, ``size_bytes``), ``checkpoints`` saved, ``oom_events``,
+        and the last forward-only loop's ``inference_j_per_sample`` (``inference_loop``: val,
+        test or predict)."""
         self.final_summary: dict[str, Any] | None = None
         """The summary :meth:`stop` made (kept when strict mode raises after it)."""
         self.notes: list[str] = []
@@ -406,6 +408,9 @@ class EnergySession:
         metrics = {name: energy, keys.avg_power_w(phase): power}
         if samples:
             metrics[keys.j_per_sample(phase)] = energy / samples
+            if phase != "train":  # a forward-only loop: what inference costs here (advisor)
+                self.facts["inference_j_per_sample"] = energy / samples
+                self.facts["inference_loop"] = phase
         if has_held:  # a source failed (on any process): how much of the figure is an estimate
             metrics[keys.held_j(phase)] = held
         if phase == "train" and self._waited_s is not None and result.duration_s > 0:

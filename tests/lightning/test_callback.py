@@ -330,8 +330,16 @@ def test_run_dir_holds_history_facts_and_checkpoints_for_the_advisor(
         assert 0 < row["cpu/process_utilization"] <= 1
     assert run.facts["params"] == 18 and run.facts["dtypes"] == ["float32"]
     assert run.facts["architecture"] == "TinyModel" and len(run.facts["checkpoints"]) == 3
-    by_pattern = {f.pattern: f.verdict for f in advise(run)}
+    # the validation loop's energy per sample stands for inference (64 samples a loop)
+    val_j = [row["energy/val_epoch_j"] for row in run.epochs]
+    assert run.facts["inference_loop"] == "val"
+    assert run.facts["inference_j_per_sample"] == pytest.approx(val_j[-1] / 64)
+    findings = {f.pattern: f for f in advise(run)}
+    by_pattern = {pattern: f.verdict for pattern, f in findings.items()}
     assert by_pattern["P6"] == "applies" and by_pattern["P2"] == "does not apply"
+    for pattern in ("P3", "P4"):  # decided now, from the validation loop's figure
+        assert by_pattern[pattern] != "cannot tell"
+        assert "(the val loop, at its batch size)" in findings[pattern].evidence["inference"]
     # the loggers got the same wait figure
     assert len(column(metric_rows(tmp_path), "time/data_wait_fraction")) == 3
 
