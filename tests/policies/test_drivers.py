@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -281,10 +282,14 @@ def test_the_first_ctrl_c_asks_for_a_save_and_the_second_interrupts(
     schedule = SaveSchedule(CheckpointPlanConfig(every_kj=100.0))  # SIGTERM and SIGINT
     schedule.start(running)
     try:
+        # Python runs a signal's handler at its next check, which on a loaded machine can
+        # come after the next line: each kill is followed by a sleep the handler ends.
         os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: held for the save
+        time.sleep(0.2)
         assert "press Ctrl-C again to interrupt now" in capfd.readouterr().err
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)  # the second, before a safe point: now
+            time.sleep(10)  # interrupted by the handler's KeyboardInterrupt
         decision = schedule.check(epoch_end=False)  # the first is still there to save on
     finally:
         schedule.stop()
