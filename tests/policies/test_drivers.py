@@ -278,12 +278,15 @@ def test_negative_leak_threshold_is_refused() -> None:
 def test_the_first_ctrl_c_asks_for_a_save_and_the_second_interrupts(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    # Python raises KeyboardInterrupt on SIGINT unless it started with SIGINT ignored, as a
+    # shell's background job does (`bash .ci/run &`): the test sets Python's usual handler.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     running, _ = session()
     schedule = SaveSchedule(CheckpointPlanConfig(every_kj=100.0))  # SIGTERM and SIGINT
     schedule.start(running)
     try:
-        # Python runs a signal's handler at its next check, which on a loaded machine can
-        # come after the next line: each kill is followed by a sleep the handler ends.
+        # Python runs a signal's handler at its next check: each kill is followed by a
+        # sleep that the handler ends.
         os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: held for the save
         time.sleep(0.2)
         assert "press Ctrl-C again to interrupt now" in capfd.readouterr().err
@@ -293,6 +296,8 @@ def test_the_first_ctrl_c_asks_for_a_save_and_the_second_interrupts(
         decision = schedule.check(epoch_end=False)  # the first is still there to save on
     finally:
         schedule.stop()
+        restored = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, inherited)
 
     assert decision.reason is SaveReason.SIGNAL and schedule.signalled
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert restored is signal.default_int_handler  # the schedule gave the handler back
