@@ -50,6 +50,7 @@ from green_callbacks._optional import missing_extra
 from green_callbacks.core import callback_args
 from green_callbacks.core.tracker import EnergyTracker
 from green_callbacks.errors import ConfigError, require_number
+from green_callbacks.study.stats import non_dominated
 
 try:
     import optuna
@@ -352,11 +353,8 @@ def pareto_front(
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if t.value is not None and ENERGY_J in t.user_attrs
     ]  # fmt: skip
-    front = [
-        t for value, energy, t in points
-        if not any(v <= value and e <= energy and (v, e) != (value, energy)
-                   for v, e, _ in points)
-    ]  # fmt: skip
+    on_front = non_dominated([(energy, value) for value, energy, _ in points])
+    front = [t for (_, _, t), on in zip(points, on_front) if on]
     return sorted(front, key=lambda t: float(t.user_attrs[ENERGY_J]))
 
 

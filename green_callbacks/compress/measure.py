@@ -63,7 +63,7 @@ class Measurement:
         spent: list[CompressionCost] = []
         try:
             yield spent
-            kind, source = tracker.kind, ", ".join(f"{d.name}={d.label()}" for d in tracker.domains)
+            kind, source = tracker.kind, tracker.source
         finally:
             total = tracker.stop()
         spent.append(CompressionCost(total.energy_j, total.duration_s, kind, source))
@@ -152,7 +152,7 @@ def compare_inference(
                 per_sample[name].append((result.energy_j / samples, result.duration_s / samples))
                 calls[name] += done
         kind = tracker.kind
-        source = ", ".join(f"{d.name}={d.label()}" for d in tracker.domains)
+        source = tracker.source
     finally:
         tracker.stop()
     costs = {}

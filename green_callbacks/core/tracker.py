@@ -435,13 +435,8 @@ class EnergyTracker:
             return self.lap(window).energy_j
         now = self._clock()
         duration = now - window.start_s
-        slopes = model.slopes  # per domain: nested ones (RAPL's core in its package) not added
-        energy = duration * (sum(slopes) if self._all_top else sum(self._layout.total_of(slopes)))
-        key = (window.level, window.name)
-        stats = self._stats.get(key)
-        if stats is None:
-            stats = self._stats[key] = WindowStats()
-        stats.add(energy, duration)
+        energy = duration * self._top_total(model.slopes)  # the top-level domains' power
+        self._tally(window, energy, duration)
         window.start_s = now
         return energy
 
@@ -513,7 +508,7 @@ class EnergyTracker:
         else:  # an exact start (an epoch, the run): its reading against the model now
             ends = map(sub, model.at(now), window.values_at_start())
             deltas = tuple(d if d > 0.0 else 0.0 for d in ends)
-        return sum(deltas) if self._all_top else sum(self._layout.total_of(deltas))
+        return self._top_total(deltas)
 
     def utilization_totals(self) -> dict[str, tuple[float, int]]:
         """Per domain, the utilisation rates its source has read so far: (sum, count).
@@ -557,14 +552,23 @@ class EnergyTracker:
             interpolated,
             self._notes,
         )
+        self._tally(window, self._top_total(deltas), duration)
+        if self._trace is not None:
+            self._trace.write(result)
+        return result
+
+    def _top_total(self, values: tuple[float, ...]) -> float:
+        """The sum over top-level domains of per-domain ``values`` (J, or W): a domain
+        nested in another (RAPL's core in its package) is not added twice."""
+        return sum(values) if self._all_top else sum(self._layout.total_of(values))
+
+    def _tally(self, window: Window, energy_j: float, duration_s: float) -> None:
+        """Count a closed window in the statistics of its level and name."""
         key = (window.level, window.name)
         stats = self._stats.get(key)
         if stats is None:
             stats = self._stats[key] = WindowStats()
-        stats.add(sum(deltas) if self._all_top else sum(layout.total_of(deltas)), duration)
-        if self._trace is not None:
-            self._trace.write(result)
-        return result
+        stats.add(energy_j, duration_s)
 
     @contextmanager
     def window(self, level: str, name: str = "") -> Iterator[list[WindowResult]]:
@@ -625,6 +629,12 @@ class EnergyTracker:
     def kind(self) -> str:
         """``measured``, ``estimated`` or ``replayed`` if all domains agree, else ``mixed``."""
         return self._layout.kind()
+
+    @property
+    def source(self) -> str:
+        """Every metered domain with its provenance, as ``domain=label`` pairs (a record's
+        ``energy_source``); read it while the tracker runs."""
+        return ", ".join(f"{d.name}={d.label()}" for d in self.domains)
 
     @property
     def findings(self) -> tuple[Finding, ...]:

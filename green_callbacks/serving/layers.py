@@ -203,7 +203,7 @@ def attribute(
             types = {name: layer_type(module) for name, module in modules.items()}
             by_module, energy_j, hooked_s = _split(step, batches, timer, tracker)
         kind = tracker.kind
-        source = ", ".join(f"{d.name}={d.label()}" for d in tracker.domains)
+        source = tracker.source
     finally:
         tracker.stop()
     by_type: dict[str, float] = {}

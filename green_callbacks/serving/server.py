@@ -213,7 +213,7 @@ def serve(
         log = _loop(run_batch, arrivals, policy, config.max_s, tracker, clock, sleep)
         total = tracker.close(period)
         kind = tracker.kind
-        source = ", ".join(f"{d.name}={d.label()}" for d in tracker.domains)
+        source = tracker.source
     finally:
         tracker.stop()
     return _result(stream, policy, config, log, total.energy_j, total.idle_j, total.duration_s,

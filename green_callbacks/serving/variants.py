@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from green_callbacks.core.tracker import EnergyTracker
 from green_callbacks.serving.stream import ServingConfigError
+from green_callbacks.study.stats import non_dominated
 
 FACTORS = ("conv", "linear", "relu")
 TASKS = ("digits", "noisy-digits")
@@ -152,7 +153,7 @@ def factorial(
     order = random.Random(seed)
     rows = []
     with EnergyTracker(meters, sample_interval_s=0.05) as tracker:
-        source = ", ".join(f"{d.name}={d.label()}" for d in tracker.domains)
+        source = tracker.source
         for repetition in range(repetitions):
             shuffled = list(architectures)
             order.shuffle(shuffled)
@@ -215,8 +216,9 @@ def front(rows: Sequence[Mapping[str, Any]], max_drop: float = 0.01) -> dict[str
         max_drop: the accuracy one would give up (absolute: 0.01 is one point).
 
     Returns:
-        ``variants``: each with its median ``energy_j`` and ``accuracy`` and whether no
-        other variant is both cheaper and at least as accurate (``on_front``), cheapest
+        ``variants``: each with its median ``energy_j`` and ``accuracy`` and whether it is
+        on the front (``on_front``: no other variant is as cheap and as accurate and better
+        on one, :func:`~green_callbacks.study.stats.non_dominated`), cheapest
         first; ``best``: the most accurate; ``chosen``: the cheapest within ``max_drop``
         of it; ``max_drop``.
 
@@ -243,10 +245,9 @@ def front(rows: Sequence[Mapping[str, Any]], max_drop: float = 0.01) -> dict[str
     )
     if not variants:
         raise ServingConfigError("no runs to find the front of")
-    best_so_far = -1.0
-    for variant in variants:  # cheapest first: on the front when more accurate than all cheaper
-        variant["on_front"] = variant["accuracy"] > best_so_far
-        best_so_far = max(best_so_far, variant["accuracy"])
+    on_front = non_dominated([(v["energy_j"], -v["accuracy"]) for v in variants])
+    for variant, on in zip(variants, on_front):
+        variant["on_front"] = on
     best = max(variants, key=lambda v: (v["accuracy"], -v["energy_j"]))
     chosen = next(v for v in variants if v["accuracy"] >= best["accuracy"] - max_drop - 1e-12)
     return {"variants": variants, "best": best, "chosen": chosen, "max_drop": max_drop}

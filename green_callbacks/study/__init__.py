@@ -20,10 +20,11 @@ from green_callbacks.study.stats import (
     correlations,
     magnitude,
     measured,
+    non_dominated,
     read_runs,
 )
 
 __all__ = [
     "THRESHOLDS", "Comparison", "LevelStats", "PairTest", "StudyDataError", "a12", "adjust",
-    "compare", "correlations", "magnitude", "measured", "read_runs",
+    "compare", "correlations", "magnitude", "measured", "non_dominated", "read_runs",
 ]  # fmt: skip

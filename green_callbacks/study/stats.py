@@ -578,3 +578,21 @@ def format_table(comparisons: Sequence[Comparison], rho: Mapping[str, float] | N
 
 def _times(ratio: float | None) -> str:
     return "x-" if ratio is None else f"x{ratio:.3g}"
+
+
+def non_dominated(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For each ``(cost, loss)`` point, whether it is on the Pareto front: no other point is
+    at least as low on both and lower on one (identical points are both on it). Lower is
+    better on both: pass ``-accuracy`` as the loss.
+
+    Args:
+        points: ``(cost, loss)`` per candidate, e.g. ``(energy_j, -accuracy)``.
+
+    Example:
+        >>> non_dominated([(4.0, -0.90), (5.0, -0.965), (6.0, -0.95), (11.0, -0.97)])
+        [True, True, False, True]
+    """
+    return [
+        not any(c <= cost and q <= loss and (c, q) != (cost, loss) for c, q in points)
+        for cost, loss in points
+    ]
