@@ -161,8 +161,7 @@ def prune_channels(
     ``pruner.step()`` again for each further step (the callbacks fine-tune
     in between).
     """
-    if not 0 < ratio < 1:
-        raise CompressConfigError(f"ratio is the share of channels removed, in (0, 1): got {ratio}")
+    check_ratio(ratio)
     tp = require("torch_pruning", "prune", purpose="Structural pruning")
     ignored = list(ignored_layers) if ignored_layers is not None else _output_layers(model)
     pruner = tp.pruner.MetaPruner(
@@ -179,6 +178,12 @@ def _output_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
         m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
     ]
     return layers[-1:]
+
+
+def check_ratio(ratio: float) -> None:
+    """A clear error unless ``ratio`` is a share of channels in (0, 1)."""
+    if not 0 < ratio < 1:
+        raise CompressConfigError(f"ratio is the share of channels removed, in (0, 1): got {ratio}")
 
 
 @renamed(eval_loader="eval_data", finetune="fine_tune")
@@ -202,6 +207,7 @@ def prune(
         fine_tune: called with the pruned copy to recover accuracy before judging.
         measure: how inference is measured (:class:`Measurement`).
     """
+    check_ratio(ratio)  # before any work is metered
     with measure.metering() as spent:  # pruning and fine-tuning: what the saving pays back
         pruned = copy.deepcopy(model)
         pruned.eval()
@@ -266,6 +272,7 @@ def quantize(
     per sample on this device: int8 kernels are not faster everywhere (on a
     CPU without them, dynamic int8 activations can be several times slower).
     """
+    check_quantization_mode(mode)  # before any work is metered
     with measure.metering() as spent:
         quantized = quantize_linear(copy.deepcopy(model).eval(), mode)
     report = compare_models(

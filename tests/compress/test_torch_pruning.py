@@ -99,3 +99,6 @@ def test_a_ratio_outside_zero_to_one_is_refused() -> None:
     model = DigitsCNN(channels=4)
     with pytest.raises(CompressConfigError, match=r"in \(0, 1\): got 1.5"):
         prune_channels(model, torch.zeros(1, 1, 8, 8), 1.5)
+    # checked before any work is metered (the estimate's warning would come first)
+    with pytest.raises(CompressConfigError, match=r"in \(0, 1\): got 1.5"):
+        prune(model, ratio=1.5, eval_data=[(torch.zeros(2, 1, 8, 8), torch.zeros(2))])

@@ -52,3 +52,5 @@ def test_quantized_copy_is_smaller_runs_and_is_judged(tmp_path: Path, method: st
 def test_an_unknown_method_lists_the_known_ones() -> None:
     with pytest.raises(CompressConfigError, match="int8_dynamic"):
         quantize_linear(torch.nn.Linear(2, 2), "fp4")
+    with pytest.raises(CompressConfigError, match="int8_dynamic"):  # before any metering
+        quantize(torch.nn.Linear(2, 2), mode="fp4", eval_data=[(torch.zeros(2, 2), torch.zeros(2))])
