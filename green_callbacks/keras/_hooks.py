@@ -9,6 +9,7 @@ own ``Callback`` with their :class:`Flavour`, the one place where the two differ
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -92,6 +93,57 @@ class Flavour:
                 setattr(model, name, None)
 
 
+class LoopSizes:
+    """Samples in a run of batches of one Keras loop, from the loop's data adapter.
+
+    Keras gives callbacks batch indices, not batch sizes; its data adapter knows
+    both the batch size and the last, partial batch (``fit(x, y, batch_size=32)``
+    on 1000 samples: 31 batches of 32 and one of 8).
+
+    Example:
+        >>> sizes = LoopSizes(batch_size=32, num_batches=32, partial=8)
+        >>> sizes.samples(0, 0), sizes.samples(30, 31), sizes.samples(0, 31)
+        (32, 40, 1000)
+    """
+
+    __slots__ = ("batch_size", "last", "partial")
+
+    def __init__(self, batch_size: int, num_batches: int | None, partial: int | None):
+        self.batch_size = batch_size
+        self.last = None if num_batches is None else num_batches - 1
+        self.partial = partial
+
+    def samples(self, first: int, last: int) -> int:
+        """Samples in batches ``first`` to ``last`` (indices from 0, both included)."""
+        count = (last - first + 1) * self.batch_size
+        if self.partial and last == self.last:
+            count -= self.batch_size - self.partial
+        return count
+
+    @classmethod
+    def of_loop(cls, model: Any, names: tuple[str, ...]) -> LoopSizes | None:
+        """The sizes of the innermost running ``model.<name>`` loop (``fit``, ``evaluate``,
+        ``predict``), read from its ``epoch_iterator``; None where they are not known (a
+        dataset or generator of unknown batch size, tf_keras, a Keras that renamed them)."""
+        frame: Any = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_name in names and frame.f_locals.get("self") is model:
+                adapter = getattr(frame.f_locals.get("epoch_iterator"), "data_adapter", None)
+                break
+            frame = frame.f_back
+        else:
+            return None
+        del frame
+        try:
+            size, batches = adapter.batch_size, adapter.num_batches
+            partial = adapter.partial_batch_size if adapter.has_partial_batch else None
+        except Exception:  # noqa: BLE001 - an adapter that cannot say: sizes unknown
+            return None
+        if not isinstance(size, int) or size < 1:
+            return None
+        return cls(size, batches if isinstance(batches, int) else None, partial)
+
+
 def energy_callback(model: Any, user: Any) -> KerasHooks:
     """The EnergyCallback metering ``model``'s current ``fit``; a clear error if none.
 
@@ -127,6 +179,9 @@ class KerasHooks(EnergyCallbackArgs):
         self._fit: CallWatch | None = None  # the running fit, watched: Keras has no hook on errors
         self._val_metrics: dict[str, float] = {}
         self._bar = True  # the figures go on a progress bar fit shows (set when it begins)
+        self._sizes: dict[str, LoopSizes | None] = {}  # each running loop's batch sizes
+        self._first = 0  # the training step's first batch (steps_per_execution > 1: several)
+        self._last: dict[str, int] = {}  # each inference loop's last batch so far
         self.last_metrics: dict[str, float] = {}
 
     def set_model(self, model: Any) -> None:
@@ -150,16 +205,19 @@ class KerasHooks(EnergyCallbackArgs):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._val_metrics = {}
+        self._sizes["train"] = LoopSizes.of_loop(self.model, ("fit",))
         self._require().epoch_start("train")
 
     # The batch hooks run at every step of every fit: they do the least they can.
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._first = batch
         (self._session or self._require()).batch_start("train")
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         session = self._session or self._require()
-        metrics = session.batch_end("train", 0)
+        sizes = self._sizes.get("train")
+        metrics = session.batch_end("train", sizes.samples(self._first, batch) if sizes else 0)
         if logs is None:
             return
         if metrics:
@@ -180,10 +238,13 @@ class KerasHooks(EnergyCallbackArgs):
 
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._begin(("evaluate",))
-        self._require().epoch_start(self._test_phase())
+        self._begin_loop(self._test_phase(), "evaluate")
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._last["test"] = batch
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
-        metrics = self._require().epoch_end(self._test_phase())
+        metrics = self._end_loop(self._test_phase(), "test")
         if self._in_fit():
             self._val_metrics = metrics  # joins the epoch's logs in on_epoch_end
             return
@@ -192,13 +253,33 @@ class KerasHooks(EnergyCallbackArgs):
 
     def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._begin(("predict",))
-        self._require().epoch_start("predict")
+        self._begin_loop("predict", "predict")
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._last["predict"] = batch
 
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
-        self._deliver(self._require().epoch_end("predict"), logs)
+        self._deliver(self._end_loop("predict", "predict"), logs)
         self._finish()
 
     # -- helpers -------------------------------------------------------------
+
+    def _begin_loop(self, phase: str, call: str) -> None:
+        """An inference loop begins: its batch sizes are read, its window opens."""
+        key = "test" if call == "evaluate" else call  # the hooks' name for the loop
+        self._sizes[key] = LoopSizes.of_loop(self.model, (call,))
+        self._last.pop(key, None)
+        self._require().epoch_start(phase)
+
+    def _end_loop(self, phase: str, hook: str) -> dict[str, float]:
+        """An inference loop ended: its samples are counted (the batches its hooks saw, where
+        the sizes are known: the advisor's inference J/sample), its figures returned."""
+        session = self._require()
+        sizes = self._sizes.pop(hook, None)
+        last = self._last.pop(hook, None)
+        if sizes is not None and last is not None:
+            session.batch_part(phase, sizes.samples(0, last))
+        return session.epoch_end(phase)
 
     def _in_fit(self) -> bool:
         """Inside a ``fit`` that is still running (not one an exception ended)."""

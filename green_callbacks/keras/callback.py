@@ -30,8 +30,11 @@ class EnergyCallback(KerasHooks, keras.callbacks.Callback):  # type: ignore[misc
     (and ``History``); ``evaluate()`` outside ``fit`` puts ``energy/test_j`` in
     the logs the later callbacks receive (Keras builds the dict it returns
     before callbacks run); ``predict()`` has no logs. Every figure is also in
-    :attr:`last_metrics` and the summary. Keras gives callbacks no batch size,
-    so per-sample figures are not reported. ``EarlyStopping`` on an energy key
+    :attr:`last_metrics` and the summary. Keras gives callbacks no batch size:
+    per-sample figures count the batches from the loop's data adapter (arrays,
+    ``PyDataset``, a torch ``DataLoader``, the last partial batch included), and
+    are left out where it does not know its batch size (a generator, a
+    ``tf.data`` dataset of unknown batch size). ``EarlyStopping`` on an energy key
     needs ``mode="min"``.
     """
 

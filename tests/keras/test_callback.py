@@ -222,3 +222,29 @@ def test_batch_ends_are_timed_on_the_training_thread_when_the_batch_ends(trace: 
     model().fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[Spy(meters=trace)])
 
     assert threads == [threading.get_ident()] * 4
+
+
+def test_per_sample_figures_count_the_partial_last_batch() -> None:
+    """70 samples in batches of 16: four of 16 and a last of 6, in fit, evaluate and predict."""
+    from green_callbacks.testing import fake_metered
+
+    callback, clock = fake_metered(EnergyCallback, power_w=100.0)
+    tick = keras.callbacks.LambdaCallback(  # 1 s a batch of any loop, on the fake clock
+        on_train_batch_end=lambda b, logs: clock.advance(1.0),
+        on_test_batch_end=lambda b, logs: clock.advance(1.0),
+        on_predict_batch_end=lambda b, logs: clock.advance(1.0),
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(70, 8)).astype("float32"), rng.integers(0, 2, size=70)
+    net = model()
+    history = net.fit(
+        x, y, epochs=1, batch_size=16, validation_data=(x[:40], y[:40]), verbose=0,
+        callbacks=[callback, tick],
+    )  # fmt: skip
+
+    assert history.history["energy/train_j_per_sample"] == [500.0 / 70]  # 5 batches, 1 s each
+    assert history.history["energy/val_j_per_sample"] == [300.0 / 40]  # 16 + 16 + 8
+    net.predict(x, batch_size=32, verbose=0, callbacks=[callback, tick])  # 32 + 32 + 6
+    assert callback.last_metrics["energy/predict_j_per_sample"] == 300.0 / 70
+    assert callback.summary is not None
+    assert callback.summary["facts"]["inference_j_per_sample"] == 300.0 / 70
