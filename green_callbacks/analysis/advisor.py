@@ -53,6 +53,21 @@ STANDARD_ARCHITECTURES = (
     "distilbert",
     "t5",
     "llama",
+    "albert",
+    "bart",
+    "deberta",
+    "electra",
+    "gpt",
+    "mistral",
+    "whisper",
+    "wav2vec2",
+    "xception",
+    "inception",
+    "nasnet",
+    "squeezenet",
+    "googlenet",
+    "mnasnet",
+    "visiontransformer",
 )
 """Names (lower case, a prefix of the architecture) with public pre-trained weights."""
 
@@ -72,7 +87,12 @@ class Thresholds:
         leak_mib_per_epoch: memory growth per epoch counted as a leak. Units: MiB.
         high_j_per_sample: inference energy per sample above which compression is
             worth trying. Units: J.
-        distill_params: parameters above which a smaller student is worth training.
+        compress_params: parameters from which pruning and quantization can cut inference.
+        distill_params: parameters from which a smaller student is worth training.
+        python_share: share of the training step running Python in the user's code
+            above which the step is Python-bound.
+        line_calls_per_sample: calls per sample from one line of the user's code in a
+            step from which the line loops over the batch.
     """
 
     patience: int = 3
@@ -82,7 +102,10 @@ class Thresholds:
     data_wait_share: float = 0.2
     leak_mib_per_epoch: float = 64.0
     high_j_per_sample: float = 0.01
+    compress_params: int = 100_000
     distill_params: int = 1_000_000
+    python_share: float = 0.5
+    line_calls_per_sample: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -356,23 +379,30 @@ def pretrained(run: RunRecord, t: Thresholds) -> Finding:
     """P1: a standard architecture trained from random weights repeats someone's training."""
     title = "P1 start from a pre-trained network"
     loaded, arch = run.facts.get("loaded_weights"), str(run.facts.get("architecture") or "")
-    if loaded is None:
-        return Finding(
-            "P1", title, CANNOT_TELL, "whether the run started from loaded weights was not recorded"
-        )
-    evidence = {"loaded_weights": str(loaded), "architecture": arch or "unknown"}
-    if loaded:
-        return Finding("P1", title, DOES_NOT_APPLY, "the run started from loaded weights", evidence)
+    if not arch:
+        return Finding("P1", title, CANNOT_TELL, "the run's architecture was not recorded")
+    seen = "unknown" if loaded is None else str(loaded)
+    evidence = {"architecture": arch, "loaded_weights": seen}
     if not arch.lower().startswith(STANDARD_ARCHITECTURES):
-        named = arch or "the architecture"
+        return Finding(
+            "P1",
+            title,
+            DOES_NOT_APPLY,
+            f"{arch} is not an architecture with public pre-trained weights known here: "
+            "training it repeats no one's training",
+            evidence,
+        )
+    if loaded is None:
         return Finding(
             "P1",
             title,
             CANNOT_TELL,
-            f"trained from random weights, but {named} is not one with public pre-trained "
-            "weights known here",
+            f"{arch} has public pre-trained weights, and whether this run loaded weights was "
+            "not seen (import the adapter before building or loading the model)",
             evidence,
         )
+    if loaded:
+        return Finding("P1", title, DOES_NOT_APPLY, "the run started from loaded weights", evidence)
     return Finding(
         "P1",
         title,
@@ -385,7 +415,7 @@ def pretrained(run: RunRecord, t: Thresholds) -> Finding:
     )
 
 
-def _compression(pattern: str, title: str, action: str, needs_size: bool = False) -> Rule:
+def _compression(pattern: str, title: str, action: str, distills: bool = False) -> Rule:
     def rule(run: RunRecord, t: Thresholds) -> Finding:
         per_sample, dtypes = run.facts.get("inference_j_per_sample"), run.facts.get("dtypes")
         params = run.facts.get("params")
@@ -411,12 +441,24 @@ def _compression(pattern: str, title: str, action: str, needs_size: bool = False
                 f"pays above {t.high_j_per_sample:g} J with float32/64 weights)",
                 evidence,
             )
-        if needs_size and (params is None or params < t.distill_params):
+        least = t.distill_params if distills else t.compress_params
+        if params is None:
+            return Finding(
+                pattern, title, CANNOT_TELL, "the model's parameter count was not recorded",
+                evidence,
+            )  # fmt: skip
+        if params < least:
+            why = (
+                "too small a teacher to distill"
+                if distills
+                else "its inference is mostly overhead (loading, the framework), which "
+                "compression does not cut"
+            )
             return Finding(
                 pattern,
                 title,
                 DOES_NOT_APPLY,
-                f"{params} parameters: too small a teacher to distill",
+                f"{params} parameters (< {least:,}): {why}",
                 evidence,
             )
         return Finding(
@@ -434,22 +476,54 @@ def _compression(pattern: str, title: str, action: str, needs_size: bool = False
 
 def tensor_operations(run: RunRecord, t: Thresholds) -> Finding:
     """P8: Python loops where a library's tensor operation would do."""
-    share = run.facts.get("python_time_share")
     title = "P8 use the library's tensor operations"
+    share, calls = run.facts.get("python_time_share"), run.facts.get("line_calls_per_sample")
     if share is None:
         return Finding(
             "P8",
             title,
             CANNOT_TELL,
-            "needs a profile of the training step "
-            "(green-callbacks study run records the top functions)",
+            "needs a profile of a few training steps (EnergyCallback profiles 3 in a run "
+            "that writes a summary: summary_path= or run_dir=)",
         )
+    line = str(run.facts.get("busiest_line") or "one line")
+    evidence = {"python_time_share": f"{share:.0%} of the profiled steps' time"}
+    if calls is not None:
+        evidence["line_calls_per_sample"] = f"{calls:.3g} calls per sample from {line}"
+    action = (
+        "do the per-sample work on the whole batch: one tensor operation instead of a loop "
+        "(broadcasting, torch.vmap, keras.ops on batched tensors)"
+    )
+    if calls is not None and calls >= t.line_calls_per_sample:
+        return Finding(
+            "P8",
+            title,
+            APPLIES,
+            f"{line} makes {calls:.3g} calls per sample in a step: a Python loop over the "
+            "batch does per sample what one batched operation does (or a loop over as many "
+            "layers as the batch has samples: look at the line)",
+            evidence,
+            None,
+            action,
+        )
+    if share > t.python_share:
+        return Finding(
+            "P8",
+            title,
+            APPLIES,
+            f"{share:.0%} of the step ran Python in your code (> {t.python_share:.0%}), "
+            "outside the library's native operations",
+            evidence,
+            None,
+            action,
+        )
+    per_sample = "" if calls is None else f"; at most {calls:.3g} calls per sample from a line"
     return Finding(
         "P8",
         title,
-        APPLIES if share > 0.3 else DOES_NOT_APPLY,
-        f"{share:.0%} of the step's time ran in Python, outside tensor operations",
-        {"python_time_share": f"{share:.0%}"},
+        DOES_NOT_APPLY,
+        f"{share:.0%} of the step ran Python in your code (<= {t.python_share:.0%}){per_sample}",
+        evidence,
     )
 
 
@@ -460,7 +534,7 @@ RULES: tuple[Rule, ...] = (
     _compression("P3", "P3 prune", "StructuredPruning (Lightning) / MagnitudePruning (Keras)"),
     _compression("P4", "P4 quantize", "PostTrainingQuantization"),
     _compression(
-        "P5", "P5 distill", "Distillation (Lightning) / DistillationTrainer (HF)", needs_size=True
+        "P5", "P5 distill", "Distillation (Lightning) / DistillationTrainer (HF)", distills=True
     ),
     data_pipeline,
     memory,

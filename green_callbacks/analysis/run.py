@@ -352,7 +352,10 @@ FACT_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "params": ("a count", lambda v: finite(v, minimum=0.0) is not None),
     "size_bytes": ("a count", lambda v: finite(v, minimum=0.0) is not None),
     "inference_j_per_sample": ("a number >= 0", lambda v: finite(v, minimum=0.0) is not None),
-    "python_time_share": ("a share from 0 to 1", lambda v: 0 <= (finite(v) or -1) <= 1),
+    "python_time_share": ("a share from 0 to 1", lambda v: finite(v, minimum=0.0) is not None
+                          and v <= 1),
+    "line_calls_per_sample": ("a number >= 0", lambda v: finite(v, minimum=0.0) is not None),
+    "busiest_line": ("a path:line", lambda v: isinstance(v, str)),
     "dtypes": ("a list of names", lambda v: isinstance(v, list) and
                all(isinstance(d, str) for d in v)),
     "architecture": ("a name", lambda v: isinstance(v, str)),

@@ -32,6 +32,7 @@ from typing import Any
 
 from green_callbacks.core import keys
 from green_callbacks.core.atomic import write_json_atomic
+from green_callbacks.core.profile import StepProfile
 from green_callbacks.core.records import WindowResult
 from green_callbacks.core.run_folder import (
     VERSION,
@@ -198,8 +199,11 @@ class EnergySession:
         self.facts: dict[str, Any] = {}
         """What the run folder's summary records besides energy: the model's parameters and
         dtypes (``params``, ``dtypes``, ``size_bytes``), ``checkpoints`` saved, ``oom_events``,
-        and the last forward-only loop's ``inference_j_per_sample`` (``inference_loop``: val,
-        test or predict)."""
+        the last forward-only loop's ``inference_j_per_sample`` (``inference_loop``: val,
+        test or predict) and a profile of a few training steps (``python_time_share``,
+        ``line_calls_per_sample``: :mod:`green_callbacks.core.profile`)."""
+        # Only a run that writes its summary profiles a few steps (no one reads the facts else).
+        self._profile = StepProfile() if self._summary_path is not None else None
         self.final_summary: dict[str, Any] | None = None
         """The summary :meth:`stop` made (kept when strict mode raises after it)."""
         self.notes: list[str] = []
@@ -244,6 +248,9 @@ class EnergySession:
         last total, and only global rank 0 writes it.
         """
         failure: Exception | None = None
+        if self._profile is not None:  # a step the run's end interrupted, or none profiled
+            self._profile.cancel()
+            self._profile = None
         if self.tracker.running:
             self._synchronize()
             try:
@@ -336,6 +343,8 @@ class EnergySession:
         self._samples[phase] += samples
         if phase == "train":
             self._batch_done_s = self._now()
+            if self._profile is not None and self._profile.running:
+                self._end_profiled_step(samples)
         if not self._per_batch:
             return {}
         lap = self._laps.get(phase)
@@ -357,15 +366,28 @@ class EnergySession:
             self._samples[phase] += samples
             if phase == "train":
                 self._batch_done_s = self._now()
+                if self._profile is not None and self._profile.running:
+                    self._end_profiled_step(samples)
 
     def batch_start(self, phase: str) -> None:
         """A batch of ``phase`` starts: the time since the previous one ended was spent
         waiting for its data (logged per training epoch as ``time/data_wait_fraction``)."""
+        if phase != "train":
+            return
+        if self._profile is not None:
+            self._profile.step_start()
         done = self._batch_done_s
-        if done is None or phase != "train":
+        if done is None:
             return
         self._waited_s = (self._waited_s or 0.0) + max(self._now() - done, 0.0)
         self._batch_done_s = None
+
+    def _end_profiled_step(self, samples: int) -> None:
+        assert self._profile is not None
+        facts = self._profile.step_end(samples)
+        if facts is not None:  # the last profiled step
+            self.facts.update(facts)
+            self._profile = None
 
     def progress(self, phase: str) -> dict[str, float]:
         """What a progress bar shows while ``phase`` runs: the run's energy so far and the
@@ -413,8 +435,11 @@ class EnergySession:
                 self.facts["inference_loop"] = phase
         if has_held:  # a source failed (on any process): how much of the figure is an estimate
             metrics[keys.held_j(phase)] = held
-        if phase == "train" and self._waited_s is not None and result.duration_s > 0:
-            metrics[keys.DATA_WAIT_FRACTION] = min(self._waited_s / result.duration_s, 1.0)
+        if phase == "train":
+            if self._waited_s is not None and result.duration_s > 0:
+                metrics[keys.DATA_WAIT_FRACTION] = min(self._waited_s / result.duration_s, 1.0)
+            if self.distributed is None:  # one process: its memory, epoch by epoch (a leak)
+                metrics[keys.HOST_RSS_MIB] = host_rss_mib()
         self._remember(metrics)
         self._epoch_figures.update(metrics)
         return {**metrics, **self._total_metrics(total)}
@@ -431,7 +456,8 @@ class EnergySession:
         if self.folder is None or (self.distributed is not None and self.distributed.share.rank):
             return
         own = {str(k): float(v) for k, v in (metrics or {}).items() if _is_number(v)}
-        row = {**own, **figures, keys.HOST_RSS_MIB: host_rss_mib(), "epoch": epoch}
+        row = {**own, **figures, "epoch": epoch}
+        row.setdefault(keys.HOST_RSS_MIB, host_rss_mib())
         if self._cpu_at_start is not None:
             started, cpu = self._cpu_at_start
             share = cpu_utilization(process_cpu_s() - cpu, self.tracker.clock() - started)

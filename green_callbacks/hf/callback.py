@@ -24,6 +24,7 @@ from green_callbacks._optional import missing_extra
 from green_callbacks.core.atomic import write_json_atomic
 from green_callbacks.core.callback_args import EnergyCallbackArgs
 from green_callbacks.core.card import energy_card
+from green_callbacks.core.loads import architecture, loaded, watch_torch
 from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import Distributed, EnergySession
 from green_callbacks.core.watch import CallWatch
@@ -36,6 +37,8 @@ try:
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 except ImportError as err:  # pragma: no cover - exercised where transformers is absent
     raise missing_extra(err, "hf", purpose="green_callbacks.hf") from err
+
+watch_torch()  # from now on, whether a model's weights were loaded is known (the advisor's P1)
 
 STATE_FILE = "green_callbacks_energy.json"
 """The run state (energy totals, policies) saved beside each checkpoint, for resuming."""
@@ -84,10 +87,12 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
         model = kwargs.get("model")
         if model is not None:
             session.facts.update(model_facts(model.parameters()))
-            config = getattr(model, "config", None)
-            session.facts["architecture"] = getattr(config, "model_type", type(model).__name__)
-            if config is not None:  # from_pretrained records where the weights came from
-                session.facts["loaded_weights"] = bool(getattr(config, "_name_or_path", ""))
+            session.facts["architecture"] = architecture(model, model.modules())
+            # from_pretrained records where the weights came from; load_state_dict is watched
+            pretrained = bool(getattr(getattr(model, "config", None), "_name_or_path", ""))
+            session.facts["loaded_weights"] = pretrained or loaded(
+                model, model.parameters(), model.modules()
+            )
         session.facts["checkpoints"] = []
         if args.report_to and not self.attached:
             warnings.warn(
@@ -142,6 +147,11 @@ class EnergyCallback(EnergyCallbackArgs, TrainerCallback):
     ) -> None:
         if self._session is None:
             return
+        dataset = getattr(kwargs.get("eval_dataloader"), "dataset", None)
+        if self._session.distributed is None and isinstance(dataset, Sized):
+            # one process evaluates all of it (the advisor's inference J/sample); a job's
+            # processes each take a share Trainer does not give callbacks: none counted
+            self._session.batch_part("val", len(dataset))
         figures = self._session.epoch_end("val")
         if metrics is not None:
             metrics.update(figures)  # what evaluate() returns

@@ -9,6 +9,8 @@ own ``Callback`` with their :class:`Flavour`, the one place where the two differ
 
 from __future__ import annotations
 
+import functools
+import re
 import sys
 import weakref
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from green_callbacks.core.callback_args import EnergyCallbackArgs
+from green_callbacks.core.loads import loaded, on_save, saves_watched
 from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import Distributed, EnergySession
 from green_callbacks.core.watch import CallWatch
@@ -93,6 +96,26 @@ class Flavour:
                 setattr(model, name, None)
 
 
+def _architecture(model: Any) -> str:
+    """The model's name (``keras.applications`` names theirs: ``resnet50``, ``vgg16``), or its
+    class's when the name is one Keras gives by default (``functional_3``, ``sequential``)."""
+    name = str(getattr(model, "name", "") or "")
+    if not name or re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):
+        return type(model).__name__
+    return name
+
+
+def loop_local(model: Any, names: tuple[str, ...], local: str) -> Any:
+    """The local variable ``local`` of the innermost running ``model.<name>`` call (``fit``,
+    ``evaluate``, ``predict``), or None."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name in names and frame.f_locals.get("self") is model:
+            return frame.f_locals.get(local)
+        frame = frame.f_back
+    return None
+
+
 class LoopSizes:
     """Samples in a run of batches of one Keras loop, from the loop's data adapter.
 
@@ -125,19 +148,13 @@ class LoopSizes:
         """The sizes of the innermost running ``model.<name>`` loop (``fit``, ``evaluate``,
         ``predict``), read from its ``epoch_iterator``; None where they are not known (a
         dataset or generator of unknown batch size, tf_keras, a Keras that renamed them)."""
-        frame: Any = sys._getframe(1)
-        while frame is not None:
-            if frame.f_code.co_name in names and frame.f_locals.get("self") is model:
-                adapter = getattr(frame.f_locals.get("epoch_iterator"), "data_adapter", None)
-                break
-            frame = frame.f_back
-        else:
+        adapter = getattr(loop_local(model, names, "epoch_iterator"), "data_adapter", None)
+        if adapter is None:
             return None
-        del frame
         try:
             size, batches = adapter.batch_size, adapter.num_batches
             partial = adapter.partial_batch_size if adapter.has_partial_batch else None
-        except Exception:  # noqa: BLE001 - an adapter that cannot say: sizes unknown
+        except Exception:  # an adapter that cannot say: sizes unknown
             return None
         if not isinstance(size, int) or size < 1:
             return None
@@ -201,7 +218,11 @@ class KerasHooks(EnergyCallbackArgs):
             distributed=self._distributed(),
         )  # fmt: skip
         session.facts.update(model_facts(self.model.weights))
-        session.facts["architecture"] = type(self.model).__name__
+        session.facts["architecture"] = _architecture(self.model)
+        session.facts["loaded_weights"] = loaded(self.model, self.model.weights)
+        if saves_watched(self.model):  # every save during the fit is a checkpoint
+            session.facts["checkpoints"] = []
+            on_save(self.model, functools.partial(session.note_checkpoint, "model.save"))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._val_metrics = {}
@@ -231,6 +252,7 @@ class KerasHooks(EnergyCallbackArgs):
         self._require().record_epoch(epoch, logs)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        on_save(self.model, None)
         self._fitting, self._fit = False, None
         self._finish()
 

@@ -13,12 +13,15 @@ from collections.abc import Callable
 from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core.callback_args import EnergyCallbackArgs
+from green_callbacks.core.loads import watch_keras
 from green_callbacks.keras._hooks import KerasHooks
 
 try:
     import keras
 except ImportError as err:  # pragma: no cover - exercised where keras is absent
     raise missing_extra(err, "keras", purpose="green_callbacks.keras") from err
+
+watch_keras()  # from now on, whether a model's weights were loaded is known (the advisor's P1)
 
 
 @with_arguments_of(EnergyCallbackArgs)

@@ -12,6 +12,7 @@ from green_callbacks._docs import with_arguments_of
 from green_callbacks._optional import missing_extra
 from green_callbacks.core import keys
 from green_callbacks.core.callback_args import EnergyCallbackArgs
+from green_callbacks.core.loads import architecture, loaded, watch_torch
 from green_callbacks.core.run_folder import model_facts
 from green_callbacks.core.session import Distributed
 from green_callbacks.errors import CallbackConfigError, EnergyCallbackMissingError, output_failed
@@ -23,6 +24,8 @@ try:
     import torch
 except ImportError as err:  # pragma: no cover - exercised where lightning is absent
     raise missing_extra(err, "lightning", purpose="green_callbacks.lightning") from err
+
+watch_torch()  # from now on, whether a model's weights were loaded is known (the advisor's P1)
 
 
 BAR_REFRESH_S = 0.5
@@ -69,9 +72,17 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         if trainer.is_global_zero:
             to_loggers(trainer, hyperparams=session.provenance())
         session.facts.update(model_facts(pl_module.parameters()))
-        session.facts.update(architecture=type(pl_module).__name__, checkpoints=[])
+        session.facts.update(architecture=architecture(pl_module, pl_module.modules()))
+        session.facts["checkpoints"] = []
         if stage == "fit":
             self._read_logging(trainer)
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        # After Lightning restored fit(ckpt_path=...) (a load_state_dict, watched)
+        if self._session is not None:
+            self._session.facts["loaded_weights"] = loaded(
+                pl_module, pl_module.parameters(), pl_module.modules()
+            )
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self._session is not None:

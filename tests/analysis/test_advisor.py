@@ -94,16 +94,22 @@ def test_memory() -> None:
     assert crashed.verdict == "applies" and "1 out-of-memory" in crashed.reason
 
 
-def test_pretrained() -> None:
-    scratch = rules.pretrained(RunRecord("x", facts={"loaded_weights": False,
-                                                     "architecture": "ResNet50"}), T)  # fmt: skip
-    assert scratch.verdict == "applies" and "fine-tune" in (scratch.action or "")
-    loaded = rules.pretrained(RunRecord("x", facts={"loaded_weights": True}), T)
-    assert loaded.verdict == "does not apply"
-    custom = rules.pretrained(RunRecord("x", facts={"loaded_weights": False,
-                                                    "architecture": "DigitsCNN"}), T)  # fmt: skip
-    assert custom.verdict == "cannot tell"
-    assert rules.pretrained(RunRecord("x"), T).verdict == "cannot tell"
+@pytest.mark.parametrize(
+    ("architecture", "loaded", "verdict"),
+    [
+        ("ResNet50", False, "applies"),
+        ("resnet50", True, "does not apply"),
+        ("bert", None, "cannot tell"),  # a load may have gone unseen
+        ("DigitsCNN", False, "does not apply"),  # no public weights to start from
+        ("DigitsCNN", None, "does not apply"),  # ... whatever was loaded
+        (None, False, "cannot tell"),
+    ],
+)
+def test_pretrained(architecture: str | None, loaded: bool | None, verdict: str) -> None:
+    facts = {"loaded_weights": loaded, "architecture": architecture}
+    finding = rules.pretrained(RunRecord("x", facts=facts), T)
+    assert finding.verdict == verdict
+    assert ("fine-tune" in (finding.action or "")) == (verdict == "applies")
 
 
 @pytest.mark.parametrize("pattern", ["P3", "P4", "P5"])
@@ -119,19 +125,44 @@ def test_compression(pattern: str) -> None:
                                   "params": 25_000_000})  # fmt: skip
     assert rule(cheap, T).verdict == "does not apply"
     assert rule(RunRecord("x"), T).verdict == "cannot tell"
+    unsized = RunRecord("x", facts={"inference_j_per_sample": 0.5, "dtypes": ["float32"]})
+    assert rule(unsized, T).verdict == "cannot tell"
 
 
-def test_distillation_needs_a_large_teacher() -> None:
-    small = RunRecord("x", facts={"inference_j_per_sample": 0.5, "dtypes": ["float32"],
-                                  "params": 20_000})  # fmt: skip
-    [p5] = [f for f in advise(small) if f.pattern == "P5"]
-    assert p5.verdict == "does not apply" and "20000 parameters" in p5.reason
+@pytest.mark.parametrize(("params", "applies"), [(20_000, ""), (200_000, "P3 P4"),
+                                                 (2_000_000, "P3 P4 P5")])  # fmt: skip
+def test_compression_needs_a_model_large_enough(params: int, applies: str) -> None:
+    """Below 100,000 parameters inference is mostly overhead; distilling needs a million."""
+    run = RunRecord("x", facts={"inference_j_per_sample": 0.5, "dtypes": ["float32"],
+                                "params": params})  # fmt: skip
+    found = {f.pattern: f for f in advise(run) if f.pattern in ("P3", "P4", "P5")}
+    assert " ".join(p for p, f in found.items() if f.verdict == "applies") == applies
+    if params == 20_000:
+        assert "20000 parameters (< 100,000)" in found["P3"].reason
+        assert "too small a teacher" in found["P5"].reason
 
 
-def test_tensor_operations() -> None:
-    assert rules.tensor_operations(RunRecord("x"), T).verdict == "cannot tell"
-    slow = rules.tensor_operations(RunRecord("x", facts={"python_time_share": 0.6}), T)
-    assert slow.verdict == "applies"
+@pytest.mark.parametrize(
+    ("share", "calls", "verdict", "said"),
+    [
+        (0.6, None, "applies", "60% of the step ran Python"),
+        (0.2, 8.0, "applies", "net.py:12 makes 8 calls per sample"),  # native work, a loop
+        (0.2, 0.1, "does not apply", "at most 0.1 calls per sample"),
+        (0.5, 0.99, "does not apply", "(<= 50%)"),  # both at their thresholds: not over
+    ],
+)
+def test_tensor_operations(share: float, calls: float | None, verdict: str, said: str) -> None:
+    facts: dict[str, object] = {"python_time_share": share}
+    if calls is not None:
+        facts.update(line_calls_per_sample=calls, busiest_line="net.py:12")
+    finding = rules.tensor_operations(RunRecord("x", facts=facts), T)
+    assert finding.verdict == verdict and said in finding.reason
+    assert (finding.action is not None) == (verdict == "applies")
+
+
+def test_tensor_operations_cannot_tell_without_a_profile() -> None:
+    finding = rules.tensor_operations(RunRecord("x", facts={"line_calls_per_sample": 3.0}), T)
+    assert finding.verdict == "cannot tell" and "summary_path=" in finding.reason
 
 
 def test_advise_judges_every_pattern_and_lists_what_applies_first() -> None:

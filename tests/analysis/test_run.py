@@ -258,3 +258,13 @@ def test_parts_of_one_run_in_several_places_are_joined(tmp_path: Path) -> None:
     assert f"joined from {tmp_path / 'energy'}, {log}" in run.notes
     with pytest.raises(RunReadError, match="does not exist"):
         read_run(tmp_path / "energy", tmp_path / "missing")
+
+
+@pytest.mark.parametrize(("share", "kept"), [(0.0, True), (1.0, True), (1.5, False), ("x", False)])
+def test_a_python_time_share_is_kept_from_0_to_1(tmp_path: Path, share: object, kept: bool) -> None:
+    path = tmp_path / "summary.json"
+    summary = {"totals": {"energy_j": 1.0}, "facts": {"python_time_share": share}}
+    path.write_text(json.dumps(summary), encoding="utf-8")
+    run = read_run(path)
+    assert ("python_time_share" in run.facts) is kept
+    assert bool(run.notes) is not kept

@@ -185,7 +185,7 @@ def test_run_dir_holds_the_history_with_the_users_metrics(tmp_path: Path, trace:
                 "memory/host_rss_mib"} <= set(row)  # fmt: skip
         assert 0 <= row["time/data_wait_fraction"] < 1
     assert run.facts["params"] == 8 * 4 + 4 + 4 * 2 + 2 and run.facts["dtypes"] == ["float32"]
-    assert "checkpoints" not in run.facts  # Keras tells callbacks of no saves: unknown, not 0
+    assert run.facts["checkpoints"] == []  # no save during the fit (each save is watched)
 
 
 def test_a_second_fit_gets_a_folder_of_its_own_and_an_evaluate_keeps_it(
@@ -248,3 +248,35 @@ def test_per_sample_figures_count_the_partial_last_batch() -> None:
     assert callback.last_metrics["energy/predict_j_per_sample"] == 300.0 / 70
     assert callback.summary is not None
     assert callback.summary["facts"]["inference_j_per_sample"] == 300.0 / 70
+
+
+def test_the_summary_says_whether_the_weights_were_loaded(tmp_path: Path, trace: str) -> None:
+    x, y = data()
+    fresh = model()
+    facts = []
+    for net in (fresh, model(), "saved"):
+        if net == "saved":
+            net = keras.models.load_model(tmp_path / "whole.keras")
+        elif net is not fresh:
+            net.load_weights(tmp_path / "fresh.weights.h5")
+        callback = EnergyCallback(meters=trace, summary_path=tmp_path / "summary.json")
+        net.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])
+        facts.append(callback.summary["facts"])  # type: ignore[index]
+        if net is fresh:
+            fresh.save_weights(tmp_path / "fresh.weights.h5")
+            fresh.save(tmp_path / "whole.keras")
+
+    assert [f["loaded_weights"] for f in facts] == [False, True, True]
+    assert facts[0]["architecture"] == "Sequential"  # Keras's default name: the class's
+
+
+def test_every_save_during_a_fit_is_a_checkpoint(tmp_path: Path, trace: str) -> None:
+    x, y = data()
+    saves = []
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras"))  # every epoch
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    for extra in ([], [checkpoint], [checkpoint, backup]):
+        callback = EnergyCallback(meters=trace, summary_path=tmp_path / "summary.json")
+        model().fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback, *extra])
+        saves.append(len(callback.summary["facts"]["checkpoints"]))  # type: ignore[index]
+    assert saves == [0, 2, 4]

@@ -376,3 +376,32 @@ def test_a_second_energy_callback_is_refused_with_what_to_do(tmp_path: Path, tra
     added_later.callbacks.append(EnergyCallback(meters=trace))
     with pytest.raises(CallbackConfigError, match="2 EnergyCallbacks; .*meters=\\[...\\]"):
         added_later.fit(TinyModel(), loader())
+
+
+@pytest.mark.parametrize("how", ["fresh", "load_state_dict", "part", "ckpt_path", "copied"])
+def test_the_summary_says_whether_the_weights_were_loaded(
+    tmp_path: Path, trace: str, how: str
+) -> None:
+    import copy
+
+    saved = TinyModel()
+    first = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False,
+                       enable_checkpointing=False)  # fmt: skip
+    first.fit(saved, loader())
+    checkpoint = tmp_path / "saved.ckpt"
+    first.save_checkpoint(checkpoint)
+    model = TinyModel()
+    if how == "load_state_dict":
+        model.load_state_dict(saved.state_dict())
+    elif how == "part":  # a backbone's weights, as transfer learning loads them
+        model.layer.load_state_dict(saved.layer.state_dict())
+    elif how == "copied":  # made before anything watched it: a load cannot be ruled out
+        model = copy.deepcopy(model)
+    energy = EnergyCallback(meters=trace, summary_path=tmp_path / "summary.json")
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, callbacks=[energy])  # fmt: skip
+    trainer.fit(model, loader(), ckpt_path=checkpoint if how == "ckpt_path" else None)
+
+    facts = energy.summary["facts"]  # type: ignore[index]
+    assert facts["loaded_weights"] == {"fresh": False, "copied": None}.get(how, True)
+    assert facts["architecture"] == "TinyModel"
