@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,80 @@ def test_a_long_run_without_checkpoints_is_told_to_checkpoint(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert "[applies] P2 checkpoint long runs" in done.stdout
     assert "do: EnergyCheckpoint(max_overhead=0.01)" in done.stdout
+
+
+def undecided(path: Path) -> list[str]:
+    """The rules that cannot tell, with why, on what ``advise PATH`` reads."""
+    run = read_run(path)
+    return [f"{f.pattern}: {f.reason}" for f in advise(run) if f.verdict == "cannot tell"]
+
+
+def test_a_plain_lightning_run_is_decided(tmp_path: Path) -> None:
+    """The issue's run: a CSV and a TensorBoard logger, a summary, no run folder."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    out = tmp_path / "out"
+    train, val = digits_loaders(batch_size=64, seed=0)
+    energy = EnergyCallback(meters="estimate", summary_path=out / "energy_summary.json")
+    loggers = [CSVLogger(out, name="csv"), TensorBoardLogger(out, name="tb")]
+    trainer = pl.Trainer(max_epochs=8, default_root_dir=out, logger=loggers,
+                         enable_progress_bar=False, callbacks=[energy])  # fmt: skip
+    trainer.fit(DigitsCNN(), train, val)
+    assert len(undecided(out)) <= 1, undecided(out)
+
+
+def test_a_plain_keras_run_is_decided(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    from sklearn.datasets import load_digits
+
+    from green_callbacks.keras import EnergyCallback as KerasEnergyCallback
+
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype("float32"), digits.target
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])  # fmt: skip
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    out = tmp_path / "out"
+    out.mkdir()
+    model.fit(x, y, epochs=8, batch_size=32, validation_split=0.2, verbose=0, callbacks=[
+        KerasEnergyCallback(meters="estimate", summary_path=out / "energy_summary.json"),
+        keras.callbacks.CSVLogger(str(out / "history.csv")),
+    ])  # fmt: skip
+    assert len(undecided(out)) <= 1, undecided(out)
+
+
+def test_a_plain_hugging_face_run_is_decided(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from green_callbacks.hf import EnergyCallback as HFEnergyCallback
+    from green_callbacks.hf import attach
+
+    digits = load_digits()
+    rows = [{"input_ids": torch.tensor(d, dtype=torch.long), "labels": int(t)}
+            for d, t in zip(digits.data[:640], digits.target[:640])]  # fmt: skip
+    config = transformers.BertConfig(
+        vocab_size=17, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=10,
+    )  # fmt: skip
+
+    def accuracy(prediction: Any) -> dict[str, float]:
+        return {
+            "accuracy": float(np.mean(prediction.predictions.argmax(-1) == prediction.label_ids))
+        }
+
+    out = tmp_path / "out"
+    trainer = transformers.Trainer(
+        model=transformers.BertForSequenceClassification(config),
+        args=transformers.TrainingArguments(
+            output_dir=str(out), num_train_epochs=8, per_device_train_batch_size=32,
+            logging_strategy="epoch", eval_strategy="epoch", save_strategy="epoch",
+            report_to=["tensorboard"], use_cpu=True, disable_tqdm=True,
+        ),
+        train_dataset=rows[:512], eval_dataset=rows[512:], compute_metrics=accuracy,
+    )  # fmt: skip
+    attach(trainer, HFEnergyCallback(meters="estimate", summary_path=out / "energy_summary.json"))
+    trainer.train()
+    assert len(undecided(out)) <= 1, undecided(out)
