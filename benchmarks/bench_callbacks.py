@@ -17,6 +17,10 @@ meter, step figures on the logged steps). Reported:
   situ, is taken off: each timed fit is paired with one of the empty callback
   whose no-op hooks of the same names are timed the same way.
 
+And the step profile of a run that writes a summary (``summary_path=``): the
+fit's wall time over the same fit with the profile off, and the profile
+function's own time as the summary reports it.
+
 Targets (issue #26): start under 2 ms wall, a step under 5 us, end to end
 within 1 % of the empty callback on a fit of about a second (2560 steps).
 Keras runs on the torch backend unless KERAS_BACKEND says otherwise.
@@ -253,6 +257,37 @@ def hook_costs(
     return {key: median(values) for key, values in cost.items()}
 
 
+def profile_cost(
+    fit: Fit, energy: Callable[..., Any], steps: int, repeats: int
+) -> dict[str, float]:
+    """A run that writes a summary profiles a few steps (green_callbacks.core.profile): its
+    fit's wall time over the same fit with the profile off, interleaved, and the profile
+    function's own time, as the summary reports it."""
+    import green_callbacks.core.session as session_module
+
+    real = session_module.StepProfile
+    folder = tempfile.mkdtemp(prefix="gc-bench-profile-")
+    wall: dict[str, list[float]] = {"on": [], "off": []}
+    own: list[float] = []
+    try:
+        for i in range(repeats):
+            for way in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                session_module.StepProfile = real if way == "on" else lambda: real(steps=0)
+                callback = energy(summary_path=f"{folder}/summary.json")
+                start = time.perf_counter()
+                fit(steps, [callback])
+                wall[way].append(time.perf_counter() - start)
+                if way == "on":
+                    own.append(callback.summary["facts"]["profile_overhead_s"])
+    finally:
+        session_module.StepProfile = real
+    return {
+        "wall_vs_unprofiled": median(wall["on"]) / median(wall["off"]),
+        "own_ms": median(own) * 1000,
+        "fit_wall_s": median(wall["off"]),
+    }
+
+
 def main() -> None:
     args = arguments(__doc__ or "")
     lengths = (16, 64) if args.quick else (16, 256, 2560)
@@ -265,6 +300,7 @@ def main() -> None:
         results[name] = {
             "fits": {str(n): end_to_end(fit, make, n, repeats) for n in lengths},
             "hooks": hook_costs(fit, empty, energy, lengths, max(repeats // 3, 1)),
+            "profile": profile_cost(fit, energy, lengths[1], repeats),
         }
 
     def pct(ratio: float) -> str:
@@ -292,6 +328,13 @@ def main() -> None:
         )
     table.append("inside the callback's hooks (median); targets: start < 2 ms wall, step < 5 us, "
                  "end to end < 1 % over the empty callback at 2560 steps")  # fmt: skip
+    table.append(f"{'framework':<10}{'steps':>6}{'profile own ms':>15}{'wall/unprofiled':>16}")
+    for name, result in results.items():
+        p = result["profile"]
+        table.append(f"{name:<10}{lengths[1]:>6}{p['own_ms']:>15.2f}"
+                     f"{pct(p['wall_vs_unprofiled']):>16}")  # fmt: skip
+    table.append("a run that writes a summary profiles 3 steps (the advisor's P8): the profile "
+                 "function's own time, and the fit against the same fit unprofiled")  # fmt: skip
     emit({"repeats": repeats, "steps": list(lengths), "frameworks": results}, table, args.json)
 
 

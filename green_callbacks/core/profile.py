@@ -23,8 +23,10 @@ A small model spends most of its step in Python however it is written (its
 operations are short), so the share says little alone. An operator such as
 ``a @ b`` runs without a profile event: its time counts as Python and it is
 not a call. The profile function's own time is measured and left out of the
-share (``profile_overhead_s`` reports it); the interpreter's cost of calling
-it, about a tenth of a microsecond an event, is not. User code is any file
+share (``profile_overhead_s`` reports it: timed under the user's code, and
+outside it counted and costed at a calibrated time an event); the
+interpreter's cost of calling it, about a tenth of a microsecond an event,
+is not. User code is any file
 outside the standard library, installed packages and green_callbacks (a
 notebook cell and a script count as the user's).
 
@@ -62,19 +64,27 @@ def _library_roots() -> tuple[str, ...]:
     paths.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
     paths.add(site.getusersitepackages())
     paths.add(str(Path(__file__).resolve().parents[1]))  # green_callbacks itself
-    return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
+    roots = {os.path.join(p, "") for p in paths if p}  # as imported, and symlinks resolved
+    roots.update(os.path.join(os.path.realpath(p), "") for p in paths if p)
+    return tuple(roots)
 
 
 _ROOTS = _library_roots()
+_FILES: dict[str, bool] = {}  # file name -> the user's? (asked once a file)
 
 
 def is_user_code(code: CodeType) -> bool:
     """Whether ``code`` is the user's: not in the standard library, an installed package,
     green_callbacks, frozen modules or code torch generates (``<eval_with_key>``)."""
     name = code.co_filename
-    if name.startswith("<"):
-        return not name.startswith(("<frozen", "<eval_with_key"))
-    return not os.path.realpath(name).startswith(_ROOTS)
+    user = _FILES.get(name)
+    if user is None:
+        if name.startswith("<"):
+            user = not name.startswith(("<frozen", "<eval_with_key"))
+        else:
+            user = not (name.startswith(_ROOTS) or os.path.realpath(name).startswith(_ROOTS))
+        _FILES[name] = user
+    return user
 
 
 class StepProfile:
@@ -105,6 +115,8 @@ class StepProfile:
         self._step_s = self._python_s = self._native_s = self._own_s = 0.0
         self._busiest: tuple[float, str] = (0.0, "")  # calls per sample, path:line
         self._depth = 0  # the user's frames entered this step and not yet left
+        self._outside = 0  # events outside the user's code (their cost: counted, estimated)
+        self._per_event_s: float | None = None
         self._native = False  # the current interval runs a native function
         self._last = self._started = 0.0
         self.running = False
@@ -123,8 +135,21 @@ class StepProfile:
         self._depth, self._native = 0, False
         self._calls.clear()
         self.running = True
+        if self._per_event_s is None:
+            self._per_event_s = self._calibrate()
         self._started = self._last = self._clock()
         sys.setprofile(self._event)
+
+    def _calibrate(self, events: int = 256) -> float:
+        """Seconds the profile function takes for an event outside the user's code (those
+        are not timed one by one: each would cost two clock reads)."""
+        frame = sys._getframe()
+        start = self._clock()
+        for _ in range(events):
+            self._event(frame, "c_return", None)
+        per_event = (self._clock() - start) / events
+        self._outside -= events
+        return per_event
 
     def cancel(self) -> None:
         """Profile no more (the run ended with a step unfinished): the profile function
@@ -152,10 +177,11 @@ class StepProfile:
 
     def facts(self) -> dict[str, Any]:
         """What the profile found so far (the summary's facts)."""
-        step_s = self._step_s - self._own_s
+        own_s = self._own_s + self._outside * (self._per_event_s or 0.0)
+        step_s = self._step_s - own_s
         facts: dict[str, Any] = {
             "profile_steps": self._steps,
-            "profile_overhead_s": self._own_s,
+            "profile_overhead_s": own_s,
             "python_time_share": min(max(self._python_s / step_s, 0.0), 1.0) if step_s > 0 else 0.0,
         }
         if self._samples:
@@ -171,27 +197,40 @@ class StepProfile:
                 self._python_s += elapsed
 
     def _event(self, frame: FrameType, event: str, arg: Any) -> None:
-        if not self.running:  # cancelled from elsewhere: only this thread can take it off
+        if self._depth == 0:  # outside the user's code: only a call into it matters
+            self._outside += 1
+            if event != "call":
+                if not self.running:  # cancelled from elsewhere: only this thread can take it off
+                    sys.setprofile(None)
+                return
+            code = frame.f_code
+            user = self._user.get(code)
+            if user is None:
+                user = self._user[code] = self._is_user(code)
+            if user:  # the user's code starts: from here every interval counts
+                self._depth = 1
+                self._native = False
+                self._last = self._clock()
+            return
+        if not self.running:
             sys.setprofile(None)
             return
         now = self._clock()
         self._account(now)  # the interval since the last event, in the state it ran in
         self._native = event == "c_call"
         if event == "c_call":
-            if self._depth > 0:
-                self._count(frame)  # a native function called from this frame
+            self._count(frame)  # a native function called from this frame
         elif event == "call" or event == "return":
             code = frame.f_code
             user = self._user.get(code)
             if user is None:
                 user = self._user[code] = self._is_user(code)
             if event == "call":
-                caller = frame.f_back
-                if self._depth > 0 and caller is not None:
-                    self._count(caller)
+                if frame.f_back is not None:
+                    self._count(frame.f_back)
                 if user:
                     self._depth += 1
-            elif user and self._depth > 0:
+            elif user:
                 self._depth -= 1
         self._last = self._clock()
         self._own_s += self._last - now
