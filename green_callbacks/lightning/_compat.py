@@ -6,7 +6,9 @@ which Lightning's logger connector and its ``LearningRateMonitor`` use too
 (``trainer.global_step`` counts optimizer steps: one ahead at a batch's end,
 and more than one a batch with several optimizers); and, as Lightning does, it
 logs nothing at a batch whose gradients accumulate (the loop's
-``_should_accumulate()``): the step's figure covers all of its batches.
+``_should_accumulate()``): the step's figure covers all of its batches. It
+puts the progress bar's figures into the dict the bar shows, the logger
+connector's ``_progress_bar_metrics``.
 ``OOMGuard`` goes on inside one ``trainer.fit`` after an out-of-memory error
 the way Lightning's own ``BatchSizeFinder`` does, through the fit loop's
 ``run``, its combined loaders and the checkpoint connector. None of these is
@@ -53,6 +55,16 @@ def step_counter(trainer: Any) -> Any | None:
     loop = trainer.fit_loop.epoch_loop
     counts = isinstance(getattr(loop, "_batches_that_stepped", None), int)
     return loop if counts and callable(getattr(loop, "_should_accumulate", None)) else None
+
+
+def progress_bar_metrics(trainer: Any) -> dict[str, Any] | None:
+    """The dict the progress bar shows (``trainer.progress_bar_metrics`` returns it after
+    adding what was logged with ``prog_bar=True``), to put figures on the bar directly;
+    None on a Lightning without it. A figure logged with ``prog_bar=True`` instead stays in
+    Lightning's results, which it processes at every later step (about 6 % of a small
+    model's fit for the bar's two figures)."""
+    shown = getattr(getattr(trainer, "_logger_connector", None), "_progress_bar_metrics", None)
+    return shown if isinstance(shown, dict) else None
 
 
 def wrap_fit_loop(trainer: Any, wrap: Callable[[Callable[[], None]], Callable[[], None]]) -> None:

@@ -146,7 +146,7 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         if not logged:
             return
         if self.config.progress_bar and trainer.progress_bar_callback is not None:
-            self._show(session, pl_module, last=trainer.is_last_batch)
+            self._show(session, trainer, pl_module, last=trainer.is_last_batch)
         if not metrics:
             return
         if session.distributed is not None:  # every rank is at the same step
@@ -154,16 +154,20 @@ class EnergyCallback(EnergyCallbackArgs, pl.Callback):
         if trainer.is_global_zero:  # straight to the loggers, not through pl_module.log
             to_loggers(trainer, metrics, step=step)
 
-    def _show(self, session: Any, pl_module: Any, *, last: bool) -> None:
+    def _show(self, session: Any, trainer: Any, pl_module: Any, *, last: bool) -> None:
         """The bar's figures (energy so far, power), at most every BAR_REFRESH_S and at the
-        epoch's last batch: a ``pl_module.log`` costs about 1 ms, a tenth of a small model's
-        step."""
+        epoch's last batch, straight into what the bar shows (``pl_module.log`` costs about
+        1 ms a call, and its figures are processed again at every later step)."""
         now = session.tracker.clock()
         if now < self._bar_due_s and not last:
             return
         self._bar_due_s = now + BAR_REFRESH_S
         bar = session.progress("train")
-        pl_module.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        shown = _compat.progress_bar_metrics(trainer)
+        if shown is not None:
+            shown.update(bar)
+        else:
+            pl_module.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._log(pl_module, self._end("train"))

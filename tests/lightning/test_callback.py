@@ -405,3 +405,16 @@ def test_the_summary_says_whether_the_weights_were_loaded(
     facts = energy.summary["facts"]  # type: ignore[index]
     assert facts["loaded_weights"] == {"fresh": False, "copied": None}.get(how, True)
     assert facts["architecture"] == "TinyModel"
+
+
+def test_a_lightning_without_the_bars_dict_gets_the_figures_logged_to_the_bar(
+    tmp_path: Path, trace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from green_callbacks.lightning import _compat
+
+    monkeypatch.setattr(_compat, "progress_bar_metrics", lambda trainer: None)
+    fitting = trainer(tmp_path, EnergyCallback(meters=trace), epochs=1, log_every_n_steps=1,
+                      enable_progress_bar=True)  # fmt: skip
+    fitting.fit(TinyModel(), loader())
+    bar = {k: float(v) for k, v in fitting.progress_bar_metrics.items()}
+    assert bar["power_w"] == pytest.approx(POWER_W, rel=0.05)
