@@ -1,10 +1,11 @@
 """What metering costs a fit, in Lightning, Keras 3 and Hugging Face: at its start and per step.
 
 Each framework fits the same small MLP (64 -> 128 -> 10, batch 32, one CPU
-thread) for one epoch of 16, 256 and 2560 steps, three ways, interleaved in a
-rotating order: no callback, an empty callback of the framework (what any
-callback costs there) and ``EnergyCallback()`` (the default: estimate or best
-meter, step figures on the logged steps). Reported:
+thread) for one epoch of 16, 256 and 2560 steps (Lightning also with its
+progress bar, on by default, where the callback shows its figures), three
+ways, interleaved in a rotating order: no callback, an empty callback of
+the framework (what any callback costs there) and ``EnergyCallback()`` (the
+default: estimate or best meter, step figures on the logged steps). Reported:
 
 - end to end: the fit's wall and process CPU time (every thread, the sampler's
   included) with ``EnergyCallback()`` over the empty callback's and over the
@@ -28,6 +29,8 @@ Keras runs on the torch backend unless KERAS_BACKEND says otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -45,7 +48,8 @@ Fit = Callable[[int, list[Any]], None]
 """Fit a fresh model for ``steps`` steps with these callbacks."""
 
 
-def lightning_kit() -> tuple[Fit, Callable[[], Any], Callable[[], Any]]:
+def lightning_kit(bar: bool = False) -> tuple[Fit, Callable[[], Any], Callable[[], Any]]:
+    """Lightning's fit, with its progress bar (the default, drawn to nowhere) or without."""
     import lightning.pytorch as pl
     import torch
 
@@ -73,9 +77,10 @@ def lightning_kit() -> tuple[Fit, Callable[[], Any], Callable[[], Any]]:
         data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
         trainer = pl.Trainer(
             max_epochs=1, accelerator="cpu", logger=False, callbacks=callbacks,
-            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+            enable_progress_bar=bar, enable_model_summary=False, enable_checkpointing=False,
         )  # fmt: skip
-        trainer.fit(MLP(), data)
+        with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere):
+            trainer.fit(MLP(), data)
 
     return fit, pl.Callback, EnergyCallback
 
@@ -149,7 +154,12 @@ def hf_kit() -> tuple[Fit, Callable[[], Any], Callable[[], Any]]:
     return fit, transformers.TrainerCallback, EnergyCallback
 
 
-KITS = {"lightning": lightning_kit, "keras": keras_kit, "hf": hf_kit}
+KITS = {
+    "lightning": lightning_kit,
+    "lightning+bar": functools.partial(lightning_kit, bar=True),
+    "keras": keras_kit,
+    "hf": hf_kit,
+}
 
 
 def end_to_end(
