@@ -59,8 +59,9 @@ def made(weight: Any) -> None:
 
 
 def was_loaded(model: Any) -> None:
-    """Remember that a load set ``model``'s weights."""
-    _LOADED.add(model)
+    """Remember that a load set ``model``'s weights (one not weakly referable is not)."""
+    with contextlib.suppress(TypeError):
+        _LOADED.add(model)
 
 
 def loaded(model: Any, weights: Iterable[Any], parts: Iterable[Any] = ()) -> bool | None:
@@ -112,11 +113,6 @@ def _saved(result: Any, model: Any, *rest: Any) -> None:
         listener()
 
 
-def _loaded(model: Any) -> None:
-    with contextlib.suppress(TypeError):  # not weakly referable: not recorded
-        was_loaded(model)
-
-
 def _then(original: Callable[..., Any], after: Callable[..., None]) -> Callable[..., Any]:
     """``original``, then ``after(result, *args)``; the wrapper knows its original."""
 
@@ -139,7 +135,7 @@ def watch_torch() -> None:
 
     module = torch.nn.Module
     module.load_state_dict = _then(  # type: ignore[method-assign]
-        module.load_state_dict, lambda result, self, *rest: _loaded(self)
+        module.load_state_dict, lambda result, self, *rest: was_loaded(self)
     )
     torch.nn.modules.module.register_module_parameter_registration_hook(
         lambda owner, name, param: made(param) if param is not None else None
@@ -154,18 +150,11 @@ def watch_keras() -> None:
     import keras
 
     keras.Model.load_weights = _then(
-        keras.Model.load_weights, lambda result, self, *rest: _loaded(self)
+        keras.Model.load_weights, lambda result, self, *rest: was_loaded(self)
     )
     for name in ("save", "save_weights"):  # ModelCheckpoint, BackupAndRestore and the user's
         setattr(keras.Model, name, _then(getattr(keras.Model, name), _saved))
-    load_model = _then(keras.saving.load_model, lambda result, *rest: _loaded(result))
+    load_model = _then(keras.saving.load_model, lambda result, *rest: was_loaded(result))
     keras.saving.load_model = keras.models.load_model = load_model
     variable = keras.Variable
-    init = variable.__init__
-
-    @functools.wraps(init)
-    def made_here(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        made(self)
-
-    variable.__init__ = made_here
+    variable.__init__ = _then(variable.__init__, lambda result, self, *rest: made(self))

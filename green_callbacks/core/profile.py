@@ -112,7 +112,7 @@ class StepProfile:
         self._clock = clock
         self._steps = 0
         self._samples = 0
-        self._step_s = self._python_s = self._native_s = self._own_s = 0.0
+        self._step_s = self._python_s = self._own_s = 0.0
         self._busiest: tuple[float, str] = (0.0, "")  # calls per sample, path:line
         self._depth = 0  # the user's frames entered this step and not yet left
         self._outside = 0  # events outside the user's code (their cost: counted, estimated)
@@ -189,12 +189,15 @@ class StepProfile:
         return facts
 
     def _account(self, now: float) -> None:
-        if self._depth > 0:
-            elapsed = now - self._last
-            if self._native:
-                self._native_s += elapsed
-            else:
-                self._python_s += elapsed
+        if self._depth > 0 and not self._native:
+            self._python_s += now - self._last
+
+    def _mine(self, code: CodeType) -> bool:
+        """Whether ``code`` is the user's (asked once a code object)."""
+        user = self._user.get(code)
+        if user is None:
+            user = self._user[code] = self._is_user(code)
+        return user
 
     def _event(self, frame: FrameType, event: str, arg: Any) -> None:
         if self._depth == 0:  # outside the user's code: only a call into it matters
@@ -203,11 +206,7 @@ class StepProfile:
                 if not self.running:  # cancelled from elsewhere: only this thread can take it off
                     sys.setprofile(None)
                 return
-            code = frame.f_code
-            user = self._user.get(code)
-            if user is None:
-                user = self._user[code] = self._is_user(code)
-            if user:  # the user's code starts: from here every interval counts
+            if self._mine(frame.f_code):  # the user's code starts: from here every interval counts
                 self._depth = 1
                 self._native = False
                 self._last = self._clock()
@@ -221,10 +220,7 @@ class StepProfile:
         if event == "c_call":
             self._count(frame)  # a native function called from this frame
         elif event == "call" or event == "return":
-            code = frame.f_code
-            user = self._user.get(code)
-            if user is None:
-                user = self._user[code] = self._is_user(code)
+            user = self._mine(frame.f_code)
             if event == "call":
                 if frame.f_back is not None:
                     self._count(frame.f_back)
@@ -237,10 +233,6 @@ class StepProfile:
 
     def _count(self, caller: FrameType) -> None:
         """A call from ``caller``'s current line, counted if the line is the user's."""
-        code = caller.f_code
-        user = self._user.get(code)
-        if user is None:
-            user = self._user[code] = self._is_user(code)
-        if user:
-            key = (code, caller.f_lineno)
+        if self._mine(caller.f_code):
+            key = (caller.f_code, caller.f_lineno)
             self._calls[key] = self._calls.get(key, 0) + 1
