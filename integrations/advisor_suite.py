@@ -115,7 +115,7 @@ class Case:
 
 CASES = (
     Case("healthy CNN", DigitsCNN),
-    Case("healthy CNN, still learning at 8 epochs", lambda: DigitsCNN(lr=2e-4), epochs=8),
+    Case("healthy CNN, still learning at 8 epochs", lambda: DigitsCNN(lr=5e-5), epochs=8),
     Case("ResNet from random weights", ResNet, shows=("P1",)),
     Case("ResNet fine-tuned", ResNet, loaded_from="ResNet from random weights"),
     Case("no checkpoints", DigitsCNN, shows=("P2",), checkpoint=False),
